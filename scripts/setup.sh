@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every dependency from Debian 12 packages (idempotent, as root or with sudo), then configures and
+# builds ota32 twice: build/ (release with debug info) and build-asan/ (Debug, ASan + UBSan).
+# Set OTA32_SKIP_APT=1 to skip the package step, OTA32_SKIP_ASAN=1 to build only build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git clang-format
+  libboost1.81-dev libssl-dev openssl libmbedtls-dev libsqlite3-dev sqlite3 libpq-dev postgresql
+  libcli11-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  curl hyperfine wrk nghttp2-client nginx-light iproute2 procps
+)
+
+if [[ "${OTA32_SKIP_APT:-0}" != 1 ]]; then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "setup: all Debian packages present"
+  fi
+fi
+
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j "$jobs"
+if [[ "${OTA32_SKIP_ASAN:-0}" != 1 ]]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DOTA32_SANITIZE=ON -DOTA32_BUILD_BENCH=OFF
+  cmake --build build-asan -j "$jobs"
+fi
+echo "setup: done. Run the tests with: scripts/test.sh"

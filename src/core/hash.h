@@ -1,0 +1,50 @@
+// Hashing facade (SHA-256, MD5) over mbedTLS's crypto library: the same code the chip's ROM/IDF uses,
+// and light to load (the format tools must start fast; see design.md "Start-up cost").
+#pragma once
+
+#include <array>
+#include <memory>
+
+#include "core/bytes.h"
+
+namespace ota32 {
+
+using Sha256Digest = std::array<uint8_t, 32>;
+using Md5Digest = std::array<uint8_t, 16>;
+
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
+
+  void update(ByteView data);
+  Sha256Digest finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Md5 {
+ public:
+  Md5();
+  ~Md5();
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+
+  void update(ByteView data);
+  Md5Digest finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+Sha256Digest sha256(ByteView data);
+Md5Digest md5(ByteView data);
+
+}  // namespace ota32
