@@ -317,19 +317,31 @@ TEST(AntiRollback, InitialContentsWriteOtadataAndRaiseTheEfuse) {
 
 TEST(AntiRollback, OlderSecureVersionIsRefusedEvenIfSelected) {
   auto f = seed_flash();
+  put(*f, 0x10000, seed_factory_app("1", 2));
   put(*f, 0x110000, seed_ota_app("2", 1));
   set_entry(*f, 0, 1, kOtaStateValid);
   BootConfig cfg;
   cfg.rollback = cfg.anti_rollback = true;
   auto r = boot(*f, cfg, {100, 2, 32});
   ASSERT_TRUE(r.app);
-  EXPECT_NE(r.app->index, 0);
+  EXPECT_EQ(r.app->index, kFactoryIndex);
+  EXPECT_TRUE(has_line(r, "E boot: ota data partition invalid, falling back to factory"));
   EXPECT_EQ(r.efuse.secure_version, 2u);
+}
+
+TEST(InitialContents, FactoryPartitionPresentButEmptyDoesNotWriteOtadata) {
+  auto f = seed_flash();
+  put(*f, 0x10000, Bytes(0x1000, 0xFF));
+  put(*f, 0x110000, seed_ota_app());
+  auto r = boot(*f);
+  EXPECT_TRUE(has_line(r, "I boot: Defaulting to factory image"));
+  EXPECT_EQ(r.app->index, 0);
+  EXPECT_EQ(entry(*f, 0).seq(), 0xFFFFFFFFu);
 }
 
 TEST(InitialContents, NoFactoryBlankOtadataWritesEntry0) {
   auto f = seed_flash();
-  put(*f, 0x10000, Bytes(0x1000, 0xFF));
+  put(*f, 0x8000, testing::seed_partition_table(false));
   put(*f, 0x110000, seed_ota_app());
   auto r = boot(*f);
   EXPECT_TRUE(has_line(r, "I boot: No factory image, trying OTA 0"));

@@ -101,7 +101,7 @@ inline Bytes seed_bootloader() {
 }
 
 // The seed's partition table (partitions_two_ota.csv).
-inline Bytes seed_partition_table() {
+inline Bytes seed_partition_table(bool with_factory = true) {
   PartitionTable t;
   t.entries = {
       {"nvs", kPartitionTypeData, 0x02, 0x9000, 0x4000},
@@ -111,6 +111,7 @@ inline Bytes seed_partition_table() {
       {"ota_0", kPartitionTypeApp, kAppSubtypeOta0, 0x110000, 0x100000},
       {"ota_1", kPartitionTypeApp, kAppSubtypeOta0 + 1, 0x210000, 0x100000},
   };
+  if (!with_factory) t.entries.erase(t.entries.begin() + 3);
   return partition_table_to_binary(t);
 }
 

@@ -4,6 +4,7 @@
 #include "core/hash.h"
 #include "device/esptool_flash.h"
 #include "flash/fault_flash.h"
+#include "format/app_image.h"
 #include "flash/nor_flash.h"
 #include "test_support.h"
 
