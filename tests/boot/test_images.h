@@ -41,7 +41,9 @@ inline Bytes build_image(uint16_t chip_id, const std::vector<Seg>& segs, const B
       x = x * 1103515245u + 12345u;
       b = static_cast<uint8_t>(x >> 16);
     }
-    if (i == 0) std::memcpy(data.data(), seg0_prefix.data(), std::min(seg0_prefix.size(), data.size()));
+    if (i == 0 && !seg0_prefix.empty()) {
+      std::memcpy(data.data(), seg0_prefix.data(), std::min(seg0_prefix.size(), data.size()));
+    }
     for (auto b : data) checksum ^= b;
     img.insert(img.end(), w.view().begin(), w.view().end());
     img.insert(img.end(), data.begin(), data.end());

@@ -4,8 +4,8 @@
 #include "core/hash.h"
 #include "device/esptool_flash.h"
 #include "flash/fault_flash.h"
-#include "format/app_image.h"
 #include "flash/nor_flash.h"
+#include "format/app_image.h"
 #include "test_support.h"
 
 namespace ota32 {
@@ -177,7 +177,9 @@ TEST(WriteFlash, PatchesTheEsp32BootloaderHeader) {
   auto r = write(f, {{0x1000, "bootloader/bootloader.bin", *bl}}, opt);
   ASSERT_TRUE(r.result) << r.result.error().message();
   EXPECT_EQ(at(f, 0x1002, 2), (Bytes{0x02, 0x20}));
-  if ((*bl)[2] != 0x02 || (*bl)[3] != 0x20) EXPECT_TRUE(has(r, "Flash params set to 0x0220"));
+  if ((*bl)[2] != 0x02 || (*bl)[3] != 0x20) {
+    EXPECT_TRUE(has(r, "Flash params set to 0x0220"));
+  }
   EXPECT_FALSE(has(r, "SHA digest in image updated"));  // hash_appended = 0 in this one
   // Not at the bootloader offset: never patched.
   MemFlash g(4u << 20);
