@@ -42,6 +42,16 @@ OtaEntryBytes entry(NorFlash& f, int i) {
   return (*read_otadata(r))[i];
 }
 
+// ota_0 = version 2 (VALID, seq 1), ota_1 = version 3 (seq 2, in `state`).
+std::unique_ptr<MemFlash> two_slot_flash(uint32_t state) {
+  auto f = seed_flash();
+  put(*f, 0x110000, seed_ota_app("2"));
+  put(*f, 0x210000, seed_ota_app("3"));
+  set_entry(*f, 0, 1, kOtaStateValid);
+  set_entry(*f, 1, 2, state);
+  return f;
+}
+
 // "tag: text" of every line (timestamps are hardware-dependent).
 std::vector<std::string> texts(const BootResult& r) {
   std::vector<std::string> out;
@@ -222,11 +232,7 @@ TEST(Rollback, NewBecomesPendingVerifyBeforeLoading) {
 }
 
 TEST(Rollback, UnconfirmedAppIsAbortedOnTheNextBootAndTheOtherBoots) {
-  auto f = seed_flash();
-  put(*f, 0x110000, seed_ota_app("2"));
-  put(*f, 0x210000, seed_ota_app("3"));
-  set_entry(*f, 0, 1, kOtaStateValid);
-  set_entry(*f, 1, 2, kOtaStateNew);
+  auto f = two_slot_flash(kOtaStateNew);
   BootConfig cfg;
   cfg.rollback = true;
   EXPECT_EQ(boot(*f, cfg).app->index, 1);  // NEW -> PENDING_VERIFY, boots ota_1
@@ -257,11 +263,7 @@ TEST(Rollback, AbortedOnlyEntryWithFactoryDefaultsToFactory) {
 }
 
 TEST(Rollback, AppConfirmsOrRejectsItself) {
-  auto f = seed_flash();
-  put(*f, 0x110000, seed_ota_app("2"));
-  put(*f, 0x210000, seed_ota_app("3"));
-  set_entry(*f, 0, 1, kOtaStateValid);
-  set_entry(*f, 1, 2, kOtaStateNew);
+  auto f = two_slot_flash(kOtaStateNew);
   BootConfig cfg;
   cfg.rollback = true;
   auto r = boot(*f, cfg);
@@ -352,11 +354,7 @@ TEST(InitialContents, NoFactoryBlankOtadataWritesEntry0) {
 TEST(PowerCut, OtadataRewriteCutLeavesABootableDevice) {
   // Sweep: cut power at every flash operation of a rollback boot; the next boot must still start an app.
   for (uint64_t cut = 0; cut < 4; ++cut) {
-    auto f = seed_flash();
-    put(*f, 0x110000, seed_ota_app("2"));
-    put(*f, 0x210000, seed_ota_app("3"));
-    set_entry(*f, 0, 1, kOtaStateValid);
-    set_entry(*f, 1, 2, kOtaStatePendingVerify);
+    auto f = two_slot_flash(kOtaStatePendingVerify);
     BootConfig cfg;
     cfg.rollback = true;
     FaultFlash ff(*f, cut);
