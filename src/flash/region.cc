@@ -6,9 +6,10 @@ namespace ota32 {
 
 Result<void> Region::check(uint32_t off, uint64_t len, const char* op) const {
   if (off > size_ || len > size_ - off) {
-    return Error(ErrorCode::out_of_range,
-                 fmt::format("{}: {} of {} bytes at offset {:#x} is outside the region ({:#x} bytes at {:#x})",
-                             name_, op, len, off, size_, offset_));
+    return Error(
+        ErrorCode::out_of_range,
+        fmt::format("{}: {} of {} bytes at offset {:#x} is outside the region ({:#x} bytes at {:#x})", name_,
+                    op, len, off, size_, offset_));
   }
   return {};
 }

@@ -1,0 +1,239 @@
+// ota32 image info | verify | make | elf2image: esptool's image_info / elf2image and synthetic test apps.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "core/file_io.h"
+#include "core/numbers.h"
+#include "format/app_image.h"
+#include "format/chip.h"
+#include "format/image_info.h"
+#include "format/image_make.h"
+
+namespace ota32::cli {
+namespace {
+
+Result<const ChipInfo*> chip_option(const std::string& name) {
+  if (name.empty()) return static_cast<const ChipInfo*>(nullptr);
+  const ChipInfo* c = find_chip(name);
+  if (c == nullptr) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("--chip: unknown chip '{}' (supported: {})", name, supported_chip_names()));
+  }
+  return c;
+}
+
+void write_stdout(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+nlohmann::ordered_json info_json(const std::string& file, ByteView data, const AppImage& img,
+                                 const ChipInfo* chip) {
+  using json = nlohmann::ordered_json;
+  const ImageHeader& h = img.header;
+  json j;
+  j["file"] = file;
+  j["file_size"] = data.size();
+  j["chip"] = chip ? json(chip->name) : json(nullptr);
+  j["header"] = {{"segment_count", h.segment_count},
+                 {"entry_addr", format_hex(h.entry_addr, 8)},
+                 {"flash_mode",
+                  flash_mode_name(h.spi_mode).empty() ? json(h.spi_mode) : json(flash_mode_name(h.spi_mode))},
+                 {"flash_size", flash_size_name(h.spi_size()).empty() ? json(h.spi_size())
+                                                                      : json(flash_size_name(h.spi_size()))},
+                 {"flash_freq", chip && !flash_freq_name(*chip, h.spi_speed()).empty()
+                                    ? json(flash_freq_name(*chip, h.spi_speed()))
+                                    : json(h.spi_speed())},
+                 {"wp_pin", h.wp_pin},
+                 {"spi_pin_drv", h.spi_pin_drv},
+                 {"chip_id", h.chip_id},
+                 {"min_chip_rev", h.min_chip_rev},
+                 {"min_chip_rev_full", h.min_chip_rev_full},
+                 {"max_chip_rev_full", h.max_chip_rev_full},
+                 {"hash_appended", h.hash_appended == 1}};
+  json segs = json::array();
+  for (size_t i = 0; i < img.segments.size(); ++i) {
+    const auto& s = img.segments[i];
+    json names = json::array();
+    if (chip) {
+      for (const auto& r : chip->memory_map)
+        if (s.load_addr >= r.start && s.load_addr < r.end) names.push_back(r.name);
+    }
+    segs.push_back({{"index", i},
+                    {"header_offset", s.header_offset()},
+                    {"data_offset", s.data_offset},
+                    {"load_addr", format_hex(s.load_addr, 8)},
+                    {"length", s.data_len},
+                    {"mapped", chip ? segment_is_mapped(*chip, s.load_addr) : false},
+                    {"memory_types", names}});
+  }
+  j["segments"] = segs;
+  j["checksum"] = {{"offset", img.checksum_offset},
+                   {"stored", img.stored_checksum},
+                   {"calculated", img.calculated_checksum},
+                   {"valid", img.stored_checksum == img.calculated_checksum}};
+  if (h.hash_appended == 1) {
+    auto calc = image_sha256(img, data);
+    j["sha256"] = {{"offset", img.checksum_offset + 1},
+                   {"stored", img.stored_sha256 ? json(to_hex(*img.stored_sha256)) : json(nullptr)},
+                   {"calculated", to_hex(calc)},
+                   {"valid", img.stored_sha256 && *img.stored_sha256 == calc}};
+  }
+  j["image_size"] = img.image_size;
+  if (img.app_desc) {
+    const auto& d = *img.app_desc;
+    j["app_desc"] = {{"secure_version", d.secure_version},
+                     {"version", d.version},
+                     {"project_name", d.project_name},
+                     {"time", d.time},
+                     {"date", d.date},
+                     {"idf_ver", d.idf_ver},
+                     {"app_elf_sha256", to_hex(d.app_elf_sha256)},
+                     {"min_efuse_blk_rev_full", d.min_efuse_blk_rev_full},
+                     {"max_efuse_blk_rev_full", d.max_efuse_blk_rev_full},
+                     {"mmu_page_size", d.mmu_page_size}};
+  }
+  if (img.bootloader_desc) {
+    const auto& d = *img.bootloader_desc;
+    j["bootloader_desc"] = {{"version", d.version},
+                            {"secure_version", d.secure_version},
+                            {"idf_ver", d.idf_ver},
+                            {"date_time", d.date_time}};
+  }
+  return j;
+}
+
+struct InfoArgs {
+  std::string file, chip;
+  int version = 2;
+  bool json = false;
+};
+
+int run_info(const InfoArgs& a) {
+  auto chip = chip_option(a.chip);
+  if (!chip) return fail(chip.error());
+  auto data = read_file(a.file);
+  if (!data) return fail(data.error());
+  if (a.json) {
+    auto img = parse_image(*data, a.file);
+    if (!img) return fail(img.error());
+    const ChipInfo* c = *chip ? *chip : find_chip_by_id(img->header.chip_id);
+    write_stdout(info_json(a.file, *data, *img, c).dump(2) + "\n");
+    return kExitOk;
+  }
+  ImageInfoOptions o;
+  o.chip = *chip;
+  o.chip_arg = a.chip;
+  o.version = a.version;
+  o.file_name = a.file;
+  auto r = image_info_report(*data, o);
+  write_stdout(r.text);
+  if (r.error) return fail(*r.error);
+  return kExitOk;
+}
+
+struct VerifyArgs {
+  std::string file, chip, kind = "auto";
+  bool no_hash = false, json = false;
+};
+
+int run_verify(const VerifyArgs& a) {
+  auto chip = chip_option(a.chip);
+  if (!chip) return fail(chip.error());
+  auto data = read_file(a.file);
+  if (!data) return fail(data.error());
+  auto img = parse_image(*data, a.file);
+  Result<void> v = img ? Result<void>() : Result<void>(img.error());
+  if (img) {
+    VerifyOptions o;
+    o.chip = *chip;
+    o.check_hash = !a.no_hash;
+    o.kind = a.kind == "app"          ? ImageKind::app
+             : a.kind == "bootloader" ? ImageKind::bootloader
+                                      : ImageKind::automatic;
+    o.file_name = a.file;
+    v = verify_image(*img, *data, o);
+  }
+  if (a.json) {
+    nlohmann::ordered_json j{{"file", a.file}, {"valid", bool(v)}};
+    if (!v) j["error"] = v.error().message();
+    write_stdout(j.dump(2) + "\n");
+    return v ? kExitOk : kExitFailed;
+  }
+  if (!v) return fail(v.error());
+  fmt::print("{}: valid {} image, {} segments, {} bytes\n", a.file,
+             (*chip ? *chip : find_chip_by_id(img->header.chip_id))->display_name, img->segments.size(),
+             img->image_size);
+  return kExitOk;
+}
+
+struct MakeArgs {
+  std::string out, chip, project, version;
+  uint64_t secure_version = 0, size = 0, seed = 0;
+};
+
+int run_make(const MakeArgs& a) {
+  auto chip = chip_option(a.chip);
+  if (!chip) return fail(chip.error());
+  if (a.secure_version > UINT32_MAX) return fail("--secure-version: must fit in 32 bits");
+  if (a.size > UINT32_MAX) return fail("--size: must fit in 32 bits");
+  MakeImageOptions o;
+  o.chip = *chip;
+  o.project = a.project;
+  o.version = a.version;
+  o.secure_version = static_cast<uint32_t>(a.secure_version);
+  o.size = static_cast<uint32_t>(a.size);
+  o.seed = a.seed;
+  auto img = make_app_image(o);
+  if (!img) return fail(img.error());
+  if (auto w = write_file_atomic(a.out, *img); !w) return fail(w.error());
+  return kExitOk;
+}
+
+void register_image(CLI::App& app) {
+  auto* image = app.add_subcommand("image", "App and bootloader images: info, verify, make, elf2image");
+  image->require_subcommand(1);
+
+  auto info = std::make_shared<InfoArgs>();
+  auto* ci = image->add_subcommand("info",
+                                   "Print an image's header, segments, checksum, hash and app descriptor "
+                                   "(esptool image_info --version 2)");
+  ci->add_option("file", info->file, "Image file")->required();
+  ci->add_option("--chip,-c", info->chip, "Chip (default: detected from the header)");
+  ci->add_option("--version,-v", info->version, "Report version: 1 (legacy) or 2 (extended)")
+      ->check(CLI::IsMember({1, 2}));
+  ci->add_flag("--json", info->json, "Print the facts as one JSON object");
+  ci->callback([info] { set_exit_code(run_info(*info)); });
+
+  auto ver = std::make_shared<VerifyArgs>();
+  auto* cv = image->add_subcommand("verify",
+                                   "Check an image as the ESP-IDF bootloader does; exit 1 naming the "
+                                   "first failure");
+  cv->add_option("file", ver->file, "Image file")->required();
+  cv->add_option("--chip,-c", ver->chip, "Chip (default: from the header's chip_id)");
+  cv->add_option("--kind", ver->kind, "app, bootloader or auto (app if any segment is flash-mapped)")
+      ->check(CLI::IsMember({"auto", "app", "bootloader"}));
+  cv->add_flag("--no-hash", ver->no_hash, "Do not check the appended SHA-256");
+  cv->add_flag("--json", ver->json, "Print the result as JSON");
+  cv->callback([ver] { set_exit_code(run_verify(*ver)); });
+
+  auto mk = std::make_shared<MakeArgs>();
+  auto* cm =
+      image->add_subcommand("make", "Build a valid, deterministic synthetic app image (no toolchain needed)");
+  cm->add_option("-o,--output", mk->out, "Output file")->required();
+  cm->add_option("--chip,-c", mk->chip, "Chip: " + supported_chip_names())->required();
+  cm->add_option("--project", mk->project, "Project name (app descriptor, up to 32 bytes)")->required();
+  cm->add_option("--version", mk->version, "App version (app descriptor, up to 32 bytes)")->required();
+  add_number_option(cm, "--secure-version", mk->secure_version, "Anti-rollback secure_version (default 0)");
+  add_number_option(cm, "--size", mk->size,
+                    "Exact file size (rounded up to 16; default: the seed app's layout, about 860K)");
+  add_number_option(cm, "--seed", mk->seed, "Seed for the segment contents (default 0)");
+  cm->callback([mk] { set_exit_code(run_make(*mk)); });
+}
+
+}  // namespace
+
+OTA32_REGISTER_COMMANDS(40, register_image);
+
+}  // namespace ota32::cli

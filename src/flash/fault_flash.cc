@@ -1,0 +1,126 @@
+#include "flash/fault_flash.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace ota32 {
+
+namespace {
+
+// splitmix64: tiny, fully specified, so torn results are the same on every platform and library version
+// (std::mt19937's distributions are not).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
+  uint8_t byte() { return static_cast<uint8_t>(next()); }
+
+ private:
+  uint64_t state_;
+};
+
+const char* kind_name(FlashOp::Kind k) {
+  switch (k) {
+    case FlashOp::Kind::read:
+      return "read";
+    case FlashOp::Kind::program:
+      return "program";
+    case FlashOp::Kind::erase:
+      return "erase";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string to_string(const FlashOp& op) {
+  return fmt::format("{} {:#010x} +{:#x}{}", kind_name(op.kind), op.addr, op.len, op.torn ? " (torn)" : "");
+}
+
+Result<void> FaultFlash::lost(const char* op, uint32_t addr) const {
+  return Error(ErrorCode::power_lost, fmt::format("{}: power lost ({} at {:#010x}, mutating operation {})",
+                                                  inner_.name(), op, addr, cut_at_.value_or(0)));
+}
+
+Result<void> FaultFlash::read(uint32_t addr, std::span<uint8_t> out) {
+  if (power_lost_) return lost("read", addr);
+  if (log_reads_) log_.push_back({FlashOp::Kind::read, addr, static_cast<uint32_t>(out.size())});
+  return inner_.read(addr, out);
+}
+
+Result<void> FaultFlash::program(uint32_t addr, ByteView data) {
+  if (power_lost_) return lost("program", addr);
+  const uint64_t n = mutations_++;
+  FlashOp op{FlashOp::Kind::program, addr, static_cast<uint32_t>(data.size())};
+  if (cut_at_ && *cut_at_ == n) {
+    OTA32_TRY(inner_.check_program(addr, data));  // what the flash refuses is refused, not torn
+    op.torn = true;
+    log_.push_back(op);
+    tear_program(addr, data);
+    power_lost_ = true;
+    return lost("program", addr);
+  }
+  log_.push_back(op);
+  return inner_.program(addr, data);
+}
+
+Result<void> FaultFlash::erase(uint32_t addr, uint32_t len) {
+  if (power_lost_) return lost("erase", addr);
+  const uint64_t n = mutations_++;
+  FlashOp op{FlashOp::Kind::erase, addr, len};
+  if (cut_at_ && *cut_at_ == n) {
+    OTA32_TRY(inner_.check_erase(addr, len));
+    op.torn = true;
+    log_.push_back(op);
+    tear_erase(addr, len);
+    power_lost_ = true;
+    return lost("erase", addr);
+  }
+  log_.push_back(op);
+  return inner_.erase(addr, len);
+}
+
+void FaultFlash::tear_program(uint32_t addr, ByteView data) {
+  Rng rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull));
+  // Units = the pieces of the data that fall into each 256-byte page, in address order.
+  std::vector<std::pair<uint32_t, uint32_t>> units;  // (offset in data, length)
+  for (uint32_t off = 0; off < data.size();) {
+    uint32_t page_left = kFlashPageSize - (addr + off) % kFlashPageSize;
+    uint32_t n = std::min<uint32_t>(page_left, static_cast<uint32_t>(data.size()) - off);
+    units.emplace_back(off, n);
+    off += n;
+  }
+  const size_t done = rng.below(units.size() + 1);  // == size: every page written, cut before the ack
+  for (size_t u = 0; u < units.size() && u <= done; ++u) {
+    auto [off, n] = units[u];
+    Bytes cells(n);
+    (void)inner_.read(addr + off, cells);
+    for (uint32_t i = 0; i < n; ++i) {
+      uint8_t r = u < done ? 0x00 : rng.byte();  // R = 0: completed
+      cells[i] &= static_cast<uint8_t>(data[off + i] | r);
+    }
+    inner_.poke(addr + off, cells);
+  }
+}
+
+void FaultFlash::tear_erase(uint32_t addr, uint32_t len) {
+  Rng rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull) ^ 0xE5A5E);
+  const uint32_t sectors = len / kFlashSectorSize;
+  const uint32_t done = static_cast<uint32_t>(rng.below(sectors + 1));
+  for (uint32_t s = 0; s < sectors && s <= done; ++s) {
+    const uint32_t at = addr + s * kFlashSectorSize;
+    Bytes cells(kFlashSectorSize);
+    (void)inner_.read(at, cells);
+    for (auto& c : cells) c |= s < done ? 0xFF : rng.byte();  // R = all ones: completed
+    inner_.poke(at, cells);
+  }
+}
+
+}  // namespace ota32

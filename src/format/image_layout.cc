@@ -1,0 +1,200 @@
+#include "format/image_layout.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+namespace ota32 {
+namespace {
+
+constexpr uint32_t kEsp32MapWorkaroundTail = 0x24;
+
+struct Writer {
+  Bytes out;
+  unsigned segments = 0;
+  const LayoutOptions* opt;
+
+  Result<void> segment(uint32_t addr, Bytes data) {
+    const uint64_t p = out.size();
+    const uint64_t off = opt->elf_sha256_offset;
+    if (off != 0 && off >= p && off < p + data.size()) {
+      uint64_t patch = off - p;
+      if (patch < kSegmentHeaderSize || patch + 32 > data.size()) {
+        return Error(
+            ErrorCode::invalid_argument,
+            fmt::format("Cannot place SHA256 digest on segment boundary(elf_sha256_offset={}, file_pos={}, "
+                        "segment_size={})",
+                        off, p, data.size()));
+      }
+      patch -= kSegmentHeaderSize;
+      if (std::any_of(data.begin() + static_cast<ptrdiff_t>(patch),
+                      data.begin() + static_cast<ptrdiff_t>(patch + 32), [](uint8_t b) { return b != 0; })) {
+        return Error(
+            ErrorCode::invalid_argument,
+            fmt::format("Contents of segment at SHA256 digest offset {:#x} are not all zero. Refusing to "
+                        "overwrite.",
+                        off));
+      }
+      std::memcpy(data.data() + patch, opt->elf_sha256.data(), 32);
+    }
+    uint8_t hdr[8];
+    store_le32(hdr, addr);
+    store_le32(hdr + 4, static_cast<uint32_t>(data.size()));
+    out.insert(out.end(), hdr, hdr + 8);
+    out.insert(out.end(), data.begin(), data.end());
+    ++segments;
+    return {};
+  }
+};
+
+bool same_types(const ChipInfo& chip, uint32_t a, uint32_t b) {
+  for (const auto& r : chip.memory_map) {
+    if ((a >= r.start && a < r.end) != (b >= r.start && b < r.end)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> items,
+                                  const LayoutOptions& opt) {
+  LayoutResult res;
+  for (auto& it : items) it.data.resize((it.data.size() + 3) & ~size_t{3}, 0);
+
+  // Merge backwards: item i joins i-1 when contiguous, same memory types and same flag bit 2 (v4.8.x).
+  if (!items.empty()) {
+    std::vector<ImageItem> kept;
+    for (size_t i = items.size() - 1; i > 0; --i) {
+      ImageItem& prev = items[i - 1];
+      ImageItem& next = items[i];
+      if (same_types(chip, prev.addr, next.addr) && next.addr == prev.addr + prev.data.size() &&
+          (next.flags & 4) == (prev.flags & 4)) {
+        prev.data.insert(prev.data.end(), next.data.begin(), next.data.end());
+        ++res.merged;
+      } else {
+        kept.push_back(std::move(next));
+      }
+    }
+    kept.push_back(std::move(items[0]));
+    std::reverse(kept.begin(), kept.end());
+    items = std::move(kept);
+  }
+  if (items.size() > kMaxSegments) {
+    return Error(
+        ErrorCode::invalid_argument,
+        fmt::format("Invalid segment count {} (max 16). Usually this indicates a linker script problem.",
+                    items.size()));
+  }
+
+  const uint32_t A = opt.mmu_page_size;
+  std::stable_sort(items.begin(), items.end(),
+                   [](const ImageItem& a, const ImageItem& b) { return a.addr < b.addr; });
+  std::deque<ImageItem> flash, ram;
+  for (auto& it : items) (segment_is_mapped(chip, it.addr) ? flash : ram).push_back(std::move(it));
+  auto move_to_front = [](std::deque<ImageItem>& list, std::string_view name) {
+    auto f = std::find_if(list.begin(), list.end(), [&](const ImageItem& i) { return i.name == name; });
+    if (f != list.end() && f != list.begin()) {
+      ImageItem it = std::move(*f);
+      list.erase(f);
+      list.push_front(std::move(it));
+    }
+  };
+  move_to_front(flash, ".flash.appdesc");
+  move_to_front(ram, ".dram0.bootdesc");
+  for (size_t i = 1; i < flash.size(); ++i) {
+    if (flash[i].addr / A == flash[i - 1].addr / A) {
+      return Error(
+          ErrorCode::invalid_argument,
+          fmt::format("Segment loaded at {:#010x} lands in same 64KB flash mapping as segment loaded at "
+                      "{:#010x}. Can't generate binary. Suggest changing linker script or ELF to merge "
+                      "sections.",
+                      flash[i].addr, flash[i - 1].addr));
+    }
+  }
+
+  Writer w;
+  w.opt = &opt;
+  w.out.resize(kImageHeaderSize);
+  while (!flash.empty()) {
+    ImageItem& s = flash.front();
+    int64_t align_past = int64_t{s.addr % A} - int64_t{kSegmentHeaderSize};
+    int64_t pad = int64_t{A} - int64_t(w.out.size() % A) + align_past;
+    if (pad == 0 || pad == int64_t{A}) {
+      pad = 0;
+    } else {
+      pad -= int64_t{kSegmentHeaderSize};
+      if (pad < 0) pad += A;
+    }
+    if (pad > 0) {
+      if (!ram.empty() && pad > int64_t{kSegmentHeaderSize}) {
+        ImageItem& r = ram.front();
+        size_t cut = std::min(r.data.size(), static_cast<size_t>(pad));
+        Bytes piece(r.data.begin(), r.data.begin() + static_cast<ptrdiff_t>(cut));
+        r.data.erase(r.data.begin(), r.data.begin() + static_cast<ptrdiff_t>(cut));
+        uint32_t addr = r.addr;
+        r.addr += static_cast<uint32_t>(cut);
+        if (r.data.empty()) ram.pop_front();
+        OTA32_TRY(w.segment(addr, std::move(piece)));
+      } else {
+        OTA32_TRY(w.segment(0, Bytes(static_cast<size_t>(pad), 0)));
+      }
+      continue;
+    }
+    if (chip.chip_id == 0) {  // ESP32 only: old bootloaders did not map a page holding < 0x24 bytes
+      uint32_t rem = static_cast<uint32_t>((w.out.size() + kSegmentHeaderSize + s.data.size()) % 0x10000);
+      if (rem < kEsp32MapWorkaroundTail) s.data.resize(s.data.size() + (kEsp32MapWorkaroundTail - rem), 0);
+    }
+    OTA32_TRY(w.segment(s.addr, std::move(s.data)));
+    flash.pop_front();
+  }
+  for (auto& r : ram) OTA32_TRY(w.segment(r.addr, std::move(r.data)));
+
+  LayoutOptions::SecurePad sp = opt.secure_pad;
+  if (sp == LayoutOptions::SecurePad::v1 && chip.chip_id != 0) sp = LayoutOptions::SecurePad::none;
+  if (sp != LayoutOptions::SecurePad::none) {
+    if (!opt.append_digest) {
+      return Error(ErrorCode::invalid_argument,
+                   "secure_pad only applies if a SHA-256 digest is also appended to the image");
+    }
+    int64_t after = sp == LayoutOptions::SecurePad::v2 ? 32 : 32 + 4 + 64 + 12;
+    int64_t pad = (int64_t{A} - int64_t((w.out.size() + 8) % A) - 16 - after) % int64_t{A};
+    if (pad < 0) pad += A;
+    OTA32_TRY(w.segment(0, Bytes(static_cast<size_t>(pad), 0)));
+  }
+
+  // Checksum over the segment data: re-walk what was written.
+  uint8_t checksum = kChecksumSeed;
+  for (size_t pos = kImageHeaderSize; pos < w.out.size();) {
+    uint32_t len = load_le32(&w.out[pos + 4]);
+    for (size_t i = 0; i < len; ++i) checksum ^= w.out[pos + 8 + i];
+    pos += 8 + len;
+  }
+  w.out.resize(w.out.size() + (15 - w.out.size() % 16), 0);
+  w.out.push_back(checksum);
+
+  ImageHeader h;
+  h.segment_count = static_cast<uint8_t>(w.segments);
+  h.spi_mode = opt.flash_mode;
+  h.spi_speed_size = opt.flash_speed_size;
+  h.entry_addr = opt.entry;
+  h.chip_id = chip.chip_id;
+  h.min_chip_rev = opt.min_rev;
+  h.min_chip_rev_full = opt.min_rev_full;
+  h.max_chip_rev_full = opt.max_rev_full;
+  h.hash_appended = opt.append_digest ? 1 : 0;
+  write_image_header(h, w.out.data());
+
+  if (opt.append_digest) {
+    Sha256Digest d = sha256(w.out);
+    w.out.insert(w.out.end(), d.begin(), d.end());
+  }
+  if (opt.pad_to_size != 0 && w.out.size() % opt.pad_to_size != 0) {
+    w.out.resize(w.out.size() + (opt.pad_to_size - w.out.size() % opt.pad_to_size), 0xFF);
+  }
+  res.image = std::move(w.out);
+  return res;
+}
+
+}  // namespace ota32

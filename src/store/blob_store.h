@@ -1,0 +1,32 @@
+// Content-addressed firmware files: DATA/blobs/<sha256[0:2]>/<sha256>, written atomically (temp + rename), so
+// several servers sharing the directory never see a partial file and may write the same blob concurrently.
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+#include "core/bytes.h"
+
+namespace ota32 {
+
+class BlobStore {
+ public:
+  explicit BlobStore(std::filesystem::path root) : root_(std::move(root)) {}
+
+  const std::filesystem::path& root() const { return root_; }
+  // The file of a blob (whether or not it exists). `sha256_hex` must be 64 lower-case hex digits.
+  std::filesystem::path path_for(std::string_view sha256_hex) const;
+  bool exists(std::string_view sha256_hex) const;
+  // Writes data under its own SHA-256 (computed here) and returns that hex digest.
+  Result<std::string> put(ByteView data) const;
+  // Removes the blob; absent is not an error.
+  Result<void> remove(std::string_view sha256_hex) const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+// True for exactly 64 lower-case hex digits (the only names path_for accepts: no path tricks).
+bool is_sha256_hex(std::string_view s);
+
+}  // namespace ota32

@@ -1,0 +1,110 @@
+// The catalog (firmware records) and the fleet (device records, report history, admin tokens) behind one
+// interface, with two implementations chosen by URL: SQLite (default, embedded) and PostgreSQL (several
+// ota32-serve processes sharing one database). Implementations keep no in-process cache: every call reads
+// the database, and unique constraints arbitrate between processes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+namespace ota32 {
+
+inline constexpr std::string_view kDefaultChannel = "stable";
+
+// One uploaded app image, described by its esp_app_desc_t (format/app_image.h) and keyed by its SHA-256.
+struct FirmwareRecord {
+  std::string sha256;   // 64 lower-case hex digits of the whole file: the primary key and the blob's name
+  std::string project;  // esp_app_desc_t.project_name
+  std::string version;  // esp_app_desc_t.version
+  std::string chip;     // chip name from the image header's chip id ("esp32", "esp32c3", ...)
+  std::string channel = std::string(kDefaultChannel);  // release channel (rollouts build on it later)
+  uint32_t secure_version = 0;                         // anti-rollback counter (esp_app_desc_t)
+  uint64_t size = 0;                                   // file size in bytes
+  std::string md5;         // MD5 hex of the whole file (Arduino's x-MD5 / x-ESP32-sketch-md5)
+  std::string image_hash;  // the image's appended SHA-256 (hex; = esp_partition_get_sha256), empty if none
+  std::string idf_version, compile_date, compile_time;  // esp_app_desc_t.idf_ver, date, time
+  std::string elf_sha256;                               // esp_app_desc_t.app_elf_sha256 (hex)
+  std::string file_name;                                // name given at upload (informational)
+  int64_t uploaded_at = 0;                              // Unix seconds
+};
+
+// What a device last said about itself (POST /api/v1/devices/{id}/report) or what an admin registered.
+struct DeviceRecord {
+  std::string id;
+  std::string project, chip;
+  std::string channel = std::string(kDefaultChannel);
+  std::string running_version;
+  std::string state;           // free-form agent state ("idle", "downloading", "updated", "rolled_back", ...)
+  std::string last_error;      // empty when the last report carried none
+  int64_t last_report_at = 0;  // Unix seconds, 0 = never reported
+  std::string address;         // peer address of the last report
+  int64_t created_at = 0;
+};
+
+// One entry of a device's report history.
+struct DeviceReport {
+  std::string device_id;
+  int64_t reported_at = 0;
+  std::string state, running_version, error, address;
+};
+
+struct FirmwareFilter {
+  std::string project, chip, channel;  // empty = any
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // "sqlite" or "postgresql".
+  virtual std::string_view kind() const = 0;
+  // The schema version after migrations (schema_version table).
+  virtual Result<int> schema_version() = 0;
+
+  // Inserts the record; returns false (and changes nothing) when a record with that sha256 already exists.
+  virtual Result<bool> add_firmware(const FirmwareRecord& fw) = 0;
+  virtual Result<std::optional<FirmwareRecord>> get_firmware(std::string_view sha256) = 0;
+  // Newest upload first.
+  virtual Result<std::vector<FirmwareRecord>> list_firmware(const FirmwareFilter& filter) = 0;
+  // Returns false when there was no such record.
+  virtual Result<bool> delete_firmware(std::string_view sha256) = 0;
+
+  // Creates the device if needed, overwriting project/chip/channel when non-empty; the other fields are kept.
+  virtual Result<void> register_device(const DeviceRecord& device) = 0;
+  // Upserts the device's current state from the report and appends it to the history, atomically.
+  // project/chip update the record when non-empty.
+  virtual Result<void> record_report(const DeviceReport& report, std::string_view project,
+                                     std::string_view chip) = 0;
+  virtual Result<std::optional<DeviceRecord>> get_device(std::string_view id) = 0;
+  virtual Result<std::vector<DeviceRecord>> list_devices() = 0;
+  // Newest first, at most `limit` entries.
+  virtual Result<std::vector<DeviceReport>> device_reports(std::string_view id, int limit) = 0;
+  virtual Result<bool> delete_device(std::string_view id) = 0;
+
+  // Admin bearer tokens, stored only as SHA-256 hex. `label` is unique: add_admin_token returns false when
+  // a token with that label exists, so concurrent first starts create exactly one "initial" token.
+  virtual Result<bool> add_admin_token(std::string_view token_sha256, std::string_view label) = 0;
+  virtual Result<bool> admin_token_exists(std::string_view token_sha256) = 0;
+  virtual Result<int64_t> admin_token_count() = 0;
+};
+
+// Opens (creating and migrating as needed) the store named by `url`:
+//   sqlite:///abs/path/ota32.db, sqlite://relative/path.db (also a plain path), postgresql://... or
+//   postgres://... (libpq connection URI). Errors: invalid_argument (bad URL), unavailable (cannot connect),
+//   io_error / internal (database errors), each naming the store.
+Result<std::unique_ptr<Store>> open_store(std::string_view url);
+
+// sqlite:// URL of the default store inside a data directory (DATA/ota32.db).
+std::string default_store_url(const std::filesystem::path& data_dir);
+
+// Current time in Unix seconds (the clock every record uses).
+int64_t unix_now();
+
+}  // namespace ota32

@@ -1,0 +1,264 @@
+// Store behaviour both backends must share. Runs against SQLite (store_test) and PostgreSQL (store_pg_test).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "store/store.h"
+#include "store_suite.h"
+
+namespace ota32 {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Field;
+
+class StoreSuite : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto url = testing::test_store_url(tmp_);
+    if (!url) GTEST_SKIP() << url.error().message();
+    url_ = *url;
+    auto s = open_store(url_);
+    ASSERT_TRUE(s) << s.error().message();
+    store_ = std::move(*s);
+  }
+
+  static FirmwareRecord firmware(std::string sha_digit, std::string project, std::string version,
+                                 std::string chip, int64_t at) {
+    FirmwareRecord f;
+    f.sha256 = std::string(64, sha_digit[0]);
+    f.project = std::move(project);
+    f.version = std::move(version);
+    f.chip = std::move(chip);
+    f.secure_version = 2;
+    f.size = 123456;
+    f.md5 = std::string(32, 'c');
+    f.image_hash = std::string(64, 'd');
+    f.idf_version = "v5.5.5";
+    f.compile_date = "Nov 25 2026";
+    f.compile_time = "04:00:00";
+    f.elf_sha256 = std::string(64, 'e');
+    f.file_name = "app.bin";
+    f.uploaded_at = at;
+    return f;
+  }
+
+  testing::TempDir tmp_;
+  std::string url_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreSuite, MigratesToCurrentSchemaAndReopens) {
+  auto v = store_->schema_version();
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(*v, 1);
+  store_.reset();
+  auto again = open_store(url_);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ((*again)->schema_version().value(), 1);
+}
+
+TEST_F(StoreSuite, FirmwareRoundTripsEveryField) {
+  auto f = firmware("a", "blink", "1.0.0", "esp32", 1000);
+  f.channel = "beta";
+  ASSERT_TRUE(store_->add_firmware(f).value());
+  auto got = store_->get_firmware(f.sha256);
+  ASSERT_TRUE(got) << got.error().message();
+  ASSERT_TRUE(got->has_value());
+  const auto& g = **got;
+  EXPECT_EQ(g.sha256, f.sha256);
+  EXPECT_EQ(g.project, "blink");
+  EXPECT_EQ(g.version, "1.0.0");
+  EXPECT_EQ(g.chip, "esp32");
+  EXPECT_EQ(g.channel, "beta");
+  EXPECT_EQ(g.secure_version, 2u);
+  EXPECT_EQ(g.size, 123456u);
+  EXPECT_EQ(g.md5, f.md5);
+  EXPECT_EQ(g.image_hash, f.image_hash);
+  EXPECT_EQ(g.idf_version, "v5.5.5");
+  EXPECT_EQ(g.compile_date, "Nov 25 2026");
+  EXPECT_EQ(g.compile_time, "04:00:00");
+  EXPECT_EQ(g.elf_sha256, f.elf_sha256);
+  EXPECT_EQ(g.file_name, "app.bin");
+  EXPECT_EQ(g.uploaded_at, 1000);
+  EXPECT_FALSE(store_->get_firmware(std::string(64, 'f')).value().has_value());
+}
+
+TEST_F(StoreSuite, SameSha256IsStoredOnce) {
+  auto f = firmware("a", "blink", "1.0.0", "esp32", 1000);
+  EXPECT_TRUE(store_->add_firmware(f).value());
+  f.file_name = "renamed.bin";
+  EXPECT_FALSE(store_->add_firmware(f).value());
+  EXPECT_EQ(store_->get_firmware(f.sha256).value()->file_name, "app.bin");
+  EXPECT_EQ(store_->list_firmware({}).value().size(), 1u);
+}
+
+TEST_F(StoreSuite, ListFiltersAndOrdersNewestFirst) {
+  ASSERT_TRUE(store_->add_firmware(firmware("1", "blink", "1.0.0", "esp32", 100)));
+  ASSERT_TRUE(store_->add_firmware(firmware("2", "blink", "1.1.0", "esp32", 300)));
+  ASSERT_TRUE(store_->add_firmware(firmware("3", "blink", "1.1.0", "esp32c3", 200)));
+  ASSERT_TRUE(store_->add_firmware(firmware("4", "other", "9.0", "esp32", 400)));
+  auto all = store_->list_firmware({}).value();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].project, "other");
+  auto blink32 = store_->list_firmware({"blink", "esp32", ""}).value();
+  ASSERT_EQ(blink32.size(), 2u);
+  EXPECT_EQ(blink32[0].version, "1.1.0");
+  EXPECT_EQ(blink32[1].version, "1.0.0");
+  EXPECT_EQ(store_->list_firmware({"", "esp32c3", ""}).value().size(), 1u);
+  EXPECT_EQ(store_->list_firmware({"blink", "", "stable"}).value().size(), 3u);
+  EXPECT_TRUE(store_->list_firmware({"blink", "", "beta"}).value().empty());
+}
+
+TEST_F(StoreSuite, DeleteFirmware) {
+  auto f = firmware("a", "blink", "1.0.0", "esp32", 1);
+  ASSERT_TRUE(store_->add_firmware(f));
+  EXPECT_TRUE(store_->delete_firmware(f.sha256).value());
+  EXPECT_FALSE(store_->delete_firmware(f.sha256).value());
+  EXPECT_FALSE(store_->get_firmware(f.sha256).value().has_value());
+  // Deleted firmware can be uploaded again.
+  EXPECT_TRUE(store_->add_firmware(f).value());
+}
+
+TEST_F(StoreSuite, ReportCreatesDeviceAndKeepsHistoryNewestFirst) {
+  ASSERT_TRUE(
+      store_->record_report({"dev-1", 10, "downloading", "1.0.0", "", "127.0.0.1"}, "blink", "esp32"));
+  ASSERT_TRUE(store_->record_report(
+      {"dev-1", 20, "failed", "1.0.0", "ESP_ERR_OTA_VALIDATE_FAILED", "10.0.0.2"}, "", ""));
+  auto d = store_->get_device("dev-1").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->project, "blink");  // kept: the second report named none
+  EXPECT_EQ(d->chip, "esp32");
+  EXPECT_EQ(d->channel, "stable");
+  EXPECT_EQ(d->state, "failed");
+  EXPECT_EQ(d->running_version, "1.0.0");
+  EXPECT_EQ(d->last_error, "ESP_ERR_OTA_VALIDATE_FAILED");
+  EXPECT_EQ(d->last_report_at, 20);
+  EXPECT_EQ(d->address, "10.0.0.2");
+  auto hist = store_->device_reports("dev-1", 10).value();
+  ASSERT_EQ(hist.size(), 2u);
+  EXPECT_EQ(hist[0].state, "failed");
+  EXPECT_EQ(hist[1].state, "downloading");
+  EXPECT_EQ(hist[1].address, "127.0.0.1");
+  EXPECT_EQ(store_->device_reports("dev-1", 1).value().size(), 1u);
+  EXPECT_TRUE(store_->device_reports("nobody", 10).value().empty());
+}
+
+TEST_F(StoreSuite, RegisterKeepsReportedStateAndOnlyOverwritesGivenFields) {
+  DeviceRecord reg;
+  reg.id = "aa:bb";
+  reg.project = "blink";
+  reg.chip = "esp32";
+  reg.channel = "";
+  ASSERT_TRUE(store_->register_device(reg));
+  auto d = store_->get_device("aa:bb").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->channel, "stable");
+  EXPECT_EQ(d->last_report_at, 0);
+  EXPECT_GT(d->created_at, 0);
+  ASSERT_TRUE(store_->record_report({"aa:bb", 50, "idle", "2.0", "", "1.2.3.4"}, "", ""));
+  reg.project = "";
+  reg.chip = "";
+  reg.channel = "beta";
+  ASSERT_TRUE(store_->register_device(reg));
+  d = store_->get_device("aa:bb").value();
+  EXPECT_EQ(d->project, "blink");
+  EXPECT_EQ(d->channel, "beta");
+  EXPECT_EQ(d->running_version, "2.0");
+  EXPECT_THAT(store_->list_devices().value(), ElementsAre(Field(&DeviceRecord::id, "aa:bb")));
+}
+
+TEST_F(StoreSuite, DeleteDeviceRemovesItsHistory) {
+  ASSERT_TRUE(store_->record_report({"d", 1, "idle", "1", "", ""}, "p", "esp32"));
+  ASSERT_TRUE(store_->record_report({"e", 1, "idle", "1", "", ""}, "p", "esp32"));
+  EXPECT_TRUE(store_->delete_device("d").value());
+  EXPECT_FALSE(store_->delete_device("d").value());
+  EXPECT_TRUE(store_->device_reports("d", 10).value().empty());
+  EXPECT_EQ(store_->list_devices().value().size(), 1u);
+  // A new report recreates it with a fresh history.
+  ASSERT_TRUE(store_->record_report({"d", 2, "idle", "1", "", ""}, "p", "esp32"));
+  EXPECT_EQ(store_->device_reports("d", 10).value().size(), 1u);
+}
+
+TEST_F(StoreSuite, AdminTokenLabelsAreUnique) {
+  EXPECT_EQ(store_->admin_token_count().value(), 0);
+  EXPECT_TRUE(store_->add_admin_token(std::string(64, '1'), "initial").value());
+  EXPECT_FALSE(store_->add_admin_token(std::string(64, '2'), "initial").value());
+  EXPECT_TRUE(store_->add_admin_token(std::string(64, '3'), "ci").value());
+  EXPECT_EQ(store_->admin_token_count().value(), 2);
+  EXPECT_TRUE(store_->admin_token_exists(std::string(64, '1')).value());
+  EXPECT_FALSE(store_->admin_token_exists(std::string(64, '2')).value());
+}
+
+TEST_F(StoreSuite, TwoStoresOnOneDatabaseSeeEachOthersWrites) {
+  auto other = open_store(url_);
+  ASSERT_TRUE(other) << other.error().message();
+  auto f = firmware("b", "blink", "3.0", "esp32", 5);
+  ASSERT_TRUE(store_->add_firmware(f).value());
+  EXPECT_TRUE((*other)->get_firmware(f.sha256).value().has_value());
+  EXPECT_FALSE((*other)->add_firmware(f).value());
+  ASSERT_TRUE((*other)->delete_firmware(f.sha256).value());
+  EXPECT_FALSE(store_->get_firmware(f.sha256).value().has_value());
+  ASSERT_TRUE((*other)->record_report({"x", 1, "idle", "1", "", ""}, "p", "esp32"));
+  EXPECT_TRUE(store_->get_device("x").value().has_value());
+}
+
+// Several servers uploading the same image at once: the unique key decides, exactly one insert wins, and
+// concurrent first starts create exactly one "initial" admin token.
+TEST_F(StoreSuite, ConcurrentWritersAreArbitratedByUniqueKeys) {
+  constexpr int kWriters = 4;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kWriters; ++i) {
+    auto s = open_store(url_);
+    ASSERT_TRUE(s) << s.error().message();
+    stores.push_back(std::move(*s));
+  }
+  std::vector<int> fw_wins(kWriters, 0), token_wins(kWriters, 0), failures(kWriters, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back([&, i] {
+      for (int n = 0; n < 5; ++n) {
+        auto f = firmware(std::string(1, static_cast<char>('0' + n)), "blink", "1.0", "esp32", n);
+        auto r = stores[i]->add_firmware(f);
+        if (!r)
+          ++failures[i];
+        else if (*r)
+          ++fw_wins[i];
+        auto report = stores[i]->record_report({"dev", n, "idle", "1", "", ""}, "blink", "esp32");
+        if (!report) ++failures[i];
+      }
+      auto t = stores[i]->add_admin_token(std::string(64, static_cast<char>('a' + i)), "initial");
+      if (!t)
+        ++failures[i];
+      else if (*t)
+        ++token_wins[i];
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kWriters; ++i) EXPECT_EQ(failures[i], 0) << "writer " << i;
+  int total_fw = 0, total_tokens = 0;
+  for (int i = 0; i < kWriters; ++i) {
+    total_fw += fw_wins[i];
+    total_tokens += token_wins[i];
+  }
+  EXPECT_EQ(total_fw, 5);
+  EXPECT_EQ(total_tokens, 1);
+  EXPECT_EQ(store_->admin_token_count().value(), 1);
+  EXPECT_EQ(store_->device_reports("dev", 100).value().size(), static_cast<size_t>(5 * kWriters));
+}
+
+TEST_F(StoreSuite, TextIsStoredVerbatim) {
+  // Quotes, SQL metacharacters and UTF-8 travel as parameters, never as SQL text.
+  std::string nasty = "it's \"quoted\"; DROP TABLE firmware; -- \xc3\xa9";
+  ASSERT_TRUE(store_->record_report({"dev'1", 1, nasty, nasty, nasty, ""}, nasty, "esp32"));
+  auto d = store_->get_device("dev'1").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->state, nasty);
+  EXPECT_EQ(d->project, nasty);
+  EXPECT_EQ(store_->list_firmware({}).value().size(), 0u);
+}
+
+}  // namespace
+}  // namespace ota32
