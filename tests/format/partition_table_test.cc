@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 
 #include "core/file_io.h"
 #include "core/hash.h"
@@ -620,6 +621,41 @@ TEST(PartitionDevice, ErrorsAreTheLogLines) {
   }
   EXPECT_EQ(parse_partition_table_as_device(full, 4 << 20).error().message(),
             "partition table has no terminating entry, not valid");
+}
+
+// ---- robustness: mutated inputs never crash (bounded; run under ASan/UBSan in build-asan) ----
+
+TEST(PartitionRobustness, MutatedCsvAndBinaryInputs) {
+  std::mt19937 rng(12345);
+  const std::string alphabet = "0123456789abcdefxkKmM,:#$ _-\t\r\n\x0b\xc2\xa0appdatanvsotaencrypted";
+  Bytes good = *build(kTwoOta);
+  for (int round = 0; round < 3000; ++round) {
+    std::string text(kTwoOta);
+    Bytes bin = good;
+    int edits = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < edits; ++k) {
+      size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 4);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+      }
+      bin[rng() % std::min<size_t>(bin.size(), 0x100)] = static_cast<uint8_t>(rng());
+    }
+    if (rng() % 4 == 0) bin.resize(rng() % bin.size());
+    PartitionToolOptions o;
+    o.flash_size = 4 << 20;
+    (void)build(text, o);
+    (void)load_partition_table(bin, o, "m.bin");
+    (void)parse_partition_table_as_device(bin, 4 << 20);
+  }
+  SUCCEED();
 }
 
 // ---- the shared reference files (real gen_esp32part.py outputs) ----
