@@ -203,7 +203,7 @@ TEST_F(HttpsOtaTest, ResumesAfterARebootFromSavedProgress) {
 }
 
 TEST_F(HttpsOtaTest, ImageForAnotherChipLeavesOtadataAlone) {
-  Bytes img = image("esp32c3", "2", 64 * 1024);
+  Bytes img = image("esp32c3", "2", 96 * 1024);
   std::string body(as_chars(img));
   ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
   auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
@@ -261,7 +261,7 @@ TEST_F(HttpsOtaTest, GivesUpAfterMaxConnectionsAndKeepsProgress) {
 }
 
 TEST_F(HttpsOtaTest, ExpectedShaMismatchIsCorrupt) {
-  Bytes img = image("esp32", "2", 64 * 1024);
+  Bytes img = image("esp32", "2", 96 * 1024);
   std::string body(as_chars(img));
   ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
   auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");

@@ -75,7 +75,7 @@ TEST_F(OtaWriterTest, NextUpdatePartition) {
 }
 
 TEST_F(OtaWriterTest, StreamsAnImageAndVerifiesIt) {
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   for (size_t chunk : {size_t{1}, size_t{100}, size_t{1024}, size_t{5000}}) {
     auto w = begin(options());
     ASSERT_TRUE(w) << w.error().message();
@@ -97,7 +97,7 @@ TEST_F(OtaWriterTest, StreamsAnImageAndVerifiesIt) {
 }
 
 TEST_F(OtaWriterTest, SeedLogFormat) {
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   auto o = options();
   o.old_log_format = true;
   auto w = begin(o);
@@ -120,7 +120,7 @@ TEST_F(OtaWriterTest, FirstByteMustBeE9) {
 }
 
 TEST_F(OtaWriterTest, ImageForAnotherChipIsRefusedBeforeAnythingIsWritten) {
-  Bytes img = make_image("esp32c3", "2", 64 * 1024);
+  Bytes img = make_image("esp32c3", "2", 96 * 1024);
   auto w = begin(options());
   ASSERT_TRUE(w);
   auto r = stream(**w, img, 1024);
@@ -133,7 +133,7 @@ TEST_F(OtaWriterTest, ImageForAnotherChipIsRefusedBeforeAnythingIsWritten) {
 }
 
 TEST_F(OtaWriterTest, SameVersionRefusedUnlessAllowed) {
-  Bytes img = make_image("esp32", "1", 64 * 1024);
+  Bytes img = make_image("esp32", "1", 96 * 1024);
   auto w = begin(options());
   ASSERT_TRUE(w);
   auto r = stream(**w, img, 1024);
@@ -147,7 +147,7 @@ TEST_F(OtaWriterTest, SameVersionRefusedUnlessAllowed) {
 }
 
 TEST_F(OtaWriterTest, LowerSecureVersionRefused) {
-  Bytes img = make_image("esp32", "2", 64 * 1024, 1);
+  Bytes img = make_image("esp32", "2", 96 * 1024, 1);
   auto o = options();
   o.efuse_secure_version = 2;
   auto w = begin(o);
@@ -179,7 +179,7 @@ TEST_F(OtaWriterTest, ImageLargerThanTheSlotIsOutOfRange) {
 }
 
 TEST_F(OtaWriterTest, TruncatedImageFailsVerification) {
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   auto w = begin(options());
   ASSERT_TRUE(stream(**w, ByteView(img).first(img.size() / 2), 1024));
   auto v = (*w)->end();
@@ -190,7 +190,7 @@ TEST_F(OtaWriterTest, TruncatedImageFailsVerification) {
 }
 
 TEST_F(OtaWriterTest, CorruptByteFailsVerification) {
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   img[40000] ^= 0x01;
   auto w = begin(options());
   ASSERT_TRUE(stream(**w, img, 1024));
@@ -201,8 +201,8 @@ TEST_F(OtaWriterTest, CorruptByteFailsVerification) {
 }
 
 TEST_F(OtaWriterTest, SequentialEraseOverwritesAnOldImage) {
-  Bytes old = make_image("esp32", "3", 128 * 1024);
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes old = make_image("esp32", "3", 160 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   auto w1 = begin(options());
   ASSERT_TRUE(stream(**w1, old, 4096));
   auto w2 = begin(options());
@@ -213,7 +213,7 @@ TEST_F(OtaWriterTest, SequentialEraseOverwritesAnOldImage) {
 }
 
 TEST_F(OtaWriterTest, ResumeAfterRebootRestartsAtTheTornSector) {
-  Bytes img = make_image("esp32", "2", 64 * 1024);
+  Bytes img = make_image("esp32", "2", 96 * 1024);
   auto w1 = begin(options());
   ASSERT_TRUE(stream(**w1, ByteView(img).first(40000), 1000));
   auto w2 = OtaWriter::resume(flash_, table_, slot("ota_0"), table_.factory(), options(), 40000, &log_);
@@ -243,7 +243,7 @@ namespace {
 class SetBootTest : public OtaWriterTest {
  protected:
   Result<void> install(const char* slot_name, const PartitionEntry* running, std::string version, bool rollback) {
-    Bytes img = make_image("esp32", std::move(version), 64 * 1024);
+    Bytes img = make_image("esp32", std::move(version), 96 * 1024);
     auto o = options();
     o.running_version.reset();
     o.rollback_enabled = rollback;
