@@ -140,7 +140,8 @@ int main_impl() {
     return 1;
   }
   fs::create_directories(dir.path() / "www");
-  const uint32_t sizes[] = {65872, 1u << 20, 4u << 20};  // 65872: the smallest esp32 image `image make` builds
+  const uint32_t sizes[] = {65872, 1u << 20,
+                            4u << 20};  // 65872: the smallest esp32 image `image make` builds
   for (uint32_t size : sizes) {
     MakeImageOptions o;
     o.chip = find_chip("esp32");
@@ -170,13 +171,19 @@ int main_impl() {
     Measure https = run_ota(fmt::format("https://127.0.0.1:{}/fw_{}.bin", tls.port(), size), ca);
     Measure http;
     {
-      testing::ScriptedServer plain([&](const std::string&, int) { testing::ScriptedReply r; r.shared = &reply; return r; }, 1);
+      testing::ScriptedServer plain(
+          [&](const std::string&, int) {
+            testing::ScriptedReply r;
+            r.shared = &reply;
+            return r;
+          },
+          1);
       http = run_ota(fmt::format("http://127.0.0.1:{}/fw.bin", plain.port()), ca);
     }
     for (auto& [name, m] : {std::pair<const char*, Measure&>{"HTTPS (mbedTLS, s_server -WWW)", https},
                             std::pair<const char*, Measure&>{"HTTP", http}}) {
-      fmt::print("| {} | {} | {:.1f} KiB | {} | {} |\n", format_size(size), name, m.peak / 1024.0, m.allocations,
-                 m.ok ? "ok" : m.error);
+      fmt::print("| {} | {} | {:.1f} KiB | {} | {} |\n", format_size(size), name, m.peak / 1024.0,
+                 m.allocations, m.ok ? "ok" : m.error);
     }
   }
   return 0;

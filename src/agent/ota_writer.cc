@@ -350,27 +350,34 @@ bool entry_valid(const uint8_t* e) {
 
 Result<void> OtaWriter::set_boot_partition() {
   if (!verified_) {
-    return Error(ErrorCode::invalid_argument, fmt::format("{}: esp_ota_end has not verified an image", target_.name));
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("{}: esp_ota_end has not verified an image", target_.name));
   }
   // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice).
   OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format));
   const PartitionEntry* od = table_.otadata();
-  if (od == nullptr) return Error(ErrorCode::not_found, "not found otadata: the partition table has no otadata");
+  if (od == nullptr)
+    return Error(ErrorCode::not_found, "not found otadata: the partition table has no otadata");
   if (od->size < 2 * kFlashSectorSize) {
-    return Error(ErrorCode::corrupt, fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
+    return Error(ErrorCode::corrupt,
+                 fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
   }
   Region otadata(flash_, od->offset, od->size, od->name);
   auto slots = table_.ota_apps();
   uint32_t n = static_cast<uint32_t>(slots.size());
   uint32_t s = target_.subtype & 0x0F;
   if (s >= n) {
-    return Error(ErrorCode::invalid_argument,
-                 fmt::format("{}: slot {} is not reachable with {} contiguous OTA slots", target_.name, s, n));
+    return Error(
+        ErrorCode::invalid_argument,
+        fmt::format("{}: slot {} is not reachable with {} contiguous OTA slots", target_.name, s, n));
   }
   std::array<std::array<uint8_t, 32>, 2> e;
   for (int i = 0; i < 2; ++i) OTA32_TRY(otadata.read(i * kFlashSectorSize, e[i]));
   bool ok0 = entry_valid(e[0].data()), ok1 = entry_valid(e[1].data());
-  int active = ok0 && ok1 ? (load_le32(e[0].data()) >= load_le32(e[1].data()) ? 0 : 1) : ok0 ? 0 : ok1 ? 1 : -1;
+  int active = ok0 && ok1 ? (load_le32(e[0].data()) >= load_le32(e[1].data()) ? 0 : 1)
+               : ok0      ? 0
+               : ok1      ? 1
+                          : -1;
   uint32_t new_seq;
   int target_entry;
   if (active >= 0) {

@@ -27,10 +27,12 @@ class CollectLog final : public AgentLog {
     lines.push_back(std::string(1, level) + " " + std::string(tag) + ": " + text);
   }
   bool has(std::string_view s) const {
-    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(s) != std::string::npos; });
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(s) != std::string::npos; });
   }
   size_t count(std::string_view s) const {
-    return std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(s) != std::string::npos; });
+    return std::count_if(lines.begin(), lines.end(),
+                         [&](const std::string& l) { return l.find(s) != std::string::npos; });
   }
   std::vector<std::string> lines;
 };
@@ -56,8 +58,8 @@ ScriptedReply ranged_reply(const std::string& body, const std::string& head, siz
   std::string reply;
   if (start > 0) {
     reply = "HTTP/1.1 206 Partial Content\r\nContent-Length: " + std::to_string(body.size() - start) +
-            "\r\nContent-Range: bytes " + std::to_string(start) + "-" + std::to_string(body.size() - 1) + "/" +
-            std::to_string(body.size()) + "\r\n\r\n" + body.substr(start);
+            "\r\nContent-Range: bytes " + std::to_string(start) + "-" + std::to_string(body.size() - 1) +
+            "/" + std::to_string(body.size()) + "\r\n\r\n" + body.substr(start);
   } else {
     reply = http_response(200, body, "Content-Length: " + std::to_string(body.size()) + "\r\n");
   }
@@ -79,7 +81,9 @@ class HttpsOtaTest : public ::testing::Test {
     c.writer.old_log_format = true;
     return c;
   }
-  Result<HttpsOtaResult> ota(const HttpsOtaConfig& c) { return https_ota(flash_, table_, table_.factory(), c, log_); }
+  Result<HttpsOtaResult> ota(const HttpsOtaConfig& c) {
+    return https_ota(flash_, table_, table_.factory(), c, log_);
+  }
   Bytes otadata() {
     Bytes b(0x2000);
     EXPECT_TRUE(flash_.read(0xd000, b));
@@ -143,7 +147,8 @@ TEST_F(HttpsOtaTest, WrongFileNameOnSServerIsFirmwareNotFound) {
 }
 
 TEST_F(HttpsOtaTest, Http404IsFirmwareNotFound) {
-  ScriptedServer server([](const std::string&, int) { return ScriptedReply{http_response(404, "", "Content-Length: 0\r\n")}; });
+  ScriptedServer server(
+      [](const std::string&, int) { return ScriptedReply{http_response(404, "", "Content-Length: 0\r\n")}; });
   auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/x.bin"));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::not_found);
@@ -220,7 +225,8 @@ TEST_F(HttpsOtaTest, TooLargeForTheSlotIsRefusedBeforeWriting) {
   auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::out_of_range);
-  EXPECT_NE(r.error().message().find("larger than the ota_0 partition (64K"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("larger than the ota_0 partition (64K"), std::string::npos)
+      << r.error().message();
   EXPECT_EQ(slot0(4096), Bytes(4096, 0xFF));
 }
 

@@ -91,8 +91,9 @@ TEST_F(OtaWriterTest, StreamsAnImageAndVerifiesIt) {
     EXPECT_EQ(slot_bytes("ota_0", img.size()), img);
   }
   // esp_ota_end's segment lines, v4.3+ format with paddr at the slot.
-  auto it = std::find_if(log_.lines.begin(), log_.lines.end(),
-                         [](const std::string& l) { return l.find("segment 0: paddr=00110020") != std::string::npos; });
+  auto it = std::find_if(log_.lines.begin(), log_.lines.end(), [](const std::string& l) {
+    return l.find("segment 0: paddr=00110020") != std::string::npos;
+  });
   EXPECT_NE(it, log_.lines.end());
 }
 
@@ -105,7 +106,8 @@ TEST_F(OtaWriterTest, SeedLogFormat) {
   ASSERT_TRUE(stream(**w, img, 1024));
   ASSERT_TRUE((*w)->end());
   ASSERT_FALSE(log_.lines.empty());
-  EXPECT_TRUE(log_.lines[0].starts_with("I esp_image: segment 0: paddr=0x00110020 vaddr=0x3f4")) << log_.lines[0];
+  EXPECT_TRUE(log_.lines[0].starts_with("I esp_image: segment 0: paddr=0x00110020 vaddr=0x3f4"))
+      << log_.lines[0];
 }
 
 TEST_F(OtaWriterTest, FirstByteMustBeE9) {
@@ -242,7 +244,8 @@ namespace {
 
 class SetBootTest : public OtaWriterTest {
  protected:
-  Result<void> install(const char* slot_name, const PartitionEntry* running, std::string version, bool rollback) {
+  Result<void> install(const char* slot_name, const PartitionEntry* running, std::string version,
+                       bool rollback) {
     Bytes img = make_image("esp32", std::move(version), 96 * 1024);
     auto o = options();
     o.running_version.reset();
