@@ -14,28 +14,13 @@
 namespace ota32::agent {
 namespace {
 
+using ota32::testing::CollectLog;
 using ota32::testing::http_response;
 using ota32::testing::OpensslServer;
 using ota32::testing::ScriptedReply;
 using ota32::testing::ScriptedServer;
 using ota32::testing::TempDir;
 using ota32::testing::TestPki;
-
-class CollectLog final : public AgentLog {
- public:
-  void log(char level, std::string_view tag, std::string text) override {
-    lines.push_back(std::string(1, level) + " " + std::string(tag) + ": " + text);
-  }
-  bool has(std::string_view s) const {
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](const std::string& l) { return l.find(s) != std::string::npos; });
-  }
-  size_t count(std::string_view s) const {
-    return std::count_if(lines.begin(), lines.end(),
-                         [&](const std::string& l) { return l.find(s) != std::string::npos; });
-  }
-  std::vector<std::string> lines;
-};
 
 Bytes image(std::string_view chip, std::string version, uint32_t size) {
   MakeImageOptions o;

@@ -1,6 +1,11 @@
 // The seed's partition layout (simple_ota_example's partitions_two_ota.csv) for agent tests.
 #pragma once
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "agent/agent_log.h"
 #include "format/partition_table.h"
 
 namespace ota32::testing {
@@ -17,5 +22,19 @@ inline PartitionTable seed_layout() {
   };
   return t;
 }
+
+// Keeps the agent's log lines as "I tag: text".
+class CollectLog final : public agent::AgentLog {
+ public:
+  void log(char level, std::string_view tag, std::string text) override {
+    lines.push_back(std::string(1, level) + " " + std::string(tag) + ": " + text);
+  }
+  bool has(std::string_view s) const { return count(s) > 0; }
+  size_t count(std::string_view s) const {
+    return std::count_if(lines.begin(), lines.end(),
+                         [&](const std::string& l) { return l.find(s) != std::string::npos; });
+  }
+  std::vector<std::string> lines;
+};
 
 }  // namespace ota32::testing

@@ -11,15 +11,8 @@
 namespace ota32::agent {
 namespace {
 
+using ota32::testing::CollectLog;
 using ota32::testing::seed_layout;
-
-class CollectLog final : public AgentLog {
- public:
-  void log(char level, std::string_view tag, std::string text) override {
-    lines.push_back(std::string(1, level) + " " + std::string(tag) + ": " + text);
-  }
-  std::vector<std::string> lines;
-};
 
 Bytes make_image(std::string_view chip, std::string version, uint32_t size, uint32_t secure_version = 0) {
   MakeImageOptions o;
