@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/crc32.h"
 #include "core/numbers.h"
+#include "format/otadata.h"
 
 namespace ota32::agent {
 namespace {
@@ -326,28 +326,6 @@ Result<VerifiedImage> OtaWriter::end() {
   return v;
 }
 
-namespace {
-
-// esp_ota_select_entry_t (spec/otadata-and-boot.md §1): seq, 20 bytes of seq_label, state, crc(seq).
-constexpr uint32_t kOtaStateNew = 0;
-constexpr uint32_t kOtaStateInvalid = 3;
-constexpr uint32_t kOtaStateAborted = 4;
-constexpr uint32_t kOtaStateUndefined = 0xFFFFFFFF;
-
-uint32_t seq_crc(uint32_t seq) {
-  uint8_t b[4];
-  store_le32(b, seq);
-  return crc32_le(0xFFFFFFFF, ByteView(b, 4));
-}
-
-bool entry_valid(const uint8_t* e) {
-  uint32_t seq = load_le32(e), state = load_le32(e + 24);
-  if (seq == 0xFFFFFFFF || state == kOtaStateInvalid || state == kOtaStateAborted) return false;
-  return load_le32(e + 28) == seq_crc(seq);
-}
-
-}  // namespace
-
 Result<void> OtaWriter::set_boot_partition() {
   if (!verified_) {
     return Error(ErrorCode::invalid_argument,
@@ -363,40 +341,18 @@ Result<void> OtaWriter::set_boot_partition() {
                  fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
   }
   Region otadata(flash_, od->offset, od->size, od->name);
-  auto slots = table_.ota_apps();
-  uint32_t n = static_cast<uint32_t>(slots.size());
-  uint32_t s = target_.subtype & 0x0F;
-  if (s >= n) {
-    return Error(
-        ErrorCode::invalid_argument,
-        fmt::format("{}: slot {} is not reachable with {} contiguous OTA slots", target_.name, s, n));
+  // Only the first 32 bytes of each sector matter: read those, not the whole 8 KiB.
+  Bytes image(2 * kFlashSectorSize, 0xFF);
+  for (uint32_t i = 0; i < 2; ++i) {
+    OTA32_TRY(
+        otadata.read(i * kFlashSectorSize, std::span<uint8_t>(image.data() + i * kFlashSectorSize, 32)));
   }
-  std::array<std::array<uint8_t, 32>, 2> e;
-  for (int i = 0; i < 2; ++i) OTA32_TRY(otadata.read(i * kFlashSectorSize, e[i]));
-  bool ok0 = entry_valid(e[0].data()), ok1 = entry_valid(e[1].data());
-  int active = ok0 && ok1 ? (load_le32(e[0].data()) >= load_le32(e[1].data()) ? 0 : 1)
-               : ok0      ? 0
-               : ok1      ? 1
-                          : -1;
-  uint32_t new_seq;
-  int target_entry;
-  if (active >= 0) {
-    // The smallest (s+1)%n + i*n that is >= the active seq, written to the other sector.
-    uint32_t active_seq = load_le32(e[active].data());
-    uint32_t base = (s + 1) % n;
-    uint64_t i = active_seq > base ? (uint64_t{active_seq} - base + n - 1) / n : 0;
-    new_seq = static_cast<uint32_t>(base + i * n);
-    target_entry = 1 - active;
-  } else {
-    new_seq = s + 1;
-    target_entry = 0;
-  }
-  auto& t = e[target_entry];  // seq_label keeps the bytes read from that sector
-  store_le32(t.data(), new_seq);
-  store_le32(t.data() + 24, opt_.rollback_enabled ? kOtaStateNew : kOtaStateUndefined);
-  store_le32(t.data() + 28, seq_crc(new_seq));
-  OTA32_TRY(otadata.erase(target_entry * kFlashSectorSize, kFlashSectorSize));
-  return otadata.program(target_entry * kFlashSectorSize, t);
+  OTA32_ASSIGN(Otadata current, parse_otadata(image));
+  OTA32_ASSIGN(OtadataWrite w, plan_set_boot_partition(current, target_.subtype & 0x0F,
+                                                       table_.ota_apps().size(), opt_.rollback_enabled));
+  uint32_t at = static_cast<uint32_t>(w.sector) * kFlashSectorSize;
+  OTA32_TRY(otadata.erase(at, kFlashSectorSize));
+  return otadata.program(at, serialize_ota_select_entry(w.entry));
 }
 
 }  // namespace ota32::agent
