@@ -33,8 +33,8 @@ void put(NorFlash& f, uint32_t addr, const Bytes& data) {
 }
 
 void set_entry(NorFlash& f, int i, uint32_t seq, uint32_t state) {
-  put(f, 0xd000 + i * 0x1000,
-      Bytes(make_ota_entry(seq, state).raw.begin(), make_ota_entry(seq, state).raw.end()));
+  const auto e = make_ota_entry(seq, state);
+  put(f, 0xd000 + i * 0x1000, Bytes(e.raw.begin(), e.raw.end()));
 }
 
 OtaEntryBytes entry(NorFlash& f, int i) {
