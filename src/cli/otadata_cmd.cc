@@ -196,9 +196,7 @@ void run_write(const OtadataArgs& a) {
     if (!s) return set_exit_code(fail(s.error()));
     state = *s;
   }
-  Otadata d;
-  d.entries[0] = parse_ota_select_entry(Bytes(32, 0xFF));
-  d.entries[1] = d.entries[0];
+  Otadata d;  // both entries erased
   d.entries[a.entry] = make_ota_select_entry(static_cast<uint32_t>(seq), state);
   auto w = write_file_atomic(a.file, otadata_image(d));
   set_exit_code(w ? kExitOk : fail(w.error()));
