@@ -62,7 +62,7 @@ for s in $SERVERS; do
 done
 
 if [[ "$SLOW" -gt 0 ]]; then
-  CLIENT="$BUILD/bench/serve_slow_clients"
+  CLIENT="$BUILD/bench/server/serve_slow_clients"
   [[ -x "$CLIENT" ]] || die "no $CLIENT: build it (ninja -C build serve_slow_clients)"
   ulimit -n "$(ulimit -Hn)"
   "$BUILD/src/cli/ota32-serve" serve --dir "$OUT/www" --data "$DATA" --bind 127.0.0.1 --port $PORT \
