@@ -256,6 +256,15 @@ Result<void> OtaWriter::check_header(ByteView first) {
                     "the same as a new. We will not continue the update.",
                     desc->version));
   }
+  if (std::find(opt_.invalid_versions.begin(), opt_.invalid_versions.end(), desc->version) !=
+      opt_.invalid_versions.end()) {
+    return Error(
+        ErrorCode::rollback_refused,
+        fmt::format("New version is the same as invalid version. Previously, there was an attempt to "
+                    "launch the firmware with {} version, but it failed. The firmware has been rolled back "
+                    "to the previous version.",
+                    desc->version));
+  }
   if (opt_.efuse_secure_version && desc->secure_version < *opt_.efuse_secure_version) {
     return Error(ErrorCode::rollback_refused,
                  fmt::format("New firmware security version is less than eFuse programmed, {} < {}",

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/agent_log.h"
 #include "core/result.h"
@@ -24,6 +25,9 @@ struct OtaWriterOptions {
   // (ErrorCode::already_exists) unless allow_same_version, as the advanced_https_ota example does.
   std::optional<std::string> running_version;
   bool allow_same_version = false;
+  // Versions that were rolled back on this device (native_ota_example compares with
+  // esp_ota_get_last_invalid_partition()): refused with ErrorCode::rollback_refused.
+  std::vector<std::string> invalid_versions;
   // Anti-rollback: images whose secure_version is below the eFuse value are refused (rollback_refused).
   std::optional<uint32_t> efuse_secure_version;
   // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE: the new otadata entry is NEW (the bootloader makes it

@@ -141,6 +141,18 @@ TEST_F(OtaWriterTest, SameVersionRefusedUnlessAllowed) {
   EXPECT_TRUE((*w2)->end());
 }
 
+TEST_F(OtaWriterTest, RolledBackVersionRefused) {
+  Bytes img = make_image("esp32", "4", 96 * 1024);
+  auto o = options();
+  o.invalid_versions = {"4"};
+  auto w = begin(o);
+  ASSERT_TRUE(w);
+  auto r = stream(**w, img, 1024);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::rollback_refused);
+  EXPECT_NE(r.error().message().find("New version is the same as invalid version"), std::string::npos);
+}
+
 TEST_F(OtaWriterTest, LowerSecureVersionRefused) {
   Bytes img = make_image("esp32", "2", 96 * 1024, 1);
   auto o = options();
