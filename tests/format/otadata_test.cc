@@ -1,0 +1,347 @@
+// otadata: entry layout and CRC (spec otadata-and-boot.md §1), the bootloader's decision table (§3.1-3.3, one
+// test per row), esp_ota_set_boot_partition's worked sequence (§2) and otatool's switch (§7).
+#include "format/otadata.h"
+
+#include <gtest/gtest.h>
+
+namespace ota32 {
+namespace {
+
+constexpr uint32_t kNew = 0, kPending = 1, kValid = 2, kInvalid = 3, kAborted = 4, kUndef = 0xFFFFFFFF;
+
+OtaSelectEntry ok(uint32_t seq, uint32_t state = kUndef) { return make_ota_select_entry(seq, state); }
+OtaSelectEntry empty() { return make_ota_select_entry(kOtaSeqEmpty, kUndef); }
+OtaSelectEntry erased() { return parse_ota_select_entry(Bytes(32, 0xFF)); }
+OtaSelectEntry bad(uint32_t seq, uint32_t state = kUndef) {
+  auto e = ok(seq, state);
+  e.crc ^= 1;
+  return e;
+}
+Otadata od(OtaSelectEntry a, OtaSelectEntry b) { return Otadata{{a, b}}; }
+
+BootSelectOptions opts(bool factory, bool rollback = false) {
+  BootSelectOptions o;
+  o.has_factory = factory;
+  o.rollback = rollback;
+  return o;
+}
+
+TEST(Otadata, CrcTable) {
+  EXPECT_EQ(otadata_crc(1), 0x4743989Au);
+  EXPECT_EQ(otadata_crc(2), 0x55F63774u);
+  EXPECT_EQ(otadata_crc(3), 0xED4A5011u);
+  EXPECT_EQ(otadata_crc(4), 0x709D68A8u);
+  EXPECT_EQ(otadata_crc(5), 0xC8210FCDu);
+  EXPECT_EQ(otadata_crc(0xFFFFFFFF), 0x2144DF1Cu);
+  EXPECT_EQ(otadata_crc(0), 0xFFFFFFFFu);
+  EXPECT_EQ(otadata_crc(0xFFFFFFFE), 0x99F8B879u);
+}
+
+TEST(Otadata, EntryBytesAfterFirstSetBoot) {
+  // §1.3: entry 0 after the first esp_ota_set_boot_partition(ota_0) with rollback disabled.
+  Bytes b = serialize_ota_select_entry(ok(1));
+  EXPECT_EQ(to_hex(b), "01000000" + std::string(40, 'f') + "ffffffff" + "9a984347");
+  EXPECT_EQ(parse_ota_select_entry(b), ok(1));
+}
+
+TEST(Otadata, ImageLayoutAndEmpty) {
+  Bytes img = otadata_image(od(ok(1), ok(2)));
+  ASSERT_EQ(img.size(), 0x2000u);
+  EXPECT_EQ(img[0], 1);
+  EXPECT_EQ(img[0x1000], 2);
+  EXPECT_EQ(img[0x20], 0xFF);
+  EXPECT_EQ(empty_otadata_image(), Bytes(0x2000, 0xFF));
+  auto d = parse_otadata(img);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->entries[1], ok(2));
+  auto small = parse_otadata(Bytes(0x1FFF, 0xFF));
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().message(), "otadata is 8191 bytes; it needs two 4 KiB sectors (8192 bytes)");
+  EXPECT_TRUE(parse_otadata(Bytes(0x3000, 0xFF)));  // larger is accepted; only offsets 0 and 0x1000 are read
+}
+
+TEST(Otadata, StatesByName) {
+  EXPECT_EQ(*parse_ota_state("pending_verify"), kPending);
+  EXPECT_EQ(*parse_ota_state("ESP_OTA_IMG_ABORTED"), kAborted);
+  EXPECT_EQ(*parse_ota_state("undefined"), kUndef);
+  EXPECT_EQ(*parse_ota_state("7"), 7u);
+  EXPECT_FALSE(parse_ota_state("bogus"));
+  EXPECT_EQ(ota_state_name(2), "VALID");
+  EXPECT_EQ(ota_state_name(9), "0x00000009");
+}
+
+TEST(Otadata, Predicates) {
+  EXPECT_TRUE(ota_entry_invalid(erased()));
+  EXPECT_TRUE(ota_entry_invalid(ok(1, kInvalid)));
+  EXPECT_TRUE(ota_entry_invalid(ok(1, kAborted)));
+  EXPECT_FALSE(ota_entry_invalid(bad(1)));  // the CRC is not part of "invalid"
+  EXPECT_FALSE(ota_entry_valid(bad(1)));
+  EXPECT_TRUE(ota_entry_valid(ok(1, kNew)));
+  EXPECT_TRUE(ota_entry_valid(ok(1, 7)));  // unknown states behave like VALID
+  // 00 00 00 00 + FF x 28 is CRC-good: slot 0xFFFFFFFF % count.
+  Bytes zero(32, 0xFF);
+  std::fill(zero.begin(), zero.begin() + 4, 0);
+  EXPECT_TRUE(ota_entry_valid(parse_ota_select_entry(zero)));
+  EXPECT_EQ(ota_slot_of_seq(0, 2), 1u);
+  EXPECT_EQ(ota_slot_of_seq(0, 3), 0u);
+  EXPECT_EQ(ota_slot_of_seq(5, 3), 1u);
+}
+
+// ---- §3.1 decision table, one test per row ----
+
+TEST(BootSelect, BothEmptyWithFactory) {
+  auto s = select_boot_slot(od(erased(), erased()), 2, opts(true));
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  EXPECT_EQ(s.log, "Defaulting to factory image");
+  EXPECT_FALSE(s.log_is_error);
+  EXPECT_FALSE(s.initial_contents);
+}
+
+TEST(BootSelect, BothEmptyNoFactory) {
+  auto s = select_boot_slot(od(erased(), erased()), 2, opts(false));
+  EXPECT_EQ(s.ota_slot, 0u);
+  EXPECT_EQ(s.log, "No factory image, trying OTA 0");
+  EXPECT_TRUE(s.initial_contents);
+  EXPECT_EQ(initial_seq_write(0).entry, ok(1, kValid));
+}
+
+TEST(BootSelect, BothInvalidOrAbortedCrcGood) {
+  auto f = select_boot_slot(od(ok(3, kInvalid), ok(4, kAborted)), 2, opts(true));
+  EXPECT_EQ(f.ota_slot, std::nullopt);
+  EXPECT_EQ(f.log, "Defaulting to factory image");
+  auto n = select_boot_slot(od(ok(3, kInvalid), erased()), 2, opts(false));
+  EXPECT_EQ(n.ota_slot, 0u);
+  EXPECT_EQ(n.log, "No factory image, trying OTA 0");
+  EXPECT_FALSE(n.initial_contents);  // a CRC-good entry prevents "initial contents"
+}
+
+TEST(BootSelect, BadCrcAbortedEntryStillAllowsInitialContents) {
+  auto s = select_boot_slot(od(erased(), bad(3, kAborted)), 2, opts(false));
+  EXPECT_EQ(s.ota_slot, 0u);
+  EXPECT_TRUE(s.initial_contents);
+}
+
+TEST(BootSelect, OneValidEntry) {
+  for (auto other : {erased(), bad(7), ok(9, kInvalid)}) {
+    auto s = select_boot_slot(od(ok(2), other), 2, opts(true));
+    EXPECT_EQ(s.entry_index, 0);
+    EXPECT_EQ(s.ota_slot, 1u);
+    EXPECT_EQ(s.log, "");
+    auto t = select_boot_slot(od(other, ok(3)), 2, opts(true));
+    EXPECT_EQ(t.entry_index, 1);
+    EXPECT_EQ(t.ota_slot, 0u);
+  }
+}
+
+TEST(BootSelect, BothValidLargerSeqWinsTieIsEntry0) {
+  auto s = select_boot_slot(od(ok(3), ok(4)), 2, opts(true));
+  EXPECT_EQ(s.entry_index, 1);
+  EXPECT_EQ(s.ota_slot, 1u);
+  auto tie = select_boot_slot(od(ok(3), ok(3)), 2, opts(true));
+  EXPECT_EQ(tie.entry_index, 0);
+  auto three = select_boot_slot(od(ok(5), ok(2)), 3, opts(true));
+  EXPECT_EQ(three.ota_slot, 1u);
+}
+
+TEST(BootSelect, BadCrcWithFactory) {
+  auto s = select_boot_slot(od(bad(2), erased()), 2, opts(true));
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  EXPECT_EQ(s.entry_index, -1);
+  EXPECT_EQ(s.log, "ota data partition invalid, falling back to factory");
+  EXPECT_TRUE(s.log_is_error);
+  EXPECT_FALSE(s.initial_contents);
+}
+
+TEST(BootSelect, BadCrcNoFactory) {
+  auto s = select_boot_slot(od(ok(4, kAborted), bad(2)), 2, opts(false));
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  EXPECT_EQ(s.log, "ota data partition invalid and no factory, will try all partitions");
+  EXPECT_TRUE(s.log_is_error);
+}
+
+TEST(BootSelect, NoOtaSlots) {
+  auto s = select_boot_slot(od(ok(1), erased()), 0, opts(true));
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  EXPECT_EQ(s.log, "Defaulting to factory image");
+}
+
+TEST(BootSelect, NonRollbackNeverWrites) {
+  auto s = select_boot_slot(od(ok(1, kPending), ok(2, kNew)), 2, false);
+  EXPECT_TRUE(s.writes.empty());
+  EXPECT_EQ(s.ota_slot, 1u);
+}
+
+// ---- §3.2 rollback ----
+
+TEST(BootSelectRollback, NewBecomesPendingVerify) {
+  auto s = select_boot_slot(od(ok(1, kValid), ok(2, kNew)), 2, opts(true, true));
+  EXPECT_EQ(s.ota_slot, 1u);
+  ASSERT_EQ(s.writes.size(), 1u);
+  EXPECT_EQ(s.writes[0].sector, 1);
+  EXPECT_EQ(s.writes[0].entry, ok(2, kPending));
+}
+
+TEST(BootSelectRollback, PendingVerifyIsAbortedAndTheOtherEntryBoots) {
+  auto s = select_boot_slot(od(ok(1, kValid), ok(2, kPending)), 2, opts(true, true));
+  ASSERT_EQ(s.writes.size(), 1u);
+  EXPECT_EQ(s.writes[0].sector, 1);
+  EXPECT_EQ(s.writes[0].entry.ota_state, kAborted);
+  EXPECT_EQ(s.writes[0].entry.crc, otadata_crc(2));  // crc not recomputed, still good: it covers seq only
+  EXPECT_EQ(s.entry_index, 0);
+  EXPECT_EQ(s.ota_slot, 0u);
+}
+
+TEST(BootSelectRollback, PendingVerifyAbortedWhateverItsCrc) {
+  auto s = select_boot_slot(od(bad(1, kPending), erased()), 2, opts(true, true));
+  ASSERT_EQ(s.writes.size(), 1u);
+  EXPECT_EQ(s.writes[0].sector, 0);
+  EXPECT_EQ(s.log, "Defaulting to factory image");
+}
+
+TEST(BootSelectRollback, OnlyEntryAbortedWithBadOther) {
+  auto s = select_boot_slot(od(ok(2, kPending), bad(1)), 2, opts(true, true));
+  EXPECT_EQ(s.log, "ota data partition invalid, falling back to factory");
+}
+
+// ---- §3.3 anti-rollback ----
+
+TEST(BootSelectAntiRollback, InitialState) {
+  BootSelectOptions o;
+  o.anti_rollback = true;
+  o.has_factory = false;
+  auto s = select_boot_slot(od(erased(), bad(3)), 2, o);
+  EXPECT_EQ(s.log, "otadata[0..1] in initial state");
+  EXPECT_TRUE(s.initial_contents);
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+}
+
+TEST(BootSelectAntiRollback, LowSecureVersionDisqualifies) {
+  BootSelectOptions o;
+  o.anti_rollback = true;
+  o.secure_version_ok = [](uint32_t slot) { return slot == 0; };
+  auto s =
+      select_boot_slot(od(ok(1, kValid), ok(2, kValid)), 2, o);  // slot 1 has the larger seq but is too old
+  EXPECT_EQ(s.entry_index, 0);
+  EXPECT_EQ(s.ota_slot, 0u);
+  o.secure_version_ok = [](uint32_t) { return false; };
+  auto none = select_boot_slot(od(ok(1, kValid), ok(2, kValid)), 2, o);
+  EXPECT_EQ(none.ota_slot, std::nullopt);
+  EXPECT_EQ(none.log, "ota data partition invalid, falling back to factory");
+}
+
+// ---- where it boots ----
+
+TEST(BootPartition, LoaderOrder) {
+  PartitionTable t;
+  t.entries = {{"factory", 0, 0x00, 0x10000, 0x100000},
+               {"ota_0", 0, 0x10, 0x110000, 0x100000},
+               {"ota_1", 0, 0x11, 0x210000, 0x100000}};
+  BootSelection s;
+  EXPECT_EQ(boot_partition_for(t, s)->name, "factory");
+  s.ota_slot = 1;
+  EXPECT_EQ(boot_partition_for(t, s)->name, "ota_1");
+  t.entries.erase(t.entries.begin());  // no factory, start FACTORY_INDEX: try all slots upwards
+  s.ota_slot.reset();
+  EXPECT_EQ(boot_partition_for(t, s)->name, "ota_0");
+  PartitionTable none;
+  EXPECT_EQ(boot_partition_for(none, s), nullptr);
+}
+
+// ---- §2 esp_ota_set_boot_partition ----
+
+TEST(SetBootPartition, WorkedSequenceTwoSlots) {
+  Otadata d = od(erased(), erased());
+  struct Step {
+    uint32_t slot;
+    int sector;
+    uint32_t seq;
+    uint32_t boots;
+  } steps[] = {{0, 0, 1, 0}, {1, 1, 2, 1}, {0, 0, 3, 0}, {0, 1, 3, 0}};
+  for (const auto& st : steps) {
+    auto w = plan_set_boot_partition(d, st.slot, 2, false);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->sector, st.sector);
+    EXPECT_EQ(w->entry.ota_seq, st.seq);
+    EXPECT_EQ(w->entry.ota_state, kUndef);
+    EXPECT_EQ(w->entry.crc, otadata_crc(st.seq));
+    d.entries[static_cast<size_t>(w->sector)] = w->entry;
+    EXPECT_EQ(select_boot_slot(d, 2, false).ota_slot, st.boots);
+  }
+}
+
+TEST(SetBootPartition, ThreeSlots) {
+  Otadata d = od(ok(4), ok(5));
+  auto a = plan_set_boot_partition(d, 0, 3, false);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->sector, 0);
+  EXPECT_EQ(a->entry.ota_seq, 7u);
+  auto b = plan_set_boot_partition(d, 2, 3, true);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->entry.ota_seq, 6u);
+  EXPECT_EQ(b->entry.ota_state, kNew);
+}
+
+TEST(SetBootPartition, NoActiveEntryWritesSector0EvenOverAHigherAbortedOne) {
+  auto w = plan_set_boot_partition(od(bad(3), ok(8, kAborted)), 1, 2, false);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->sector, 0);
+  EXPECT_EQ(w->entry.ota_seq, 2u);
+}
+
+TEST(SetBootPartition, KeepsTheSectorsLabel) {
+  OtaSelectEntry other = ok(9, kInvalid);
+  other.seq_label.fill(0x41);
+  auto w = plan_set_boot_partition(od(ok(1), other), 1, 2, false);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->sector, 1);
+  EXPECT_EQ(w->entry.seq_label[0], 0x41);
+  EXPECT_EQ(w->entry.ota_state, kUndef);
+}
+
+TEST(SetBootPartition, SlotOutOfRange) {
+  auto w = plan_set_boot_partition(od(erased(), erased()), 2, 2, false);
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::invalid_argument);
+}
+
+TEST(SetBootPartition, ApplyErasesOnlyTheTargetSector) {
+  Bytes img = otadata_image(od(ok(1), ok(9, kInvalid)));
+  img[0x1100] = 0x12;  // junk in sector 1 beyond the entry: erased by the write
+  img[0x100] = 0x34;   // junk in sector 0: untouched
+  auto d = parse_otadata(img);
+  auto w = plan_set_boot_partition(*d, 1, 2, false);
+  Bytes out = apply_otadata_write(img, *w);
+  EXPECT_EQ(out[0x1100], 0xFF);
+  EXPECT_EQ(out[0x100], 0x34);
+  EXPECT_EQ(parse_otadata(out)->entries[1], ok(2));
+}
+
+// ---- §7 otatool ----
+
+TEST(OtatoolSwitch, StateIgnoredAndKept) {
+  // Entry 1 is CRC-good but INVALID: for the device it does not count, for otatool it is the base.
+  Otadata d = od(ok(1), ok(4, kInvalid));
+  auto dev = plan_set_boot_partition(d, 0, 2, false);
+  auto tool = plan_otatool_switch(d, 0, 2);
+  ASSERT_TRUE(dev && tool);
+  EXPECT_EQ(dev->sector, 1);
+  EXPECT_EQ(dev->entry.ota_seq, 1u);
+  EXPECT_EQ(tool->sector, 0);
+  EXPECT_EQ(tool->entry.ota_seq, 5u);
+  EXPECT_EQ(tool->entry.ota_state, kUndef);  // kept from sector 0
+  Bytes img = otadata_image(d);
+  img[0x10] = 0x55;
+  Bytes out = apply_otatool_write(img, *tool);
+  EXPECT_EQ(out[0x10], 0x55);  // nothing but seq and crc changes
+  EXPECT_EQ(parse_otadata(out)->entries[0].ota_seq, 5u);
+}
+
+TEST(OtatoolSwitch, BlankSectorKeepsItsFfState) {
+  auto tool = plan_otatool_switch(od(erased(), erased()), 1, 2);
+  ASSERT_TRUE(tool);
+  EXPECT_EQ(tool->sector, 0);
+  EXPECT_EQ(tool->entry, ok(2));
+}
+
+}  // namespace
+}  // namespace ota32
