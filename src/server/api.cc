@@ -4,12 +4,14 @@
 
 #include <fmt/format.h>
 #include <sys/random.h>
+#include <CLI/CLI.hpp>
 
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 
 #include "core/hash.h"
+#include "core/numbers.h"
 #include "server/api_internal.h"
 #include "store/version.h"
 
@@ -198,6 +200,10 @@ Reply firmware_file(const ApiContext& api, const FirmwareRecord& fw, const HttpR
   file.path = api.blobs.path_for(fw.sha256);
   file.etag = "\"" + fw.sha256 + "\"";
   if (!fw.md5.empty()) file.extra_headers.emplace_back("x-MD5", fw.md5);
+  if (api.metrics != nullptr)
+    file.on_complete = [metrics = api.metrics, version = fw.version] {
+      metrics->download_completed(version);
+    };
   return file;
 }
 
@@ -347,7 +353,9 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
   if (channel.empty()) channel = kDefaultChannel;
   auto latest = latest_release(*api.store, project, chip, channel);
   if (!latest) return store_error(latest.error(), req);
-  if (!latest->has_value() || compare_versions((*latest)->version, version) <= 0) {
+  bool current = !latest->has_value() || compare_versions((*latest)->version, version) <= 0;
+  if (api.metrics != nullptr) api.metrics->update_check(current ? "up_to_date" : "update_available");
+  if (current) {
     HttpResponse res{http::status::no_content, req.version()};
     res.keep_alive(req.keep_alive());
     res.set(http::field::cache_control, "no-store");
@@ -477,6 +485,62 @@ Reply delete_device(ApiContext& api, const HttpRequest& req, const RequestContex
 
 }  // namespace
 }  // namespace api_detail
+
+namespace {
+
+// The serve command's API options and the context they open: one per process (see api.h).
+struct ApiRuntime {
+  ApiConfig options;
+  std::string max_upload = "16M";
+  std::unique_ptr<ApiContext> context;
+};
+ApiRuntime& runtime() {
+  static ApiRuntime r;
+  return r;
+}
+
+}  // namespace
+
+void add_api_options(CLI::App* cmd) {
+  auto& r = runtime();
+  cmd->add_option("--public-url", r.options.public_url,
+                  "Base of the firmware URLs handed to devices, e.g. https://ota.example.com:8070 "
+                  "(default: from the request's Host header)");
+  cmd->add_flag("--refuse-unknown-devices", r.options.refuse_unknown_devices,
+                "Answer 403 to devices that were not registered (POST /api/v1/devices)");
+  cmd->add_option("--max-upload", r.max_upload, "Largest firmware upload (bytes, K/M suffixes)")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        auto n = parse_number(v, "--max-upload");
+        if (!n) return n.error().message();
+        if (*n == 0 || *n > (uint64_t{1} << 30)) return std::string("--max-upload: must be 1 byte .. 1G");
+        return std::string();
+      });
+}
+
+Result<void> register_api_routes(Router& router, const ServeContext& serve) {
+  auto& r = runtime();
+  ApiConfig cfg = r.options;
+  cfg.data_dir = serve.data_dir;
+  cfg.store_url = serve.store_url;
+  OTA32_ASSIGN(uint64_t max_upload, parse_number(r.max_upload, "--max-upload"));
+  cfg.max_upload = static_cast<std::size_t>(max_upload);
+  OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
+  setup.context->metrics = serve.metrics;
+  std::fflush(stdout);
+  fmt::print(stderr, "ota32-serve: catalog: {} store{}, firmware files in {}\n", setup.context->store->kind(),
+             cfg.store_url.empty() ? " " + default_store_url(cfg.data_dir) : "",
+             setup.context->blobs.root().string());
+  if (setup.new_admin_token) {
+    fmt::print(stderr, "ota32-serve: created the admin token; it is shown only this once (stored hashed):\n");
+    std::fflush(stderr);
+    fmt::print(stdout, "admin token: {}\n", *setup.new_admin_token);
+    std::fflush(stdout);
+  }
+  register_api_routes(router, *setup.context);
+  r.context = std::move(setup.context);
+  return {};
+}
 
 void register_api_routes(Router& router, ApiContext& api) {
   using namespace api_detail;

@@ -11,8 +11,14 @@
 
 #include "core/result.h"
 #include "server/http_types.h"
+#include "server/metrics.h"
+#include "server/serve_context.h"
 #include "store/blob_store.h"
 #include "store/store.h"
+
+namespace CLI {
+class App;
+}
 
 namespace ota32::server {
 
@@ -30,6 +36,7 @@ struct ApiContext {
   std::unique_ptr<Store> store;
   BlobStore blobs;
   ApiConfig config;
+  Metrics* metrics = nullptr;  // optional: update checks and completed downloads are counted
 };
 
 struct ApiSetup {
@@ -44,6 +51,13 @@ Result<ApiSetup> open_api(const ApiConfig& config);
 
 // Mounts every API route (see docs/api.md) on the router. `ctx` must outlive the router.
 void register_api_routes(Router& router, ApiContext& ctx);
+
+// ota32-serve integration (serve_main.cc): add_api_options() puts --public-url, --refuse-unknown-devices and
+// --max-upload on the serve command; register_api_routes(router, serve_context) then opens the store in the
+// data dir (or --store), prints a newly created admin token once on stdout, and mounts the routes. The API
+// context lives until the process exits (one serve per process).
+void add_api_options(CLI::App* serve_command);
+Result<void> register_api_routes(Router& router, const ServeContext& serve);
 
 // Helpers shared by the API files.
 std::string sha256_hex_of(std::string_view text);

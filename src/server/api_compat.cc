@@ -126,6 +126,7 @@ Reply arduino_update(ApiContext& api, const HttpRequest& req, const RequestConte
   bool current = (!md5.empty() && iequals(md5, fw.md5)) ||
                  (!sha.empty() && !fw.image_hash.empty() && iequals(sha, fw.image_hash)) ||
                  (!version.empty() && compare_versions(fw.version, version) <= 0);
+  if (api.metrics != nullptr) api.metrics->update_check(current ? "up_to_date" : "update_available");
   if (current) return empty_reply(http::status::not_modified, req);
   return firmware_file(api, fw, req);
 }

@@ -1,0 +1,186 @@
+#include "server/serve_main.h"
+
+#include <sys/resource.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "server/access_log.h"
+#include "server/metrics.h"
+#include "server/serve_context.h"
+#include "server/server.h"
+#include "server/static_files.h"
+#include "server/tls.h"
+
+#if __has_include("server/api.h")
+#include "server/api.h"
+#define OTA32_SERVE_HAS_API 1
+#endif
+
+namespace ota32::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ServeArgs {
+  std::string dir, data = "ota32-data", cert, key, bind = "0.0.0.0", access_log = "-", store;
+  int port = 8070;
+  unsigned threads = 0;
+  std::size_t max_connections = 16'384;
+  std::vector<std::string> sans;
+  double header_timeout = 10, idle_timeout = 30, io_timeout = 30;
+};
+
+void say(const std::string& line) {
+  std::fflush(stdout);
+  fmt::print(stderr, "ota32-serve: {}\n", line);
+  std::fflush(stderr);
+}
+
+int fail(const std::string& message) {
+  std::fflush(stdout);
+  fmt::print(stderr, "ota32-serve: {}\n", message);
+  return 1;
+}
+
+void print_certificate(const std::string& what, const fs::path& path) {
+  auto info = describe_certificate(path);
+  if (!info) {
+    say(fmt::format("{}: {}", what, info.error().message()));
+    return;
+  }
+  say(fmt::format("{} {} ({}, {}, valid until {})", what, path.string(), info->subject, info->key_type,
+                  info->not_after));
+  std::vector<std::string> sans;
+  for (auto& n : info->dns_names) sans.push_back("DNS:" + n);
+  for (auto& a : info->ip_addresses) sans.push_back("IP:" + a);
+  say(fmt::format("  subjectAltName: {}",
+                  sans.empty() ? "(none)" : fmt::format("{}", fmt::join(sans, ", "))));
+  say(fmt::format("  SHA-256 fingerprint: {}", info->sha256_fingerprint));
+}
+
+// Many slow downloads need many descriptors: raise the soft limit to the hard one.
+void raise_fd_limit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int serve(const ServeArgs& a) {
+  if (a.port < 0 || a.port > 65535) return fail(fmt::format("--port {}: must be 0..65535", a.port));
+  if (a.cert.empty() != a.key.empty()) return fail("--cert and --key go together");
+  std::error_code ec;
+  fs::path data_dir = fs::absolute(a.data, ec);
+  fs::path root;
+  if (!a.dir.empty()) {
+    root = fs::canonical(a.dir, ec);
+    if (ec || !fs::is_directory(root)) return fail(fmt::format("--dir {}: not a directory", a.dir));
+  }
+
+  fs::path cert = a.cert, key = a.key;
+  std::vector<std::string> ips = local_ip_addresses();
+  if (cert.empty()) {
+    std::vector<std::string> names = local_host_names(), addrs = ips;
+    for (const auto& s : a.sans) {
+      bool is_ip = s.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
+                   (s.find('.') != std::string::npos || s.find(':') != std::string::npos);
+      (is_ip ? addrs : names).push_back(s);
+    }
+    auto z = ensure_zero_config_tls(data_dir, names, addrs);
+    if (!z) return fail(z.error().message());
+    if (z->created_ca) say(fmt::format("created a private CA in {}", data_dir.string()));
+    if (z->issued_server_cert) say(fmt::format("issued a new server certificate ({})", z->reason));
+    say(fmt::format("CA certificate for the firmware (simple_ota_example: server_certs/ca_cert.pem): {}",
+                    z->ca_cert.string()));
+    cert = z->server_cert;
+    key = z->server_key;
+  }
+  print_certificate("server certificate", cert);
+  auto ctx = make_server_context(cert, key);
+  if (!ctx) return fail(ctx.error().message());
+
+  auto log = AccessLog::open(a.access_log);
+  if (!log) return fail(log.error().message());
+  std::unique_ptr<AccessLog> log_owner(*log);
+
+  Metrics metrics;
+  Router router;
+  router.add(http::verb::get, "/metrics", make_metrics_handler(metrics));
+#ifdef OTA32_SERVE_HAS_API
+  ServeContext sctx{data_dir, a.store, &metrics, {}};
+  for (const auto& ip : ips)
+    sctx.base_urls.push_back(
+        fmt::format("https://{}:{}", ip.find(':') != std::string::npos ? "[" + ip + "]" : ip, a.port));
+  if (auto r = register_api_routes(router, sctx); !r) return fail(r.error().message());
+#endif
+  if (!root.empty()) {
+    router.add_prefix(http::verb::get, "/", make_static_handler(root, [&metrics](const std::string& f) {
+                        metrics.file_download_completed(f);
+                      }));
+    say(fmt::format("serving the files in {}", root.string()));
+  }
+
+  ServerOptions opt;
+  opt.bind = a.bind;
+  opt.port = static_cast<uint16_t>(a.port);
+  opt.threads = a.threads;
+  opt.max_connections = a.max_connections;
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<long>(s * 1000)); };
+  opt.header_timeout = ms(a.header_timeout);
+  opt.idle_timeout = ms(a.idle_timeout);
+  opt.io_timeout = ms(a.io_timeout);
+  raise_fd_limit();
+  Server server(opt, ctx->get(), router, metrics, log_owner.get());
+  if (auto r = server.listen(); !r) return fail(r.error().message());
+  std::string host = a.bind == "0.0.0.0" || a.bind == "::" ? "<any local address>" : a.bind;
+  say(fmt::format("listening on https://{}:{}/ ({} threads); SIGINT/SIGTERM stop gracefully", host,
+                  server.port(),
+                  opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency())));
+  server.run(true);
+  say("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand("serve", "Run the HTTPS update server (replaces `openssl s_server -WWW`)");
+  cmd->add_option("--dir", args->dir, "Serve the files of this directory at /<name> (like s_server -WWW)");
+  cmd->add_option("--data", args->data, "Data directory: TLS certificates and keys, the store")
+      ->capture_default_str();
+  cmd->add_option("--port", args->port, "TCP port (0 = any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--bind", args->bind, "Local address to listen on")->capture_default_str();
+  cmd->add_option("--cert", args->cert, "PEM certificate chain to use instead of the zero-config one");
+  cmd->add_option("--key", args->key, "PEM private key of --cert");
+  cmd->add_option("--san", args->sans, "Extra DNS name or IP address for the zero-config certificate");
+  cmd->add_option("--threads", args->threads, "Event-loop threads (0 = one per core)")->capture_default_str();
+  cmd->add_option("--max-connections", args->max_connections, "Connections beyond this are closed at once")
+      ->capture_default_str();
+  cmd->add_option("--access-log", args->access_log, "Access log: - (stdout), off, or a file (JSON lines)")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", args->header_timeout, "Seconds to receive a request header")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", args->idle_timeout, "Seconds a keep-alive connection may wait idle")
+      ->capture_default_str();
+  cmd->add_option("--io-timeout", args->io_timeout,
+                  "Seconds without progress reading a body or writing a reply")
+      ->capture_default_str();
+#ifdef OTA32_SERVE_HAS_API
+  cmd->add_option("--store", args->store,
+                  "Store URL: sqlite:///path (default: in --data) or postgresql://...");
+  add_api_options(cmd);
+#endif
+  cmd->callback([args, exit_code] { *exit_code = serve(*args); });
+}
+
+}  // namespace ota32::server

@@ -1,0 +1,539 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <boost/asio.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <thread>
+#include <unordered_set>
+
+#include "server/file_response.h"
+
+namespace ota32::server {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// "Date:" changes once a second: format it once per second per thread.
+const std::string& http_date_now() {
+  thread_local std::time_t cached_t = 0;
+  thread_local std::string cached;
+  std::time_t t = std::time(nullptr);
+  if (t != cached_t) {
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached = buf;
+    cached_t = t;
+  }
+  return cached;
+}
+
+// The response header as bytes: status line, fields, Date, Server, blank line.
+void serialize_header(const HttpResponse& res, std::string& out) {
+  unsigned version = res.version() == 10 ? 10 : 11;
+  std::string_view reason = res.reason();
+  if (reason.empty()) reason = http::obsolete_reason(res.result());
+  fmt::format_to(std::back_inserter(out), "HTTP/1.{} {} {}\r\n", version % 10, res.result_int(), reason);
+  for (const auto& f : res) {
+    out.append(f.name_string());
+    out.append(": ");
+    out.append(f.value());
+    out.append("\r\n");
+  }
+  out.append("Date: ");
+  out.append(http_date_now());
+  out.append("\r\nServer: ota32\r\n\r\n");
+}
+
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+
+}  // namespace
+
+class Session;
+
+// Member order matters: sessions still alive when the loop is destroyed (drain timeout) unregister
+// themselves from `sessions`, so it must outlive `ioc`.
+struct Worker {
+  std::unordered_set<Session*> sessions;
+  bool draining = false;
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+};
+
+struct Server::Impl {
+  ServerOptions opt;
+  SSL_CTX* tls;
+  const Router& router;
+  Metrics& metrics;
+  AccessLog* log;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> connections{0};
+  std::vector<std::unique_ptr<Worker>> workers;  // last: destroyed first, while the counters above live
+
+  Impl(ServerOptions o, SSL_CTX* t, const Router& r, Metrics& m, AccessLog* l)
+      : opt(std::move(o)), tls(t), router(r), metrics(m), log(l) {}
+  awaitable<void> accept_loop(Worker& w);
+  void begin_drain(Worker& w);
+};
+
+// One connection. The coroutine run() owns the flow (handshake, then request/response until close); the
+// timer is a watchdog that closes the socket when the current phase's deadline passes.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server::Impl& srv, Worker& w, tcp::socket sock)
+      : srv_(srv), w_(w), sock_(std::move(sock)), timer_(w.ioc), buf_(srv.opt.header_limit + 4096) {
+    w_.sessions.insert(this);
+    srv_.metrics.connection_opened();
+  }
+  ~Session() {
+    w_.sessions.erase(this);
+    srv_.metrics.connection_closed();
+    srv_.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  awaitable<void> run();
+  // Graceful stop: an idle keep-alive connection is closed now, a busy one after its response.
+  void drain() {
+    if (idle_) sock_.cancel();
+  }
+
+ private:
+  enum class ReadResult { ok, closed, bad_request, header_too_large, body_too_large, timeout };
+
+  void arm(std::chrono::milliseconds d) {
+    deadline_ = Clock::now() + d;
+    if (!timer_armed_) {
+      timer_armed_ = true;
+      timer_.expires_at(deadline_);
+      timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+    }
+  }
+  void on_timer(error_code ec) {
+    timer_armed_ = false;
+    if (ec || done_) return;
+    if (Clock::now() >= deadline_) {
+      timed_out_ = true;
+      error_code ignored;
+      sock_.cancel(ignored);
+      return;
+    }
+    timer_armed_ = true;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this()](error_code e) { self->on_timer(e); });
+  }
+
+  // Drives one OpenSSL call until it completes, waiting for the socket as OpenSSL asks. 1 = done,
+  // 0 = clean close (close_notify), -1 = error or timeout.
+  template <class Op>
+  awaitable<int> ssl_io(Op op) {
+    for (;;) {
+      int r = op();
+      if (r > 0) co_return 1;
+      int e = SSL_get_error(ssl_.get(), r);
+      error_code ec;
+      if (e == SSL_ERROR_WANT_READ) {
+        co_await sock_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+      } else if (e == SSL_ERROR_WANT_WRITE) {
+        co_await sock_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+      } else {
+        ERR_clear_error();
+        co_return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+      }
+      if (ec) co_return -1;
+    }
+  }
+
+  awaitable<bool> write_all(const char* p, std::size_t n) {
+    while (n > 0) {
+      std::size_t wrote = 0;
+      int r = co_await ssl_io([&] { return SSL_write_ex(ssl_.get(), p, n, &wrote); });
+      if (r != 1) co_return false;
+      p += wrote;
+      n -= wrote;
+      sent_ += wrote;
+      srv_.metrics.bytes_sent(wrote);
+      arm(srv_.opt.io_timeout);
+    }
+    co_return true;
+  }
+
+  // Reads more bytes into buf_: >0 bytes read, 0 = peer closed, -1 = error/timeout/buffer full.
+  awaitable<long> read_more() {
+    if (buf_.size() >= buf_.max_size()) co_return -1;
+    std::size_t want = std::min<std::size_t>(4096, buf_.max_size() - buf_.size());
+    auto mb = buf_.prepare(want);
+    std::size_t got = 0;
+    int r = co_await ssl_io([&] { return SSL_read_ex(ssl_.get(), mb.data(), mb.size(), &got); });
+    if (r != 1) co_return r == 0 ? 0 : -1;
+    buf_.commit(got);
+    srv_.metrics.bytes_received(got);
+    co_return static_cast<long>(got);
+  }
+
+  awaitable<ReadResult> read_request(http::request_parser<http::string_body>& parser);
+  awaitable<bool> send_response(HttpResponse& res);
+  awaitable<bool> send_file(const HttpRequest& req, FileReply& reply, unsigned& status);
+  awaitable<void> send_error_and_close(http::status status, std::string_view code, std::string_view message);
+  void log(const HttpRequest& req, unsigned status, Clock::time_point start);
+
+  Server::Impl& srv_;
+  Worker& w_;
+  tcp::socket sock_;
+  std::unique_ptr<SSL, SslFree> ssl_;
+  asio::steady_timer timer_;
+  Clock::time_point deadline_;
+  bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
+  boost::beast::flat_buffer buf_;
+  std::string remote_;
+  uint64_t sent_ = 0;  // bytes of the current response
+};
+
+awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::string_body>& parser) {
+  parser.header_limit(static_cast<std::uint32_t>(srv_.opt.header_limit));
+  parser.eager(false);
+  bool started = buf_.size() > 0, body_phase = false;
+  idle_ = !started;
+  arm(started ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
+  for (;;) {
+    if (buf_.size() > 0) {
+      if (!started) {
+        started = true;
+        idle_ = false;
+        arm(srv_.opt.header_timeout);
+      }
+      error_code ec;
+      std::size_t used = parser.put(buf_.data(), ec);
+      buf_.consume(used);
+      if (ec && ec != http::error::need_more) {
+        if (ec == http::error::header_limit) co_return ReadResult::header_too_large;
+        if (ec == http::error::body_limit) co_return ReadResult::body_too_large;
+        co_return ReadResult::bad_request;
+      }
+      if (parser.is_done()) co_return ReadResult::ok;
+      if (parser.is_header_done() && !body_phase) {
+        body_phase = true;
+        const auto& h = parser.get();
+        std::size_t limit = srv_.router.body_limit(h.method(), h.target());
+        if (parser.content_length() && *parser.content_length() > limit) co_return ReadResult::body_too_large;
+        parser.body_limit(limit);
+        parser.eager(true);
+        arm(srv_.opt.io_timeout);
+        auto expect = h.find(http::field::expect);
+        if (expect != h.end() && boost::beast::iequals(expect->value(), "100-continue") &&
+            h.version() == 11) {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          if (!co_await write_all(kContinue.data(), kContinue.size())) co_return ReadResult::closed;
+        }
+        continue;
+      }
+      if (used > 0 && buf_.size() > 0) continue;
+    }
+    long n = co_await read_more();
+    if (n == 0) co_return ReadResult::closed;
+    if (n < 0) {
+      if (timed_out_) co_return started ? ReadResult::timeout : ReadResult::closed;
+      if (buf_.size() >= buf_.max_size()) co_return ReadResult::header_too_large;
+      co_return ReadResult::closed;
+    }
+    if (body_phase) arm(srv_.opt.io_timeout);
+  }
+}
+
+awaitable<bool> Session::send_response(HttpResponse& res) {
+  std::string out;
+  out.reserve(256 + res.body().size());
+  serialize_header(res, out);
+  out.append(res.body());
+  co_return co_await write_all(out.data(), out.size());
+}
+
+awaitable<void> Session::send_error_and_close(http::status status, std::string_view code,
+                                              std::string_view msg) {
+  HttpRequest dummy{http::verb::get, "/", 11};
+  auto res = json_error(status, code, msg, dummy);
+  res.keep_alive(false);
+  sent_ = 0;
+  arm(srv_.opt.io_timeout);
+  co_await send_response(res);
+  srv_.metrics.request(http::verb::unknown, res.result_int());
+  if (srv_.log)
+    srv_.log->write({remote_, "-", "-", SSL_get_version(ssl_.get()), res.result_int(), sent_, 0.0});
+}
+
+awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, unsigned& status) {
+  int fd = ::open(reply.path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    auto res = json_error(http::status::not_found, "not_found", "file is gone", req);
+    status = res.result_int();
+    co_return co_await send_response(res);
+  }
+  FileStat fs{static_cast<uint64_t>(st.st_size),
+              std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec) +
+                                                    std::chrono::nanoseconds(st.st_mtim.tv_nsec))};
+  FilePlan plan = plan_file_response(req, reply, fs);
+  if (w_.draining) plan.header.keep_alive(false);
+  status = plan.header.result_int();
+  std::string head;
+  serialize_header(plan.header, head);
+  // The header and the first piece of the file go out in one TLS record.
+  std::size_t chunk = std::max(srv_.opt.file_chunk, head.size() + 1024);
+  std::unique_ptr<char[]> buf(new char[chunk]);
+  std::memcpy(buf.get(), head.data(), head.size());
+  std::size_t fill = head.size();
+  uint64_t off = plan.offset, left = plan.length;
+  bool ok = true;
+  for (;;) {
+    while (left > 0 && fill < chunk) {
+      std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left, chunk - fill));
+      ssize_t n = ::pread(fd, buf.get() + fill, want, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // the file shrank under us: the response cannot be completed, close the connection
+        ok = false;
+        break;
+      }
+      fill += static_cast<std::size_t>(n);
+      off += static_cast<uint64_t>(n);
+      left -= static_cast<uint64_t>(n);
+    }
+    if (fill > 0 && !co_await write_all(buf.get(), fill)) ok = false;
+    fill = 0;
+    if (!ok || left == 0) break;
+  }
+  ::close(fd);
+  if (ok && plan.reaches_end && reply.on_complete) reply.on_complete();
+  co_return ok;
+}
+
+void Session::log(const HttpRequest& req, unsigned status, Clock::time_point start) {
+  srv_.metrics.request(req.method(), status);
+  if (!srv_.log) return;
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  srv_.log->write(
+      {remote_, req.method_string(), req.target(), SSL_get_version(ssl_.get()), status, sent_, ms});
+}
+
+awaitable<void> Session::run() {
+  auto self = shared_from_this();
+  error_code ec;
+  auto ep = sock_.remote_endpoint(ec);
+  remote_ = ec ? "?" : ep.address().to_string();
+  sock_.non_blocking(true, ec);
+  sock_.set_option(tcp::no_delay(true), ec);
+  ssl_.reset(SSL_new(srv_.tls));
+  if (!ssl_ || SSL_set_fd(ssl_.get(), sock_.native_handle()) != 1) {
+    ERR_clear_error();
+    done_ = true;
+    co_return;
+  }
+  SSL_set_accept_state(ssl_.get());
+  arm(srv_.opt.handshake_timeout);
+  int hs = co_await ssl_io([&] { return SSL_do_handshake(ssl_.get()); });
+  srv_.metrics.handshake(hs == 1);
+  if (hs != 1) {
+    if (timed_out_) srv_.metrics.timeout();
+    done_ = true;
+    timer_.cancel();
+    co_return;
+  }
+
+  bool keep_going = true;
+  while (keep_going && !w_.draining) {
+    http::request_parser<http::string_body> parser;
+    auto rr = co_await read_request(parser);
+    idle_ = false;
+    if (rr == ReadResult::closed) break;
+    if (rr != ReadResult::ok) {
+      switch (rr) {
+        case ReadResult::timeout:
+          srv_.metrics.timeout();
+          co_await send_error_and_close(http::status::request_timeout, "timeout",
+                                        "request not received in time");
+          break;
+        case ReadResult::header_too_large:
+          co_await send_error_and_close(
+              http::status::request_header_fields_too_large, "header_too_large",
+              fmt::format("request header larger than {} bytes", srv_.opt.header_limit));
+          break;
+        case ReadResult::body_too_large:
+          co_await send_error_and_close(http::status::payload_too_large, "body_too_large",
+                                        "request body larger than this endpoint accepts");
+          break;
+        default:
+          co_await send_error_and_close(http::status::bad_request, "bad_request", "malformed HTTP request");
+          break;
+      }
+      break;
+    }
+    auto start = Clock::now();
+    HttpRequest req = parser.release();
+    RequestContext ctx;
+    ctx.remote_address = remote_;
+    ctx.received = std::chrono::system_clock::now();
+    Reply reply = srv_.router.route(req, ctx);
+    sent_ = 0;
+    arm(srv_.opt.io_timeout);
+    unsigned status = 0;
+    bool ok;
+    if (auto* res = std::get_if<HttpResponse>(&reply)) {
+      if (w_.draining) res->keep_alive(false);
+      if (req.method() == http::verb::head) {
+        // HEAD: the same header (Content-Length of the GET body) without the body.
+        std::string out;
+        serialize_header(*res, out);
+        ok = co_await write_all(out.data(), out.size());
+      } else {
+        ok = co_await send_response(*res);
+      }
+      status = res->result_int();
+      keep_going = ok && res->keep_alive();
+    } else {
+      auto& file = std::get<FileReply>(reply);
+      ok = co_await send_file(req, file, status);
+      keep_going = ok && req.keep_alive();
+    }
+    if (timed_out_) srv_.metrics.timeout();
+    log(req, status, start);
+    // Keep the read buffer small between requests on long-lived connections.
+    if (buf_.size() == 0 && buf_.capacity() > 4096) buf_.shrink_to_fit();
+  }
+  done_ = true;
+  timer_.cancel();
+  if (!timed_out_) {
+    // close_notify, without waiting for the peer's: a clean close for close-delimited clients.
+    ERR_clear_error();
+    SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
+  sock_.shutdown(tcp::socket::shutdown_send, ec);
+  sock_.close(ec);
+}
+
+awaitable<void> Server::Impl::accept_loop(Worker& w) {
+  for (;;) {
+    tcp::socket sock(w.ioc);
+    error_code ec;
+    co_await w.acceptor.async_accept(sock, asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !w.acceptor.is_open()) co_return;
+    if (ec) {  // EMFILE and friends: back off a little instead of spinning
+      asio::steady_timer t(w.ioc, std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    if (connections.fetch_add(1, std::memory_order_relaxed) >= opt.max_connections) {
+      connections.fetch_sub(1, std::memory_order_relaxed);
+      metrics.connection_refused();
+      sock.close(ec);
+      continue;
+    }
+    auto s = std::make_shared<Session>(*this, w, std::move(sock));
+    asio::co_spawn(w.ioc, s->run(), asio::detached);
+  }
+}
+
+void Server::Impl::begin_drain(Worker& w) {
+  w.draining = true;
+  error_code ec;
+  w.acceptor.close(ec);
+  std::vector<Session*> idle(w.sessions.begin(), w.sessions.end());
+  for (Session* s : idle) s->drain();
+}
+
+Server::Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metrics& metrics, AccessLog* log)
+    : impl_(std::make_unique<Impl>(std::move(options), tls, router, metrics, log)) {}
+
+Server::~Server() = default;
+
+Result<void> Server::listen() {
+  unsigned n = impl_->opt.threads ? impl_->opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  error_code ec;
+  auto addr = asio::ip::make_address(impl_->opt.bind, ec);
+  if (ec)
+    return Error(ErrorCode::invalid_argument, fmt::format("--bind {}: not an IP address", impl_->opt.bind));
+  uint16_t port = impl_->opt.port;
+  for (unsigned i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>();
+    tcp::endpoint ep(addr, port);
+    auto& a = w->acceptor;
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec = error_code(errno, boost::system::system_category());
+    }
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(4096, ec);
+    if (ec)
+      return Error(ec == asio::error::address_in_use ? ErrorCode::unavailable : ErrorCode::io_error,
+                   fmt::format("cannot listen on {}:{}: {}", impl_->opt.bind, port, ec.message()));
+    if (port == 0) port = a.local_endpoint().port();
+    impl_->workers.push_back(std::move(w));
+  }
+  port_ = port;
+  return {};
+}
+
+void Server::stop() {
+  if (impl_->stopping.exchange(true)) return;
+  for (auto& w : impl_->workers)
+    asio::post(w->ioc, [impl = impl_.get(), wp = w.get()] { impl->begin_drain(*wp); });
+}
+
+void Server::run(bool handle_signals) {
+  ::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes to the socket fd directly
+  auto& w0 = *impl_->workers.front();
+  std::unique_ptr<asio::signal_set> signals;
+  if (handle_signals) {
+    signals = std::make_unique<asio::signal_set>(w0.ioc, SIGINT, SIGTERM);
+    signals->async_wait([this](error_code ec, int) {
+      if (!ec) stop();
+    });
+  }
+  for (auto& w : impl_->workers) asio::co_spawn(w->ioc, impl_->accept_loop(*w), asio::detached);
+  // Worker 0 also watches the drain: after stop(), wait for open connections (bounded), then end every loop.
+  asio::co_spawn(
+      w0.ioc,
+      [this, &w0, &signals]() -> awaitable<void> {
+        asio::steady_timer t(w0.ioc);
+        error_code ec;
+        while (!impl_->stopping.load()) {
+          t.expires_after(std::chrono::milliseconds(100));
+          co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        if (signals) signals->cancel(ec);
+        auto until = Clock::now() + impl_->opt.drain_timeout;
+        while (impl_->connections.load() > 0 && Clock::now() < until) {
+          t.expires_after(std::chrono::milliseconds(50));
+          co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        for (auto& w : impl_->workers) w->ioc.stop();
+      },
+      asio::detached);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < impl_->workers.size(); ++i)
+    threads.emplace_back([w = impl_->workers[i].get()] { w->ioc.run(); });
+  w0.ioc.run();
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace ota32::server

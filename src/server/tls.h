@@ -1,0 +1,61 @@
+// TLS for ota32-serve: zero-config certificates (a private CA and a server certificate whose SANs cover every
+// local address, made with OpenSSL 3's C API) and the server's SSL_CTX with the suites ESP32 mbedTLS offers.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace ota32::server {
+
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+
+// What a certificate says about itself, printed at start so that the operator can check it.
+struct CertificateInfo {
+  std::string subject;                    // "CN=ota32 server"
+  std::string issuer;                     // "CN=ota32 private CA (host)"
+  std::vector<std::string> dns_names;     // subjectAltName DNS entries
+  std::vector<std::string> ip_addresses;  // subjectAltName IP entries, textual
+  std::string sha256_fingerprint;  // "AB:CD:..." over the DER certificate, like `openssl x509 -fingerprint`
+  std::string not_after;           // "2036-11-25 04:00:00 UTC"
+  std::string key_type;            // "EC P-256", "RSA 2048"
+};
+
+Result<CertificateInfo> describe_certificate(const std::filesystem::path& pem);
+
+// Every address of this host (getifaddrs: IPv4 and IPv6, loopback included, link-local IPv6 excluded because
+// a SAN cannot carry its zone) and the names it is known by (hostname, its FQDN when resolvable, localhost).
+std::vector<std::string> local_ip_addresses();
+std::vector<std::string> local_host_names();
+
+// The files of zero-config TLS inside the data directory.
+struct ZeroConfigTls {
+  std::filesystem::path ca_cert, ca_key, server_cert, server_key;
+  bool created_ca = false;          // first start: a new CA was made
+  bool issued_server_cert = false;  // a server certificate was (re)issued by the CA
+  std::string reason;               // why it was (re)issued, for the start-up message
+};
+
+// Makes sure the data directory holds a CA (kept once made) and a server certificate signed by it whose SANs
+// include every name and address given. A server certificate missing any of them (the host got a new
+// address) is reissued by the same CA, so devices that trust ca_cert.pem keep working.
+// Keys are ECDSA P-256 (mbedTLS on the ESP32 verifies ECDSA and negotiates ECDHE-ECDSA), written 0600.
+Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_dir,
+                                             const std::vector<std::string>& dns_names,
+                                             const std::vector<std::string>& ip_addresses);
+
+// The server context: TLS 1.2 and 1.3, ECDHE with AES-128-GCM / AES-256-GCM / ChaCha20 (ECDSA or RSA
+// certificates), no renegotiation, no session cache or tickets (ESP-IDF does not resume by default, so a
+// cache only costs memory), buffers released when idle. Checks that the key matches the certificate.
+Result<SslCtxPtr> make_server_context(const std::filesystem::path& cert_chain,
+                                      const std::filesystem::path& key);
+
+}  // namespace ota32::server
