@@ -28,6 +28,10 @@ if [[ "${OTA32_SKIP_APT:-0}" != 1 ]]; then
   fi
 fi
 
+# ccache: rewrite paths under the checkout as relative, so a fresh clone in another folder (CI) hits the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
+
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j "$jobs"

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_util.h"
@@ -10,6 +11,7 @@
 #include "core/numbers.h"
 #include "format/app_image.h"
 #include "format/chip.h"
+#include "format/elf2image.h"
 #include "format/image_info.h"
 #include "format/image_make.h"
 
@@ -191,6 +193,41 @@ int run_make(const MakeArgs& a) {
   return kExitOk;
 }
 
+struct Elf2ImageArgs {
+  std::string elf, out, chip;
+  Elf2ImageOptions opt;
+  uint64_t min_rev = 0, min_rev_full = 0, max_rev_full = 0xFFFF, sha_offset = 0;
+  bool dont_append_digest = false;
+};
+
+int run_elf2image(Elf2ImageArgs a) {
+  auto chip = chip_option(a.chip);
+  if (!chip) return fail(chip.error());
+  if (a.min_rev > 255) return fail("--min-rev: must be 0..255");
+  if (a.min_rev_full > 65535 || a.max_rev_full > 65535)
+    return fail("--min-rev-full/--max-rev-full: must be 0..65535");
+  if (a.sha_offset > UINT32_MAX) return fail("--elf-sha256-offset: must fit in 32 bits");
+  a.opt.chip = *chip;
+  a.opt.min_rev = static_cast<uint8_t>(a.min_rev);
+  a.opt.min_rev_full = static_cast<uint16_t>(a.min_rev_full);
+  a.opt.max_rev_full = static_cast<uint16_t>(a.max_rev_full);
+  a.opt.elf_sha256_offset = static_cast<uint32_t>(a.sha_offset);
+  a.opt.append_digest = !a.dont_append_digest;
+  std::string out = a.out;
+  if (out.empty()) {  // esptool: the input path with its last extension replaced by .bin
+    std::filesystem::path p(a.elf);
+    out = p.replace_extension(".bin").string();
+  }
+  auto elf = read_file(a.elf);
+  if (!elf) return fail(elf.error());
+  std::vector<std::string> console;
+  auto r = elf2image(*elf, a.elf, a.opt, &console);
+  for (const auto& line : console) fmt::print("{}\n", line);
+  if (!r) return fail(r.error());
+  if (auto w = write_file_atomic(out, r->image); !w) return fail(w.error());
+  return kExitOk;
+}
+
 void register_image(CLI::App& app) {
   auto* image = app.add_subcommand("image", "App and bootloader images: info, verify, make, elf2image");
   image->require_subcommand(1);
@@ -230,6 +267,39 @@ void register_image(CLI::App& app) {
                     "Exact file size (rounded up to 16; default: the seed app's layout, about 860K)");
   add_number_option(cm, "--seed", mk->seed, "Seed for the segment contents (default 0)");
   cm->callback([mk] { set_exit_code(run_make(*mk)); });
+
+  auto ea = std::make_shared<Elf2ImageArgs>();
+  auto* ce = image->add_subcommand("elf2image",
+                                   "Convert an ELF into an app/bootloader image, byte-identical to "
+                                   "esptool v4.8.1 elf2image");
+  ce->add_option("elf", ea->elf, "Input ELF file")->required();
+  ce->add_option("-o,--output", ea->out, "Output image (default: the ELF path with .bin)");
+  ce->add_option("--chip,-c", ea->chip, "Chip: " + supported_chip_names())->required();
+  ce->add_option("--flash-mode,--flash_mode", ea->opt.flash_mode, "qio (default), qout, dio, dout")
+      ->check(CLI::IsMember({"qio", "qout", "dio", "dout"}));
+  ce->add_option("--flash-freq,--flash_freq", ea->opt.flash_freq,
+                 "Flash frequency, e.g. 40m, 80m (default: code 0)");
+  ce->add_option("--flash-size,--flash_size", ea->opt.flash_size, "1MB (default) .. 128MB");
+  add_number_option(ce, "--min-rev,-r", ea->min_rev, "Legacy minimum chip revision (header byte 0x0e)");
+  add_number_option(ce, "--min-rev-full,--min_rev_full", ea->min_rev_full,
+                    "Minimum chip revision, major*100+minor");
+  add_number_option(ce, "--max-rev-full,--max_rev_full", ea->max_rev_full,
+                    "Maximum chip revision, major*100+minor (default 65535)");
+  ce->add_flag("--dont-append-digest,--dont_append_digest", ea->dont_append_digest,
+               "Do not append the SHA-256");
+  add_number_option(ce, "--elf-sha256-offset,--elf_sha256_offset", ea->sha_offset,
+                    "Write the ELF's SHA-256 at this image offset (IDF apps: 0xb0)");
+  ce->add_flag("--secure-pad,--secure_pad", ea->opt.secure_pad,
+               "Pad for a Secure Boot v1 signature (ESP32 only)");
+  ce->add_flag("--secure-pad-v2,--secure_pad_v2", ea->opt.secure_pad_v2,
+               "Pad for a Secure Boot v2 signature");
+  ce->add_option("--pad-to-size,--pad_to_size", ea->opt.pad_to_size,
+                 "Pad the file with 0xFF to a multiple (4KB, 1MB)");
+  ce->add_option("--flash-mmu-page-size,--flash_mmu_page_size", ea->opt.flash_mmu_page_size,
+                 "MMU page size: 64KB, 32KB, 16KB, 8KB (C2, C5, C6, C61, H2)");
+  ce->add_flag("--use-segments,--use_segments", ea->opt.use_segments,
+               "Use ELF program headers, not sections");
+  ce->callback([ea] { set_exit_code(run_elf2image(*ea)); });
 }
 
 }  // namespace

@@ -106,6 +106,11 @@ void run_read(const OtadataArgs& a) {
   o.rollback = a.rollback;
   o.has_factory = t->factory() != nullptr;
   BootSelection s = select_boot_slot(d, slots.size(), o);
+  if (!t->otadata()) {
+    // The bootloader does not read otadata at all then: it starts at the factory index, silently.
+    s = BootSelection{};
+    s.reason = fmt::format("{} has no otadata partition: the bootloader ignores otadata", a.partitions);
+  }
   const PartitionEntry* boot = boot_partition_for(*t, s);
 
   if (a.json) {
@@ -191,9 +196,7 @@ void run_write(const OtadataArgs& a) {
     if (!s) return set_exit_code(fail(s.error()));
     state = *s;
   }
-  Otadata d;
-  d.entries[0] = parse_ota_select_entry(Bytes(32, 0xFF));
-  d.entries[1] = d.entries[0];
+  Otadata d;  // both entries erased
   d.entries[a.entry] = make_ota_select_entry(static_cast<uint32_t>(seq), state);
   auto w = write_file_atomic(a.file, otadata_image(d));
   set_exit_code(w ? kExitOk : fail(w.error()));
@@ -229,14 +232,18 @@ void run_switch(const OtadataArgs& a) {
     return set_exit_code(fail(fmt::format("--slot {}: too large", a.slot)));
   }
 
+  if (!t->otadata()) {
+    return set_exit_code(
+        fail(fmt::format("{}: no otadata partition (esp_ota_set_boot_partition returns "
+                         "ESP_ERR_NOT_FOUND)",
+                         a.partitions)));
+  }
   Otadata d = *parse_otadata(src->view());
   Bytes updated;
   std::string what;
   if (factory) {
     if (a.otatool)
       return set_exit_code(fail("--otatool: otatool's switch_ota_partition only switches to OTA slots"));
-    if (!t->otadata())
-      return set_exit_code(fail(fmt::format("{}: no otadata partition (ESP_ERR_NOT_FOUND)", a.partitions)));
     updated = Bytes(src->size, 0xFF);  // esp_ota_set_boot_partition(factory) erases the whole partition
     what = "esp_ota_set_boot_partition(factory): both sectors erased";
   } else {

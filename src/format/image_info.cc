@@ -113,8 +113,9 @@ ImageInfoReport image_info_report(ByteView data, const ImageInfoOptions& opt) {
   }
   const AppImage& img = *parsed;
   const ImageHeader& h = img.header;
-  const bool hash_valid = img.stored_sha256 && *img.stored_sha256 == image_sha256(img, data);
-  const std::string calc_hash = to_hex(image_sha256(img, data));
+  const Sha256Digest calc_digest = image_sha256(img, data);  // once: it is most of the work on a big image
+  const bool hash_valid = img.stored_sha256 && *img.stored_sha256 == calc_digest;
+  const std::string calc_hash = to_hex(calc_digest);
 
   if (opt.version == 1) {
     o += "Image version: 1\n";

@@ -81,6 +81,7 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
     std::reverse(kept.begin(), kept.end());
     items = std::move(kept);
   }
+  if (opt.on_merged) opt.on_merged(res.merged);
   if (items.size() > kMaxSegments) {
     return Error(
         ErrorCode::invalid_argument,

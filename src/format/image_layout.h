@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ struct LayoutOptions {
   // With elf_sha256_offset != 0, elf_sha256 is written into the segment data at that file offset.
   uint32_t elf_sha256_offset = 0;
   Sha256Digest elf_sha256{};
+  // Told how many items were merged, before the segment-count check (esptool prints "Merged N ELF sections").
+  std::function<void(unsigned)> on_merged;
 };
 
 struct LayoutResult {

@@ -35,9 +35,17 @@ std::string ota_state_name(uint32_t state);
 // Accepts the names above (any case, with or without ESP_OTA_IMG_) or a number.
 Result<uint32_t> parse_ota_state(std::string_view text);
 
+constexpr std::array<uint8_t, 20> erased_seq_label() {
+  std::array<uint8_t, 20> a{};
+  for (auto& b : a) b = 0xFF;
+  return a;
+}
+
+// Default-constructed = an erased entry (32 bytes of 0xFF).
 struct OtaSelectEntry {
   uint32_t ota_seq = kOtaSeqEmpty;
-  std::array<uint8_t, 20> seq_label{};  // unused by ESP-IDF; writers keep what the sector held
+  std::array<uint8_t, 20> seq_label =
+      erased_seq_label();  // unused by ESP-IDF; writers keep what the sector held
   uint32_t ota_state = static_cast<uint32_t>(OtaImgState::kUndefined);
   uint32_t crc = 0xFFFFFFFF;
 

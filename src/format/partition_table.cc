@@ -485,6 +485,47 @@ Result<PartitionTable> parse_partition_binary(ByteView bin, const BinaryOptions&
                fmt::format("{}: Partition table is missing an end-of-table marker", where(file_name, "end")));
 }
 
+Result<PartitionTable> parse_partition_table_as_device(ByteView table, uint32_t chip_size) {
+  PartitionTable t;
+  bool md5_found = false;
+  constexpr size_t kMaxRows = kPartitionTableMaxLength / kPartitionEntrySize;
+  for (size_t n = 0; n < kMaxRows && (n + 1) * kPartitionEntrySize <= table.size(); ++n) {
+    ByteView row = table.subspan(n * kPartitionEntrySize, kPartitionEntrySize);
+    uint16_t magic = load_le16(row.data());
+    if (magic == (kMagic1 << 8 | kMagic0)) {
+      PartitionEntry e;
+      e.type = row[2];
+      e.subtype = row[3];
+      e.offset = load_le32(row.data() + 4);
+      e.size = load_le32(row.data() + 8);
+      ByteView label = row.subspan(12, 16);
+      e.name.assign(as_chars(
+          label.first(static_cast<size_t>(std::find(label.begin(), label.end(), 0) - label.begin()))));
+      uint32_t flags = load_le32(row.data() + 28);
+      e.encrypted = (flags & kFlagEncrypted) != 0;
+      e.readonly = (flags & kFlagReadonly) != 0;
+      if (e.offset > chip_size || static_cast<uint32_t>(e.offset + e.size) > chip_size) {
+        return Error(
+            ErrorCode::out_of_range,
+            fmt::format("partition {} invalid - offset 0x{:x} size 0x{:x} exceeds flash chip size 0x{:x}", n,
+                        e.offset, e.size, chip_size));
+      }
+      t.entries.push_back(std::move(e));
+    } else if (magic == (kMd5Magic << 8 | kMd5Magic)) {
+      if (md5_found) return Error(ErrorCode::corrupt, "Only one MD5 checksum is allowed");
+      Md5Digest d = md5(table.first(n * kPartitionEntrySize));
+      if (!std::equal(d.begin(), d.end(), row.begin() + 16))
+        return Error(ErrorCode::corrupt, "Incorrect MD5 checksum");
+      md5_found = true;
+    } else if (n > 0 && magic == 0xFFFF && row[2] == 0xFF && row[3] == 0xFF) {
+      return t;
+    } else {
+      return Error(ErrorCode::corrupt, fmt::format("partition {} invalid magic number 0x{:x}", n, magic));
+    }
+  }
+  return Error(ErrorCode::corrupt, "partition table has no terminating entry, not valid");
+}
+
 Result<Bytes> partition_table_to_binary_checked(const PartitionTable& t, bool with_md5) {
   ByteWriter w;
   for (const auto& e : t.entries) {
@@ -588,7 +629,8 @@ Result<void> verify_partition_table(const PartitionTable& t, const VerifyOptions
                                  "flagged as 'readonly' (the size of read/write NVS has to be at least {})",
                                  e.name, e.type, e.subtype, hex32(e.size), hex32(kNvsRwMinSize)));
     }
-    // Not a tool check (it truncates silently), but worth knowing.
+    // Not tool checks (it accepts both silently), but worth knowing.
+    if (e.size == 0) warn(e, i, fmt::format("Partition {} has size 0", e.name));
     if (e.name.size() > 16) {
       warn(e, i,
            fmt::format("Partition name '{}' is longer than 16 bytes; the binary keeps '{}'", e.name,

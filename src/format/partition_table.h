@@ -91,6 +91,12 @@ Result<PartitionTable> parse_partition_csv(std::string_view text, const CsvOptio
                                            std::string_view file_name);
 Result<PartitionTable> parse_partition_binary(ByteView bin, const BinaryOptions& opt,
                                               std::string_view file_name);
+// The table as the chip reads it (esp_partition_table_verify, ESP-IDF v5.5.5): at most 96 rows of
+// `table` (normally the 0xC00 bytes at the table offset), MD5 row optional but checked when present, end =
+// a row starting FF FF FF FF. Labels are taken as raw bytes. Errors carry the exact flash_parts log text
+// ("Incorrect MD5 checksum", "partition 2 invalid magic number 0xabcd", ...), without file or place.
+Result<PartitionTable> parse_partition_table_as_device(ByteView table, uint32_t chip_size);
+
 // The tool's detection: binary iff the input starts with AA 50.
 bool looks_like_partition_binary(ByteView data);
 

@@ -118,15 +118,19 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   enum class ReadResult { ok, closed, bad_request, header_too_large, body_too_large, timeout };
 
+  // The watchdog: the timer runs to the earliest deadline set; a later deadline only moves deadline_ (checked
+  // when the timer fires), an earlier one re-aims the timer.
   void arm(std::chrono::milliseconds d) {
     deadline_ = Clock::now() + d;
-    if (!timer_armed_) {
-      timer_armed_ = true;
-      timer_.expires_at(deadline_);
-      timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
-    }
+    if (timer_armed_ && deadline_ >= timer_at_) return;
+    timer_armed_ = true;
+    timer_at_ = deadline_;
+    timer_.expires_at(deadline_);  // cancels a pending wait; its handler sees a stale generation
+    timer_.async_wait(
+        [self = shared_from_this(), gen = ++timer_gen_](error_code ec) { self->on_timer(ec, gen); });
   }
-  void on_timer(error_code ec) {
+  void on_timer(error_code ec, uint64_t gen) {
+    if (gen != timer_gen_) return;
     timer_armed_ = false;
     if (ec || done_) return;
     if (Clock::now() >= deadline_) {
@@ -135,9 +139,8 @@ class Session : public std::enable_shared_from_this<Session> {
       sock_.cancel(ignored);
       return;
     }
-    timer_armed_ = true;
-    timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this()](error_code e) { self->on_timer(e); });
+    arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()) +
+        std::chrono::milliseconds(1));
   }
 
   // Drives one OpenSSL call until it completes, waiting for the socket as OpenSSL asks. 1 = done,
@@ -199,7 +202,8 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket sock_;
   std::unique_ptr<SSL, SslFree> ssl_;
   asio::steady_timer timer_;
-  Clock::time_point deadline_;
+  Clock::time_point deadline_, timer_at_;
+  uint64_t timer_gen_ = 0;
   bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
   boost::beast::flat_buffer buf_;
   std::string remote_;

@@ -162,6 +162,19 @@ TEST(OtadataCli, ErrorsExit1AndWriteNothing) {
   EXPECT_EQ(run_ota32({"otadata", "read", f.ota}).exit_code, 2);  // --partitions is required
 }
 
+TEST(OtadataCli, TableWithoutOtadata) {
+  Fixture f("nvs,data,nvs,,0x4000\nfactory,app,factory,,1M\nota_0,app,ota_0,,1M\n");
+  ASSERT_TRUE(
+      write_file_atomic(f.ota, otadata_image(Otadata{{make_ota_select_entry(1, 0xFFFFFFFF),
+                                                      make_ota_select_entry(0xFFFFFFFF, 0xFFFFFFFF)}})));
+  auto j = f.read();
+  EXPECT_EQ(j["boot"], "factory");  // otadata is not read at all
+  EXPECT_THAT(j["reason"].get<std::string>(), HasSubstr("has no otadata partition"));
+  auto s = run_ota32({"otadata", "switch", f.ota, "--slot", "0", "--partitions", f.table});
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_THAT(s.err, HasSubstr("ESP_ERR_NOT_FOUND"));
+}
+
 TEST(OtadataCli, HelpOnEveryCommand) {
   for (const char* c : {"read", "write", "switch"}) {
     auto r = run_ota32({"otadata", c, "--help"});

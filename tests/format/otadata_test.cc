@@ -60,6 +60,12 @@ TEST(Otadata, ImageLayoutAndEmpty) {
   EXPECT_TRUE(parse_otadata(Bytes(0x3000, 0xFF)));  // larger is accepted; only offsets 0 and 0x1000 are read
 }
 
+TEST(Otadata, DefaultEntryIsErasedFlash) {
+  EXPECT_EQ(parse_ota_select_entry(Bytes(32, 0xFF)), OtaSelectEntry{});
+  EXPECT_EQ(serialize_ota_select_entry(OtaSelectEntry{}), Bytes(32, 0xFF));
+  EXPECT_EQ(otadata_image(Otadata{}), empty_otadata_image());
+}
+
 TEST(Otadata, StatesByName) {
   EXPECT_EQ(*parse_ota_state("pending_verify"), kPending);
   EXPECT_EQ(*parse_ota_state("ESP_OTA_IMG_ABORTED"), kAborted);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 
 #include "core/file_io.h"
 #include "core/hash.h"
@@ -349,6 +350,23 @@ TEST(PartitionCsv, WarningsForKeywordNames) {
                               "type 0x1 and subtype 0x81"));
 }
 
+TEST(PartitionCsv, LongNameAndSizeZeroAreWarningsNotErrors) {
+  // gen_esp32part.py accepts both (truncation to 16 bytes, size 0): ota32 must produce the same bytes.
+  std::vector<std::string> w;
+  PartitionToolOptions o;
+  o.warn = [&](const std::string& s) { w.push_back(s); };
+  auto bin = build("a_name_longer_than_16,data,fat,,4K\nempty,app,factory,,0\n", o);
+  ASSERT_TRUE(bin) << bin.error().message();
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0],
+            "t.csv line 1: WARNING: Partition name 'a_name_longer_than_16' is longer than 16 bytes; the "
+            "binary keeps 'a_name_longer_th'");
+  EXPECT_EQ(w[1], "t.csv line 2: WARNING: Partition empty has size 0");
+  auto t = parse_partition_binary(*bin, {}, "t.bin");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(partition_entry_to_csv(t->entries[1]), "empty,app,factory,0x10000,0M,");
+}
+
 // ---- one test per error ----
 
 struct ErrorCase {
@@ -564,6 +582,80 @@ TEST(PartitionBinary, WithoutMd5Row) {
   auto back = parse_partition_binary(bin, {}, "t.bin");
   ASSERT_TRUE(back);
   EXPECT_EQ(back->entries.size(), 6u);
+}
+
+// ---- as the chip reads it (esp_partition_table_verify) ----
+
+TEST(PartitionDevice, ReadsWhatTheToolWrites) {
+  Bytes bin = *build(kTwoOta);
+  auto t = parse_partition_table_as_device(bin, 4 * 1024 * 1024);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->entries.size(), 6u);
+  EXPECT_EQ(t->entries[5].offset, 0x210000u);
+  EXPECT_TRUE(parse_partition_table_as_device(partition_table_to_binary(csv(kTwoOta), false), 4 << 20));
+}
+
+TEST(PartitionDevice, ErrorsAreTheLogLines) {
+  Bytes bin = *build(kTwoOta);
+  auto small = parse_partition_table_as_device(bin, 2 * 1024 * 1024);
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().message(),
+            "partition 4 invalid - offset 0x110000 size 0x100000 exceeds flash chip size 0x200000");
+  Bytes md5 = bin;
+  md5[0xd0] ^= 1;
+  EXPECT_EQ(parse_partition_table_as_device(md5, 4 << 20).error().message(), "Incorrect MD5 checksum");
+  Bytes two = bin;
+  std::copy(bin.begin() + 0xc0, bin.begin() + 0xe0, two.begin() + 0xe0);
+  EXPECT_EQ(parse_partition_table_as_device(two, 4 << 20).error().message(),
+            "Only one MD5 checksum is allowed");
+  Bytes magic = bin;
+  magic[0x40] = 0xAB;
+  EXPECT_EQ(parse_partition_table_as_device(magic, 4 << 20).error().message(),
+            "partition 2 invalid magic number 0x50ab");
+  EXPECT_EQ(parse_partition_table_as_device(Bytes(0xC00, 0xFF), 4 << 20).error().message(),
+            "partition 0 invalid magic number 0xffff");
+  Bytes full(0xC00, 0);
+  for (size_t i = 0; i < 96; ++i) {
+    Bytes r = row(1, 0x81, 0x9000, 0x1000, "x");
+    std::copy(r.begin(), r.end(), full.begin() + static_cast<std::ptrdiff_t>(i * 32));
+  }
+  EXPECT_EQ(parse_partition_table_as_device(full, 4 << 20).error().message(),
+            "partition table has no terminating entry, not valid");
+}
+
+// ---- robustness: mutated inputs never crash (bounded; run under ASan/UBSan in build-asan) ----
+
+TEST(PartitionRobustness, MutatedCsvAndBinaryInputs) {
+  std::mt19937 rng(12345);
+  const std::string alphabet = "0123456789abcdefxkKmM,:#$ _-\t\r\n\x0b\xc2\xa0appdatanvsotaencrypted";
+  Bytes good = *build(kTwoOta);
+  for (int round = 0; round < 3000; ++round) {
+    std::string text(kTwoOta);
+    Bytes bin = good;
+    int edits = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < edits; ++k) {
+      size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 4);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+      }
+      bin[rng() % std::min<size_t>(bin.size(), 0x100)] = static_cast<uint8_t>(rng());
+    }
+    if (rng() % 4 == 0) bin.resize(rng() % bin.size());
+    PartitionToolOptions o;
+    o.flash_size = 4 << 20;
+    (void)build(text, o);
+    (void)load_partition_table(bin, o, "m.bin");
+    (void)parse_partition_table_as_device(bin, 4 << 20);
+  }
+  SUCCEED();
 }
 
 // ---- the shared reference files (real gen_esp32part.py outputs) ----

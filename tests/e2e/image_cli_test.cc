@@ -1,0 +1,90 @@
+// ota32 image info | verify | make | elf2image, run as a user runs them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_io.h"
+#include "e2e/run_process.h"
+#include "test_support.h"
+
+namespace ota32::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ImageCli, MakeInfoVerify) {
+  TempDir dir;
+  auto img = (dir / "app.bin").string();
+  auto r = run_ota32({"image", "make", "-o", img, "--chip", "esp32", "--project", "simple_ota", "--version",
+                      "2.0", "--secure-version", "3", "--size", "0x40000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_ota32({"image", "verify", img});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("valid ESP32 image"));
+  r = run_ota32({"image", "info", img});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Detected image type: ESP32\n"));
+  EXPECT_THAT(r.out, HasSubstr("Secure version: 3\n"));
+  r = run_ota32({"image", "info", "--json", img});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["file_size"], 0x40000);
+  EXPECT_EQ(j["app_desc"]["project_name"], "simple_ota");
+  EXPECT_EQ(j["segments"][0]["data_offset"], 0x20);
+  EXPECT_EQ(j["segments"][0]["mapped"], true);
+  EXPECT_EQ(j["segments"][0]["load_addr"], "0x3f400020");
+  EXPECT_EQ(j["checksum"]["valid"], true);
+  EXPECT_EQ(j["sha256"]["valid"], true);
+
+  // One flipped byte in segment 1: verify fails naming the checksum, info still reports (exit 0).
+  auto data = *read_file(img);
+  data[j["segments"][1]["data_offset"].get<size_t>()] ^= 1;
+  ASSERT_TRUE(write_file_atomic(img, data));
+  r = run_ota32({"image", "verify", img});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ota32: " + img + ": checksum at offset"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  r = run_ota32({"image", "info", img});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("(invalid - calculated"));
+}
+
+TEST(ImageCli, BadInputExitsOneWithOneLine) {
+  TempDir dir;
+  auto bad = (dir / "bad.bin").string();
+  ASSERT_TRUE(write_file_atomic(bad, std::string("\xe9\x03\x02\x20", 4)));
+  for (auto cmd : {"info", "verify"}) {
+    auto r = run_ota32({"image", cmd, bad});
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_THAT(r.err, HasSubstr("bad.bin")) << cmd;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << cmd << ": " << r.err;
+  }
+  auto r = run_ota32({"image", "verify", (dir / "missing.bin").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  r = run_ota32({"image", "make", "-o", (dir / "x.bin").string(), "--chip", "esp99", "--project", "p",
+                 "--version", "v"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.bin"));
+  r = run_ota32({"image", "info"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(ImageCli, Elf2ImageMatchesEsptool) {
+  OTA32_REQUIRE_TESTDATA();
+  TempDir dir;
+  auto elf = (testdata_dir() / "elf" / "esp32-app-template.elf").string();
+  auto out = (dir / "out.bin").string();
+  auto r = run_ota32({"image", "elf2image", elf, "-o", out, "--chip", "esp32", "--flash_size", "4MB",
+                      "--flash-mode", "qio", "--flash-freq", "80m"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "Creating esp32 image...\nMerged 1 ELF section\nSuccessfully created esp32 image.\n");
+  EXPECT_EQ(*read_file(out), *read_file(testdata_dir() / "elf" / "esp32-app-template.4mb-qio-80m.bin"));
+  r = run_ota32({"image", "elf2image", out, "-o", (dir / "x.bin").string(), "--chip", "esp32"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("has invalid ELF magic header"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.bin"));
+}
+
+}  // namespace
+}  // namespace ota32::testing

@@ -1,0 +1,193 @@
+// ota32 serve end to end: the real server on 127.0.0.1, driven by curl and `openssl s_client` the way an
+// ESP32 (esp_https_ota over mbedTLS) or an operator would.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <random>
+#include <regex>
+
+#include "core/file_io.h"
+#include "e2e/run_process.h"
+#include "e2e/serve_process.h"
+#include "test_support.h"
+
+namespace ota32::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string random_bytes(std::size_t n) {
+  std::mt19937 rng(42);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+class ServeE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(tmp_ / "www");
+    firmware_ = random_bytes(300 * 1024 + 17);
+    ASSERT_TRUE(write_file_atomic(tmp_ / "www" / "hello-world.bin", firmware_));
+    ASSERT_TRUE(write_file_atomic(tmp_ / "secret.txt", std::string_view("secret")));
+    std::string why;
+    server_ = ServeProcess::start(
+        {"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--header-timeout", "1"},
+        tmp_.path(), &why);
+    ASSERT_TRUE(server_) << why;
+    ca_ = (tmp_ / "data" / "ca_cert.pem").string();
+  }
+
+  ProcessResult curl(std::vector<std::string> args) {
+    std::vector<std::string> a = {"-sS", "--max-time", "20", "--cacert", ca_};
+    a.insert(a.end(), args.begin(), args.end());
+    return run_process("/usr/bin/curl", a, {}, tmp_.path(), std::chrono::seconds(30));
+  }
+  // One raw exchange over TLS: `input` is sent as is, the output holds the handshake summary and the reply.
+  // With wait_for_close, s_client keeps reading after its input ends until the server closes.
+  ProcessResult s_client(std::vector<std::string> extra, const std::string& input,
+                         bool wait_for_close = true) {
+    std::vector<std::string> a = {"s_client", "-connect", "127.0.0.1:" + std::to_string(server_->port()),
+                                  "-CAfile",  ca_,        "-verify_return_error"};
+    if (wait_for_close) a.push_back("-ign_eof");
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_process("/usr/bin/openssl", a, input, tmp_.path(), std::chrono::seconds(30));
+  }
+
+  TempDir tmp_;
+  std::string firmware_, ca_;
+  std::unique_ptr<ServeProcess> server_;
+};
+
+TEST_F(ServeE2e, TheSeedUrlWorksWithTheGeneratedCaAndIpSan) {
+  EXPECT_THAT(server_->err(), HasSubstr("ca_cert.pem"));
+  EXPECT_THAT(server_->err(), HasSubstr("IP:127.0.0.1"));
+  EXPECT_THAT(server_->err(), HasSubstr("SHA-256 fingerprint: "));
+  auto r = curl({"-o", "got.bin", "-w", "%{http_code} %{size_download}", server_->url("/hello-world.bin")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "200 " + std::to_string(firmware_.size()));
+  EXPECT_EQ(*read_text_file(tmp_ / "got.bin"), firmware_);
+  EXPECT_THAT(server_->out(), HasSubstr("\"target\":\"/hello-world.bin\",\"status\":200"));
+}
+
+TEST_F(ServeE2e, TlsOffersWhatEsp32MbedtlsNegotiates) {
+  // TLS 1.2 ECDHE-ECDSA-AES128-GCM (mbedTLS's default on ESP-IDF), verified against the CA and the IP SAN.
+  auto r =
+      s_client({"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-verify_ip", "127.0.0.1", "-brief"},
+               "GET /hello-world.bin HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Verification: OK"));
+  EXPECT_THAT(r.err, HasSubstr("Protocol version: TLSv1.2"));
+  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-AES128-GCM-SHA256"));
+  EXPECT_THAT(r.out, HasSubstr("HTTP/1.0 200 OK\r\n"));
+  EXPECT_THAT(r.out, HasSubstr("Content-Length: " + std::to_string(firmware_.size())));
+  auto r13 = s_client({"-tls1_3", "-verify_ip", "127.0.0.1", "-brief"}, "", false);
+  EXPECT_THAT(r13.err, HasSubstr("Protocol version: TLSv1.3"));
+  EXPECT_THAT(r13.err, HasSubstr("Verification: OK"));
+  // A client that expects another address refuses the certificate.
+  auto wrong = s_client({"-verify_ip", "10.99.99.99", "-brief"}, "", false);
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_THAT(wrong.out + wrong.err, Not(HasSubstr("Verification: OK")));
+  // TLS 1.1 is refused.
+  auto old = s_client({"-tls1_1", "-brief"}, "", false);
+  EXPECT_NE(old.exit_code, 0);
+}
+
+TEST_F(ServeE2e, RangeResumeEtagAnd304) {
+  auto part =
+      curl({"-r", "0-99999", "-o", "resume.bin", "-w", "%{http_code}", server_->url("/hello-world.bin")});
+  ASSERT_EQ(part.exit_code, 0) << part.err;
+  EXPECT_EQ(part.out, "206");
+  EXPECT_EQ(fs::file_size(tmp_ / "resume.bin"), 100000u);
+  auto rest = curl({"-C", "-", "-o", "resume.bin", "-w", "%{http_code}", server_->url("/hello-world.bin")});
+  ASSERT_EQ(rest.exit_code, 0) << rest.err;
+  EXPECT_EQ(rest.out, "206");
+  EXPECT_EQ(*read_text_file(tmp_ / "resume.bin"), firmware_);
+
+  auto head = curl({"-I", server_->url("/hello-world.bin")});
+  ASSERT_EQ(head.exit_code, 0) << head.err;
+  EXPECT_THAT(head.out, HasSubstr("Content-Length: " + std::to_string(firmware_.size())));
+  std::smatch m;
+  std::regex etag_re("ETag: (\"[^\"]+\")", std::regex::icase);
+  ASSERT_TRUE(std::regex_search(head.out, m, etag_re)) << head.out;
+  std::string etag = m[1];
+  auto cached = curl({"-H", "If-None-Match: " + etag, "-o", "/dev/null", "-w",
+                      "%{http_code} %{size_download}", server_->url("/hello-world.bin")});
+  EXPECT_EQ(cached.out, "304 0");
+  auto past =
+      curl({"-r", "999999999-", "-o", "/dev/null", "-w", "%{http_code}", server_->url("/hello-world.bin")});
+  EXPECT_EQ(past.out, "416");
+}
+
+TEST_F(ServeE2e, NoPathLeavesTheDirectory) {
+  for (std::string path : {"/../secret.txt", "/%2e%2e/secret.txt", "/..%2Fsecret.txt", "/nope.bin", "/"}) {
+    auto r = curl({"--path-as-is", "-o", "body.json", "-w", "%{http_code}", server_->url(path)});
+    EXPECT_EQ(r.out, "404") << path;
+    EXPECT_THAT(*read_text_file(tmp_ / "body.json"), HasSubstr("\"error\":\"not_found\"")) << path;
+  }
+}
+
+TEST_F(ServeE2e, BadInputGetsAStatusAndOthersKeepBeingServed) {
+  auto garbage = s_client({"-quiet"}, "THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_THAT(garbage.out, HasSubstr("HTTP/1.1 400 Bad Request"));
+  EXPECT_THAT(garbage.out, HasSubstr("\"error\":\"bad_request\""));
+  auto big = curl({"-H", "X-Big: " + std::string(20000, 'a'), "-o", "/dev/null", "-w", "%{http_code}",
+                   server_->url("/hello-world.bin")});
+  EXPECT_EQ(big.out, "431");
+  auto post = curl({"-X", "POST", "--data-binary", "x", "-o", "/dev/null", "-w", "%{http_code}",
+                    server_->url("/hello-world.bin")});
+  EXPECT_EQ(post.out, "405");
+  // A slow client that never finishes its header gets 408 after --header-timeout (1 s) and is closed.
+  auto slow = s_client({"-quiet"}, "GET /hello-world.bin HTTP/1.1\r\nHost: x\r\n");
+  EXPECT_FALSE(slow.timed_out);
+  EXPECT_THAT(slow.out, HasSubstr("HTTP/1.1 408 Request Timeout"));
+  auto ok = curl({"-o", "/dev/null", "-w", "%{http_code}", server_->url("/hello-world.bin")});
+  EXPECT_EQ(ok.out, "200");
+}
+
+TEST_F(ServeE2e, MetricsCountRequestsHandshakesAndDownloads) {
+  ASSERT_EQ(curl({"-o", "/dev/null", server_->url("/hello-world.bin")}).exit_code, 0);
+  ASSERT_EQ(curl({"-o", "/dev/null", server_->url("/missing.bin")}).exit_code, 0);
+  auto m = curl({server_->url("/metrics")});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_THAT(m.out, HasSubstr("ota32_file_downloads_completed_total{file=\"hello-world.bin\"} 1\n"));
+  EXPECT_THAT(m.out, HasSubstr("ota32_http_requests_total{method=\"GET\",code=\"2xx\"} 1\n"));
+  EXPECT_THAT(m.out, HasSubstr("ota32_http_requests_total{method=\"GET\",code=\"4xx\"} 1\n"));
+  EXPECT_THAT(m.out, HasSubstr("ota32_tls_handshakes_total{result=\"ok\"} 3\n"));
+  EXPECT_THAT(m.out, HasSubstr("ota32_connections_active 1\n"));
+}
+
+TEST_F(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
+  EXPECT_THAT(server_->err(), HasSubstr("created a private CA"));
+  EXPECT_EQ(server_->stop(SIGTERM), 0);
+  EXPECT_THAT(server_->err(), HasSubstr("stopped"));
+  std::string why;
+  auto again = ServeProcess::start({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string()},
+                                   tmp_.path(), &why);
+  ASSERT_TRUE(again) << why;
+  EXPECT_THAT(again->err(), Not(HasSubstr("created a private CA")));
+  EXPECT_THAT(again->err(), Not(HasSubstr("issued a new server certificate")));
+  auto r = curl({"-o", "/dev/null", "-w", "%{http_code}", again->url("/hello-world.bin")});
+  EXPECT_EQ(r.out, "200");
+}
+
+TEST(ServeCli, BadOptionsFailClearly) {
+  TempDir tmp;
+  auto r =
+      run_ota32({"serve", "--dir", (tmp / "absent").string(), "--data", (tmp / "d").string(), "--port", "0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--dir"));
+  EXPECT_THAT(r.err, HasSubstr("not a directory"));
+  auto k = run_ota32({"serve", "--cert", (tmp / "c.pem").string(), "--data", (tmp / "d").string()});
+  EXPECT_EQ(k.exit_code, 1);
+  EXPECT_THAT(k.err, HasSubstr("--cert and --key go together"));
+  auto p = run_ota32({"serve", "--port", "70000"});
+  EXPECT_EQ(p.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace ota32::testing

@@ -1,0 +1,100 @@
+#include "e2e/serve_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "e2e/run_process.h"
+
+namespace ota32::testing {
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+std::unique_ptr<ServeProcess> ServeProcess::start(const std::vector<std::string>& args,
+                                                  const std::filesystem::path& dir, std::string* why,
+                                                  std::chrono::milliseconds ready_timeout) {
+  std::unique_ptr<ServeProcess> p(new ServeProcess);
+  static int counter = 0;
+  ++counter;
+  p->out_ = dir / ("serve-" + std::to_string(counter) + ".out");
+  p->err_ = dir / ("serve-" + std::to_string(counter) + ".err");
+  std::vector<std::string> argv_s = {ota32_binary().string(), "serve", "--bind", "127.0.0.1", "--port", "0"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = ::open(p->out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = ::open(p->err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int n = ::open("/dev/null", O_RDONLY);
+    dup2(n, 0);
+    dup2(o, 1);
+    dup2(e, 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  p->pid_ = pid;
+  std::regex listening(R"(listening on https://127\.0\.0\.1:(\d+)/)");
+  auto until = std::chrono::steady_clock::now() + ready_timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    std::smatch m;
+    std::string text = slurp(p->err_);
+    if (std::regex_search(text, m, listening)) {
+      p->port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      return p;
+    }
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      p->pid_ = -1;
+      if (why) *why = "ota32 serve exited at start: " + text;
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (why) *why = "ota32 serve did not report listening: " + slurp(p->err_);
+  return nullptr;  // the destructor kills it
+}
+
+ServeProcess::~ServeProcess() {
+  if (pid_ > 0 && stop(SIGTERM) < 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string ServeProcess::url(const std::string& path) const {
+  return "https://127.0.0.1:" + std::to_string(port_) + path;
+}
+std::string ServeProcess::err() const { return slurp(err_); }
+std::string ServeProcess::out() const { return slurp(out_); }
+
+int ServeProcess::stop(int sig, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+}  // namespace ota32::testing

@@ -1,0 +1,40 @@
+// A real ota32-serve running in the background for end-to-end tests: started through `ota32 serve` on
+// 127.0.0.1 with --port 0 (the kernel picks a free port, read back from the start-up message), stopped with
+// SIGTERM (bounded wait, then SIGKILL) at destruction.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ota32::testing {
+
+class ServeProcess {
+ public:
+  // `args` follow `ota32 serve` (e.g. {"--dir", www, "--data", data}); --bind/--port are added. Returns null
+  // (and the reason in *why) when the server did not report listening within `ready_timeout`.
+  static std::unique_ptr<ServeProcess> start(
+      const std::vector<std::string>& args, const std::filesystem::path& dir, std::string* why,
+      std::chrono::milliseconds ready_timeout = std::chrono::seconds(20));
+  ~ServeProcess();
+
+  uint16_t port() const { return port_; }
+  std::string url(const std::string& path) const;  // "https://127.0.0.1:<port><path>"
+  std::string err() const;                         // stderr so far (start-up messages)
+  std::string out() const;                         // stdout so far (access log)
+  // Sends `sig` and waits (bounded) for the exit; returns the exit code, 128 + signal, or -1 on timeout.
+  int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
+ private:
+  ServeProcess() = default;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::filesystem::path out_, err_;
+};
+
+}  // namespace ota32::testing

@@ -1,0 +1,212 @@
+#include "format/elf2image.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/file_io.h"
+#include "format/app_image.h"
+#include "format/elf.h"
+#include "test_support.h"
+
+namespace ota32 {
+namespace {
+
+struct Sec {
+  std::string name;
+  uint32_t type, flags, addr;
+  Bytes data;
+};
+
+// A minimal ELF32: header, section data, .shstrtab, section headers, one PT_LOAD program header.
+Bytes make_elf(const std::vector<Sec>& secs, uint16_t machine = 0x5E, uint32_t entry = 0x40080000) {
+  Bytes out(52, 0);
+  std::string strtab(1, '\0');
+  std::vector<std::pair<uint32_t, uint32_t>> placed;  // offset, name offset
+  for (const auto& s : secs) {
+    placed.push_back({static_cast<uint32_t>(out.size()), static_cast<uint32_t>(strtab.size())});
+    strtab += s.name + '\0';
+    out.insert(out.end(), s.data.begin(), s.data.end());
+  }
+  uint32_t shstr_name = static_cast<uint32_t>(strtab.size());
+  strtab += ".shstrtab";
+  strtab += '\0';
+  uint32_t strtab_off = static_cast<uint32_t>(out.size());
+  out.insert(out.end(), strtab.begin(), strtab.end());
+  while (out.size() % 4) out.push_back(0);
+  uint32_t phoff = static_cast<uint32_t>(out.size());
+  ByteWriter ph;
+  ph.u32(1), ph.u32(52), ph.u32(0x3F400020), ph.u32(0x3F400020), ph.u32(4), ph.u32(4), ph.u32(4), ph.u32(4);
+  out.insert(out.end(), ph.view().begin(), ph.view().end());
+  uint32_t shoff = static_cast<uint32_t>(out.size());
+  ByteWriter sh;
+  sh.fill(40, 0);  // null section
+  for (size_t i = 0; i < secs.size(); ++i) {
+    sh.u32(placed[i].second), sh.u32(secs[i].type), sh.u32(secs[i].flags), sh.u32(secs[i].addr);
+    sh.u32(placed[i].first), sh.u32(static_cast<uint32_t>(secs[i].data.size())), sh.fill(16, 0);
+  }
+  sh.u32(shstr_name), sh.u32(3), sh.u32(0), sh.u32(0), sh.u32(strtab_off);
+  sh.u32(static_cast<uint32_t>(strtab.size())), sh.fill(16, 0);
+  out.insert(out.end(), sh.view().begin(), sh.view().end());
+  const uint8_t ident[] = {0x7F, 'E', 'L', 'F', 1, 1, 1};
+  std::copy(std::begin(ident), std::end(ident), out.begin());
+  store_le16(&out[16], 2);
+  store_le16(&out[18], machine);
+  store_le32(&out[20], 1);
+  store_le32(&out[24], entry);
+  store_le32(&out[28], phoff);
+  store_le32(&out[32], shoff);
+  store_le16(&out[40], 52);
+  store_le16(&out[42], 32);
+  store_le16(&out[44], 1);
+  store_le16(&out[46], 40);
+  store_le16(&out[48], static_cast<uint16_t>(secs.size() + 2));
+  store_le16(&out[50], static_cast<uint16_t>(secs.size() + 1));
+  return out;
+}
+
+std::vector<Sec> esp32_sections() {
+  Bytes desc(0x100, 0);
+  store_le32(desc.data(), kAppDescMagic);
+  return {{".flash.appdesc", 1, 2, 0x3F400020, desc},
+          {".flash.rodata", 1, 2, 0x3F400120, Bytes(0x40, 0x22)},
+          {".dram0.data", 1, 3, 0x3FFB0000, Bytes(0x30, 0x33)},
+          {".dram0.bss", 8, 3, 0x3FFB0030, {}},
+          {".iram0.vectors", 1, 6, 0x40080000, Bytes(0x400, 0x44)},
+          {".iram0.text", 1, 6, 0x40080400, Bytes(0x1000, 0x55)},
+          {".flash.text", 1, 6, 0x400D0020, Bytes(0x200, 0x66)}};
+}
+
+TEST(Elf2Image, MatchesEsptoolOnTheTemplateApp) {
+  OTA32_REQUIRE_TESTDATA();
+  auto dir = testing::testdata_dir() / "elf";
+  auto elf = read_file(dir / "esp32-app-template.elf");
+  ASSERT_TRUE(elf);
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32");
+  auto r = elf2image(*elf, "esp32-app-template.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->image, *read_file(dir / "esp32-app-template.bin"));
+  EXPECT_THAT(r->console, ::testing::ElementsAre("Creating esp32 image...", "Merged 1 ELF section",
+                                                 "Successfully created esp32 image."));
+  o.flash_size = "4MB";
+  o.flash_mode = "qio";
+  o.flash_freq = "80m";
+  r = elf2image(*elf, "esp32-app-template.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->image, *read_file(dir / "esp32-app-template.4mb-qio-80m.bin"));
+  // As the IDF build runs it: the ELF's SHA-256 lands in app_desc.
+  o.elf_sha256_offset = 0xb0;
+  r = elf2image(*elf, "esp32-app-template.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  auto img = parse_image(r->image);
+  ASSERT_TRUE(img && img->app_desc);
+  EXPECT_EQ(img->app_desc->app_elf_sha256, sha256(*elf));
+  EXPECT_TRUE(verify_image(*img, r->image, {}));
+}
+
+TEST(Elf2Image, SpecExampleFromAnElf) {
+  Bytes elf = make_elf(esp32_sections());
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32");
+  o.elf_sha256_offset = 0xb0;
+  auto r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_THAT(r->console, ::testing::Contains("Merged 2 ELF sections"));
+  auto img = parse_image(r->image);
+  ASSERT_TRUE(img);
+  ASSERT_EQ(img->segments.size(), 5u);
+  EXPECT_EQ(img->segments[3].load_addr, 0u);
+  EXPECT_EQ(img->segments[3].data_len, 0xea70u);
+  EXPECT_EQ(img->segments[4].header_offset(), 0x10018u);
+  EXPECT_EQ(img->header.entry_addr, 0x40080000u);
+  EXPECT_EQ(img->app_desc->app_elf_sha256, sha256(elf));
+  EXPECT_TRUE(verify_image(*img, r->image, {}));
+  // Segment mode: one PT_LOAD of 4 bytes.
+  o.use_segments = true;
+  o.elf_sha256_offset = 0;
+  r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  img = parse_image(r->image);
+  ASSERT_EQ(img->segments.size(), 1u);
+  EXPECT_EQ(img->segments[0].data_len, 4u);
+}
+
+TEST(Elf2Image, OptionsAndTheirErrors) {
+  Bytes elf = make_elf(esp32_sections());
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32c2");
+  auto msg = [&](const Elf2ImageOptions& opt) {
+    auto r = elf2image(elf, "app.elf", opt);
+    return r ? std::string("ok") : r.error().message();
+  };
+  o.flash_freq = "80m";
+  EXPECT_EQ(msg(o),
+            "Flash frequency '80m' is not supported by this chip type. Supported frequencies: 60m, 30m, "
+            "20m, 15m");
+  o.flash_freq.clear();
+  o.flash_mmu_page_size = "8KB";
+  EXPECT_EQ(msg(o), "8192 bytes is not a valid ESP32-C2 page size, select from 64KB, 32KB, 16KB.");
+  o = {};
+  o.chip = find_chip("esp32");
+  o.flash_size = "512KB";
+  EXPECT_THAT(msg(o), ::testing::StartsWith("Flash size '512KB' is not supported by this chip type."));
+  o.flash_size = "1MB";
+  o.pad_to_size = "4096";
+  EXPECT_EQ(msg(o), "Unknown size 4096");
+  o.pad_to_size = "4KB";
+  auto r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->image.size() % 4096, 0u);
+  EXPECT_EQ(r->image.back(), 0xFF);
+  o.pad_to_size.clear();
+  o.flash_mmu_page_size = "32KB";
+  r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r);
+  EXPECT_THAT(
+      r->console,
+      ::testing::Contains("WARNING: Changing MMU page size is not supported on ESP32! Defaulting to 64KB."));
+  o.flash_mmu_page_size.clear();
+}
+
+TEST(Elf2Image, BadElfsGiveOneClearError) {
+  Bytes good = make_elf(esp32_sections());
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32");
+  auto msg = [&](const Bytes& e) {
+    auto r = elf2image(e, "x.elf", o);
+    return r ? std::string("ok") : r.error().message();
+  };
+  EXPECT_EQ(msg(Bytes(51, 0)),
+            "Failed to read a valid ELF header from x.elf: unpack requires a buffer of 52 bytes");
+  Bytes b = good;
+  b[1] = 'X';
+  EXPECT_EQ(msg(b), "x.elf has invalid ELF magic header");
+  EXPECT_EQ(msg(make_elf(esp32_sections(), 0x28)),
+            "x.elf does not appear to be an Xtensa or an RISCV ELF file. e_machine=0028");
+  b = good;
+  store_le16(&b[48], 0);
+  EXPECT_EQ(msg(b), "x.elf has 0 section headers");
+  b = good;
+  store_le32(&b[32], 0x7FFFFFF0);
+  EXPECT_EQ(msg(b), "No section header found at offset 7ffffff0 in ELF file.");
+  b = good;
+  b.resize(b.size() - 4);
+  EXPECT_THAT(msg(b), ::testing::StartsWith("Only read 0x"));
+  b = good;
+  store_le16(&b[44], 0);
+  EXPECT_THAT(msg(b), ::testing::StartsWith("No segment header found at offset"));
+  EXPECT_EQ(msg(make_elf({{".dram0.bss", 8, 3, 0x3FFB0030, Bytes(16, 0)}})),
+            "x.elf has no loadable PROGBITS sections (with an address and a size)");
+  // Every truncation and every byte flip of the header area: an error or an image, never a crash.
+  for (size_t n = 0; n < good.size(); n += 7) {
+    (void)elf2image(ByteView(good).first(n), "t.elf", o);
+  }
+  for (size_t i = 0; i < 52; ++i) {
+    Bytes c = good;
+    c[i] ^= 0xA5;
+    (void)elf2image(c, "c.elf", o);
+  }
+}
+
+}  // namespace
+}  // namespace ota32
