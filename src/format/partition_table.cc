@@ -576,7 +576,7 @@ std::string partition_table_to_csv(const PartitionTable& t, const std::vector<Ex
 
 // ---- verification ----
 
-Result<void> verify_partition_table(const PartitionTable& t, const VerifyOptions& opt,
+Result<void> verify_partition_table(const PartitionTable& t, const PartitionVerifyOptions& opt,
                                     std::string_view file) {
   auto warn = [&](const PartitionEntry& e, size_t i, const std::string& msg) {
     if (opt.warn) opt.warn(fmt::format("{}: WARNING: {}", entry_place(file, e, i), msg));
@@ -743,7 +743,7 @@ Result<LoadedPartitionTable> load_partition_table(ByteView bytes, const Partitio
   }
   if (opt.verify) {
     status("Verifying table...");
-    VerifyOptions v{opt.csv.table_offset, opt.secure, opt.csv.extra_subtypes, opt.warn};
+    PartitionVerifyOptions v{opt.csv.table_offset, opt.secure, opt.csv.extra_subtypes, opt.warn};
     OTA32_TRY(verify_partition_table(out.table, v, file));
   }
   if (opt.flash_size) OTA32_TRY(check_partition_flash_size(out.table, *opt.flash_size, file));

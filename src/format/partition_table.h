@@ -79,7 +79,7 @@ struct BinaryOptions {
   WarningSink warn;       // unknown flag bits
 };
 
-struct VerifyOptions {
+struct PartitionVerifyOptions {
   uint32_t table_offset = kPartitionTableOffsetDefault;
   SecureBootVersion secure = SecureBootVersion::kNone;
   std::vector<ExtraSubtype> extra_subtypes;
@@ -101,7 +101,7 @@ Result<PartitionTable> parse_partition_table_as_device(ByteView table, uint32_t 
 bool looks_like_partition_binary(ByteView data);
 
 // gen_esp32part.py's verify(): per-partition rules, duplicate names, order/overlap, otadata.
-Result<void> verify_partition_table(const PartitionTable& t, const VerifyOptions& opt,
+Result<void> verify_partition_table(const PartitionTable& t, const PartitionVerifyOptions& opt,
                                     std::string_view file_name = {});
 // --flash-size: offset+size of the highest-offset partition must fit in flash_size bytes.
 Result<void> check_partition_flash_size(const PartitionTable& t, uint64_t flash_size,

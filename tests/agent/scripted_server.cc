@@ -59,10 +59,11 @@ void ScriptedServer::run(int max_connections) {
     for (int waited = 0; waited < reply.delay_ms && !stop_; waited += 10) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    size_t len = std::min(reply.bytes.size(), reply.cut_after);
+    const std::string& bytes = reply.shared != nullptr ? *reply.shared : reply.bytes;
+    size_t len = std::min(bytes.size(), reply.cut_after);
     size_t off = 0;
     while (off < len) {
-      ssize_t n = ::send(fd, reply.bytes.data() + off, len - off, MSG_NOSIGNAL);
+      ssize_t n = ::send(fd, bytes.data() + off, len - off, MSG_NOSIGNAL);
       if (n <= 0) break;
       off += static_cast<size_t>(n);
     }

@@ -12,9 +12,10 @@
 namespace ota32::testing {
 
 struct ScriptedReply {
-  std::string bytes;            // raw response (status line, headers, body)
-  size_t cut_after = SIZE_MAX;  // close (RST-free FIN) after this many bytes
-  int delay_ms = 0;             // wait before answering
+  std::string bytes;                    // raw response (status line, headers, body)
+  size_t cut_after = SIZE_MAX;          // close (RST-free FIN) after this many bytes
+  int delay_ms = 0;                     // wait before answering
+  const std::string* shared = nullptr;  // when set, sent instead of `bytes` (no copy of large bodies)
 };
 
 class ScriptedServer {

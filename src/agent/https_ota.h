@@ -1,0 +1,83 @@
+// esp_https_ota in C++: download an app image over HTTPS into the next OTA slot with OtaWriter, resume with
+// Range after a dropped connection and after a reboot (progress kept in the device's state), verify, and
+// switch otadata. spec/https-ota-client.md §1.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "agent/agent_log.h"
+#include "agent/http_client.h"
+#include "agent/ota_writer.h"
+#include "core/hash.h"
+#include "core/result.h"
+
+namespace ota32::agent {
+
+// How far an interrupted download got: enough to continue it after a reboot with a Range request.
+struct DownloadProgress {
+  std::string url;
+  uint32_t slot_offset = 0;  // the OTA slot being written
+  uint32_t written = 0;      // image bytes already in flash
+  std::optional<uint64_t> total;
+};
+
+class ProgressStore {
+ public:
+  virtual ~ProgressStore() = default;
+  virtual Result<std::optional<DownloadProgress>> load() = 0;
+  virtual Result<void> save(const DownloadProgress& p) = 0;
+  virtual Result<void> clear() = 0;
+};
+
+// Progress in a JSON file written atomically (the virtual device keeps it in its directory, where the
+// chip would keep it in NVS). A missing file is "no download in progress".
+class FileProgressStore final : public ProgressStore {
+ public:
+  explicit FileProgressStore(std::filesystem::path path) : path_(std::move(path)) {}
+  Result<std::optional<DownloadProgress>> load() override;
+  Result<void> save(const DownloadProgress& p) override;
+  Result<void> clear() override;
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct HttpsOtaConfig {
+  std::string url;
+  HttpOptions http;
+  OtaWriterOptions writer;
+  std::optional<uint64_t> expected_size;        // from the update check, when known
+  std::optional<Sha256Digest> expected_sha256;  // from the update check, when known
+  int max_connections = 5;              // the first request plus resumes after dropped connections (bounded)
+  uint32_t progress_every = 64 * 1024;  // save progress each time this many more bytes are in flash
+  ProgressStore* progress = nullptr;    // resume after a reboot when set
+  // Called after every write with the bytes in flash and the total when known.
+  std::function<void(uint64_t written, std::optional<uint64_t> total)> on_progress;
+  // Stop after this many image bytes are in flash, as a power cut would (tests, demos); 0 = never.
+  uint64_t stop_after = 0;
+};
+
+struct HttpsOtaResult {
+  const PartitionEntry* slot = nullptr;
+  VerifiedImage image;
+  int connections = 0;        // requests made (1 = no resume)
+  uint32_t resumed_from = 0;  // byte where a download interrupted by a reboot continued (0 = fresh)
+};
+
+// The whole esp_https_ota(): begin, perform until complete, finish (verify + set boot partition).
+// Errors by what the caller does next:
+// - unavailable / timeout: the network failed more than max_connections times; progress is kept so a
+//   later call (after a reboot) resumes;
+// - not_found: "firmware not found at URL" (HTTP 403/404, or s_server's "Error opening" page);
+// - bad_signature / invalid_argument: TLS trust or configuration problems;
+// - unsupported (another chip), out_of_range (too large for the slot), corrupt (not an image, truncated,
+//   failed verification), already_exists (same version), rollback_refused (lower secure_version).
+// In every failure the otadata is untouched, so the running image keeps booting.
+Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, const PartitionEntry* running,
+                                 const HttpsOtaConfig& config, AgentLog& log);
+
+}  // namespace ota32::agent

@@ -1,0 +1,124 @@
+// OtaWriter: esp_ota_begin / esp_ota_write / esp_ota_end / esp_ota_set_boot_partition on a Flash, with
+// constant memory (the image streams through; only its first 288 bytes are held until they are checked).
+// spec/otadata-and-boot.md §2, §5 and spec/https-ota-client.md §1.2.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/agent_log.h"
+#include "core/result.h"
+#include "flash/flash.h"
+#include "format/app_image.h"
+#include "format/chip.h"
+#include "format/partition_table.h"
+
+namespace ota32::agent {
+
+struct OtaWriterOptions {
+  const ChipInfo* chip = nullptr;  // the chip the firmware runs on (required)
+  uint32_t chip_revision = 100;    // eFuse revision, major*100 + minor (ESP32 ECO1 = v1.0 = 100)
+  // The running app's esp_app_desc_t.version: an image of the same version is refused
+  // (ErrorCode::already_exists) unless allow_same_version, as the advanced_https_ota example does.
+  std::optional<std::string> running_version;
+  bool allow_same_version = false;
+  // Versions that were rolled back on this device (native_ota_example compares with
+  // esp_ota_get_last_invalid_partition()): refused with ErrorCode::rollback_refused.
+  std::vector<std::string> invalid_versions;
+  // Anti-rollback: images whose secure_version is below the eFuse value are refused (rollback_refused).
+  std::optional<uint32_t> efuse_secure_version;
+  // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE: the new otadata entry is NEW (the bootloader makes it
+  // PENDING_VERIFY) instead of UNDEFINED.
+  bool rollback_enabled = false;
+  // esp_ota_begin's erase: sequential (OTA_WITH_SEQUENTIAL_WRITES, esp_https_ota's default) or bulk
+  // (image_size rounded up to 4 KiB, or the whole partition when the size is unknown).
+  bool bulk_erase = false;
+  std::optional<uint32_t> image_size;
+  // The seed's (IDF v4.3-dev) segment-line format "paddr=0x%08x ..." instead of v4.3+ "paddr=%08x ...".
+  bool old_log_format = false;
+};
+
+// esp_ota_get_next_update_partition: the first OTA slot after `running` (or ota_0 when running is not an
+// OTA slot or is the last one); nullptr when the table has no OTA slot.
+const PartitionEntry* next_update_partition(const PartitionTable& table, const PartitionEntry* running);
+
+// What the streaming verification found.
+struct VerifiedImage {
+  ImageHeader header;
+  std::optional<AppDescription> desc;
+  uint32_t size = 0;      // bytes of the image: segments, padding, checksum, appended hash
+  Sha256Digest sha256{};  // of those `size` bytes (the value `ota32 image info` and the server show)
+};
+
+// esp_image_verify of the app in `region` without loading it into memory: header, chip id, segment
+// headers and lengths, checksum, appended SHA-256. The image must lie within the first `limit` bytes
+// (what was written; corrupt "truncated" otherwise). One "segment N: ..." line per segment goes to `log`
+// (tag esp_image), as esp_ota_end prints them. Errors: corrupt / unsupported with the reason; flash errors.
+Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
+                                           AgentLog& log, bool old_log_format);
+
+class OtaWriter {
+ public:
+  // esp_ota_begin. `target` must be an OTA app slot other than `running`. Errors: invalid_argument (not an
+  // OTA slot, the running partition, no chip), out_of_range (bulk erase larger than the slot), flash errors.
+  static Result<std::unique_ptr<OtaWriter>> begin(Flash& flash, const PartitionTable& table,
+                                                  const PartitionEntry& target, const PartitionEntry* running,
+                                                  OtaWriterOptions options, AgentLog* log = nullptr);
+  // Continues an update interrupted by a reboot: the first `written` bytes of `target` hold the start of
+  // the image (written by an earlier OtaWriter). The sector holding byte `written` may be torn, so writing
+  // restarts at the start of that sector: call resume_offset() to know where the data must continue.
+  static Result<std::unique_ptr<OtaWriter>> resume(Flash& flash, const PartitionTable& table,
+                                                   const PartitionEntry& target,
+                                                   const PartitionEntry* running, OtaWriterOptions options,
+                                                   uint32_t written, AgentLog* log = nullptr);
+
+  // esp_ota_write: appends data. The first byte must be 0xE9 (corrupt "OTA image has invalid magic
+  // byte"); once 288 bytes arrived the chip id, chip revision and app descriptor are checked (unsupported
+  // for another chip or revision, corrupt without app descriptor, already_exists for the running version,
+  // rollback_refused for a lower secure_version) before anything is programmed. Writing past the slot is
+  // out_of_range. Nothing is programmed by a call that fails.
+  Result<void> write(ByteView data);
+
+  // esp_ota_end: verifies the whole image in the slot (segment lines logged). corrupt when the image is
+  // incomplete ("truncated") or fails a check.
+  Result<VerifiedImage> end();
+
+  // esp_ota_set_boot_partition: verifies again (segment lines logged a second time, as in the seed), then
+  // writes the new otadata entry in the sector that does not hold the active one.
+  Result<void> set_boot_partition();
+
+  uint32_t written() const { return written_; }
+  uint32_t resume_offset() const { return written_; }
+  const PartitionEntry& target() const { return target_; }
+  // Known once the first 288 bytes were accepted.
+  const std::optional<ImageHeader>& header() const { return header_; }
+  const std::optional<AppDescription>& app_desc() const { return desc_; }
+
+ private:
+  OtaWriter(Flash& flash, const PartitionTable& table, const PartitionEntry& target, OtaWriterOptions options,
+            AgentLog* log);
+  Result<void> check_header(ByteView first);
+  Result<void> program(ByteView data);
+
+  Flash& flash_;
+  const PartitionTable& table_;
+  PartitionEntry target_;
+  Region region_;
+  OtaWriterOptions opt_;
+  NullLog null_log_;
+  AgentLog* log_;
+  uint32_t written_ = 0;
+  uint32_t erased_end_ = 0;  // sequential erase: [0, erased_end_) has been erased
+  static constexpr size_t kCheckBytes = kAppDescImageOffset + kAppDescSize;  // 288
+  uint8_t head_[kCheckBytes];
+  size_t head_len_ = 0;
+  bool header_checked_ = false;
+  std::optional<ImageHeader> header_;
+  std::optional<AppDescription> desc_;
+  std::optional<VerifiedImage> verified_;
+};
+
+}  // namespace ota32::agent

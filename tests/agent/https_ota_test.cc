@@ -1,0 +1,267 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "agent/https_ota.h"
+#include "core/file_io.h"
+#include "flash/nor_flash.h"
+#include "format/image_make.h"
+#include "ota_test_layout.h"
+#include "scripted_server.h"
+#include "test_support.h"
+#include "tls_fixture.h"
+
+namespace ota32::agent {
+namespace {
+
+using ota32::testing::CollectLog;
+using ota32::testing::http_response;
+using ota32::testing::OpensslServer;
+using ota32::testing::ScriptedReply;
+using ota32::testing::ScriptedServer;
+using ota32::testing::TempDir;
+using ota32::testing::TestPki;
+
+Bytes image(std::string_view chip, std::string version, uint32_t size) {
+  MakeImageOptions o;
+  o.chip = find_chip(chip);
+  o.project = "simple_ota";
+  o.version = std::move(version);
+  o.size = size;
+  return *make_app_image(o);
+}
+
+// "Range: bytes=N-" of a request head, or -1.
+long range_start(const std::string& head) {
+  auto at = head.find("Range: bytes=");
+  return at == std::string::npos ? -1 : std::stol(head.substr(at + 13));
+}
+
+// A server with Content-Length and Range (206 + Content-Range), optionally cutting the first connection.
+ScriptedReply ranged_reply(const std::string& body, const std::string& head, size_t cut_first, int index) {
+  long start = range_start(head);
+  std::string reply;
+  if (start > 0) {
+    reply = "HTTP/1.1 206 Partial Content\r\nContent-Length: " + std::to_string(body.size() - start) +
+            "\r\nContent-Range: bytes " + std::to_string(start) + "-" + std::to_string(body.size() - 1) +
+            "/" + std::to_string(body.size()) + "\r\n\r\n" + body.substr(start);
+  } else {
+    reply = http_response(200, body, "Content-Length: " + std::to_string(body.size()) + "\r\n");
+  }
+  ScriptedReply r{reply};
+  if (index == 0 && cut_first > 0) r.cut_after = cut_first;
+  return r;
+}
+
+class HttpsOtaTest : public ::testing::Test {
+ protected:
+  HttpsOtaTest() : flash_(4u << 20), table_(ota32::testing::seed_layout()) {}
+
+  HttpsOtaConfig config(const std::string& url) {
+    HttpsOtaConfig c;
+    c.url = url;
+    c.http.timeout = std::chrono::milliseconds(3000);
+    c.writer.chip = find_chip("esp32");
+    c.writer.running_version = "1";
+    c.writer.old_log_format = true;
+    return c;
+  }
+  Result<HttpsOtaResult> ota(const HttpsOtaConfig& c) {
+    return https_ota(flash_, table_, table_.factory(), c, log_);
+  }
+  Bytes otadata() {
+    Bytes b(0x2000);
+    EXPECT_TRUE(flash_.read(0xd000, b));
+    return b;
+  }
+  Bytes slot0(size_t n) {
+    Bytes b(n);
+    EXPECT_TRUE(flash_.read(0x110000, b));
+    return b;
+  }
+
+  MemFlash flash_;
+  PartitionTable table_;
+  CollectLog log_;
+  TempDir dir_;
+};
+
+TEST_F(HttpsOtaTest, SeedFlowAgainstOpensslSServer) {
+  TestPki pki;
+  ASSERT_TRUE(pki.create(dir_.path() / "pki"));
+  std::filesystem::create_directories(dir_.path() / "www");
+  Bytes img = image("esp32", "2", 200 * 1024);
+  ASSERT_TRUE(write_file_atomic(dir_.path() / "www" / "simple_ota.bin", img));
+  OpensslServer server;
+  ASSERT_TRUE(server.start(dir_.path() / "www", pki.seed_cert, pki.seed_key));
+  auto c = config("https://127.0.0.1:" + std::to_string(server.port()) + "/simple_ota.bin");
+  c.http.tls.ca_pem = *read_text_file(pki.seed_cert);
+  c.http.tls.ca_name = "ca_cert.pem";
+  auto r = ota(c);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->slot->name, "ota_0");
+  EXPECT_EQ(r->image.size, img.size());
+  EXPECT_EQ(r->connections, 1);
+  EXPECT_EQ(slot0(img.size()), img);
+  EXPECT_TRUE(log_.has("I esp_https_ota: Starting OTA..."));
+  EXPECT_TRUE(log_.has("I esp_https_ota: Writing to partition subtype 16 at offset 0x110000"));
+  EXPECT_TRUE(log_.has("I esp_https_ota: Connection closed"));
+  // esp_ota_end and esp_ota_set_boot_partition each verify: the segment lines appear twice.
+  EXPECT_EQ(log_.count("segment 0: paddr=0x00110020"), 2u);
+  // otadata: entry 0 = seq 1, state UNDEFINED, CRC of seq 1 (spec §1.3 example).
+  Bytes od = otadata();
+  EXPECT_EQ(load_le32(od.data()), 1u);
+  EXPECT_EQ(load_le32(od.data() + 24), 0xFFFFFFFFu);
+  EXPECT_EQ(load_le32(od.data() + 28), 0x4743989Au);
+}
+
+TEST_F(HttpsOtaTest, WrongFileNameOnSServerIsFirmwareNotFound) {
+  TestPki pki;
+  ASSERT_TRUE(pki.create(dir_.path() / "pki"));
+  std::filesystem::create_directories(dir_.path() / "www");
+  OpensslServer server;
+  ASSERT_TRUE(server.start(dir_.path() / "www", pki.ip_cert, pki.ip_key));
+  auto c = config("https://127.0.0.1:" + std::to_string(server.port()) + "/hello-world.bin");
+  c.http.tls.ca_pem = *read_text_file(pki.ca_cert);
+  auto r = ota(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::not_found);
+  EXPECT_NE(r.error().message().find("firmware not found at https://127.0.0.1:"), std::string::npos);
+  EXPECT_NE(r.error().message().find("Error opening"), std::string::npos) << r.error().message();
+  EXPECT_EQ(otadata(), Bytes(0x2000, 0xFF));
+}
+
+TEST_F(HttpsOtaTest, Http404IsFirmwareNotFound) {
+  ScriptedServer server(
+      [](const std::string&, int) { return ScriptedReply{http_response(404, "", "Content-Length: 0\r\n")}; });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/x.bin"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::not_found);
+  EXPECT_NE(r.error().message().find("firmware not found at http://127.0.0.1:"), std::string::npos);
+  EXPECT_NE(r.error().message().find("(HTTP 404)"), std::string::npos);
+}
+
+TEST_F(HttpsOtaTest, ResumesWithRangeAfterACutConnection) {
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 50000, i); });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->connections, 2);
+  auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(range_start(reqs[0]), -1);
+  EXPECT_GT(range_start(reqs[1]), 40000);
+  EXPECT_EQ(slot0(img.size()), img);
+}
+
+TEST_F(HttpsOtaTest, ServerIgnoringRangeStillWorks) {
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string&, int i) {
+    ScriptedReply r{http_response(200, body, "Content-Length: " + std::to_string(body.size()) + "\r\n")};
+    if (i == 0) r.cut_after = 30000;
+    return r;
+  });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(log_.has("W esp_https_ota: Server ignored the requested Range header"));
+  EXPECT_EQ(slot0(img.size()), img);
+}
+
+TEST_F(HttpsOtaTest, ResumesAfterARebootFromSavedProgress) {
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  FileProgressStore progress(dir_.path() / "ota_progress.json");
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.progress = &progress;
+  c.stop_after = 70000;
+  auto cut = ota(c);
+  ASSERT_FALSE(cut);
+  EXPECT_EQ(cut.error().code(), ErrorCode::power_lost);
+  auto saved = progress.load();
+  ASSERT_TRUE(saved && *saved);
+  EXPECT_EQ((*saved)->written, 70000u);
+  c.stop_after = 0;
+  auto r = ota(c);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->resumed_from, 69632u);  // the sector holding byte 70000 is written again
+  EXPECT_EQ(range_start(server.requests().back()), 69632);
+  EXPECT_EQ(slot0(img.size()), img);
+  EXPECT_FALSE(*progress.load());  // cleared after success
+}
+
+TEST_F(HttpsOtaTest, ImageForAnotherChipLeavesOtadataAlone) {
+  Bytes img = image("esp32c3", "2", 96 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::unsupported);
+  EXPECT_EQ(otadata(), Bytes(0x2000, 0xFF));
+}
+
+TEST_F(HttpsOtaTest, TooLargeForTheSlotIsRefusedBeforeWriting) {
+  table_.entries[4].size = 64 * 1024;
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::out_of_range);
+  EXPECT_NE(r.error().message().find("larger than the ota_0 partition (64K"), std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(slot0(4096), Bytes(4096, 0xFF));
+}
+
+TEST_F(HttpsOtaTest, TruncatedCloseDelimitedDownloadFailsVerification) {
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string&, int) {
+    ScriptedReply r{"HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n" + body};
+    r.cut_after = 60000;
+    return r;
+  });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::corrupt);
+  EXPECT_NE(r.error().message().find("truncated"), std::string::npos) << r.error().message();
+  EXPECT_EQ(otadata(), Bytes(0x2000, 0xFF));
+}
+
+TEST_F(HttpsOtaTest, GivesUpAfterMaxConnectionsAndKeepsProgress) {
+  Bytes img = image("esp32", "2", 100 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int) {
+    ScriptedReply r = ranged_reply(body, head, 0, 1);
+    r.cut_after = std::min<size_t>(r.bytes.size(), 20000);
+    return r;
+  });
+  FileProgressStore progress(dir_.path() / "p.json");
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.progress = &progress;
+  c.progress_every = 4096;
+  c.max_connections = 3;
+  auto r = ota(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::unavailable);
+  EXPECT_NE(r.error().message().find("after 3 connections"), std::string::npos) << r.error().message();
+  ASSERT_TRUE(*progress.load());
+  EXPECT_GT((*progress.load())->written, 40000u);
+}
+
+TEST_F(HttpsOtaTest, ExpectedShaMismatchIsCorrupt) {
+  Bytes img = image("esp32", "2", 96 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.expected_sha256 = Sha256Digest{};
+  auto r = ota(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::corrupt);
+  EXPECT_NE(r.error().message().find("does not match the expected"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ota32::agent
