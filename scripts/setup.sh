@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git clang-format
   libboost1.81-dev libssl-dev openssl libmbedtls-dev libsqlite3-dev sqlite3 libpq-dev postgresql
-  libcli11-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl hyperfine wrk nghttp2-client nginx-light iproute2 procps
 )
 

@@ -1,0 +1,403 @@
+#include "boot/bootloader.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/crc32.h"
+
+namespace ota32 {
+
+namespace {
+
+constexpr uint32_t kPartitionTableLength = 0xC00;
+
+uint32_t seq_crc(uint32_t seq) {
+  uint8_t b[4];
+  store_le32(b, seq);
+  return crc32_le(0xFFFFFFFF, ByteView(b, 4));
+}
+
+std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
+
+// (major, minor) of "v4.3-dev-1561-g357a27760" / "v5.5.5"; nullopt when it does not start like that.
+std::optional<std::pair<int, int>> idf_major_minor(std::string_view v) {
+  int major = 0, minor = 0;
+  if (std::sscanf(std::string(v).c_str(), "v%d.%d", &major, &minor) != 2) return std::nullopt;
+  return std::make_pair(major, minor);
+}
+
+// Segment lines changed format in v4.3-beta1; "v4.3-dev" builds and older print the 0x form.
+bool old_segment_format(std::string_view idf_ver) {
+  auto mm = idf_major_minor(idf_ver);
+  if (!mm) return false;
+  if (*mm < std::make_pair(4, 3)) return true;
+  return *mm == std::make_pair(4, 3) && idf_ver.find("-dev") != std::string_view::npos;
+}
+
+std::string_view spi_speed_name(uint8_t code) {
+  switch (code & 0x0F) {
+    case 0x0:
+      return "40MHz";
+    case 0x1:
+      return "26.7MHz";
+    case 0x2:
+      return "20MHz";
+    case 0xF:
+      return "80MHz";
+    default:
+      return "20MHz";
+  }
+}
+
+std::string_view spi_mode_name(uint8_t mode) {
+  switch (mode) {
+    case 0:
+      return "QIO";
+    case 1:
+      return "QOUT";
+    case 2:
+      return "DIO";
+    case 3:
+      return "DOUT";
+    case 4:
+      return "FAST READ";
+    default:
+      return "SLOW READ";
+  }
+}
+
+std::string_view spi_size_name(uint8_t size_bits) {
+  static constexpr std::string_view names[] = {"1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"};
+  uint8_t i = size_bits >> 4;
+  return i < 8 ? names[i] : "2MB";
+}
+
+bool dual_core(const ChipInfo& chip) {
+  return chip.name == "esp32" || chip.name == "esp32s3" || chip.name == "esp32p4";
+}
+
+struct Slots {
+  const PartitionEntry* factory = nullptr;
+  const PartitionEntry* test = nullptr;
+  const PartitionEntry* otadata = nullptr;
+  std::array<const PartitionEntry*, kMaxOtaSlots> ota{};
+  int app_count = 0;
+};
+
+// What the bootloader fills while listing the table (the last otadata listed wins).
+Slots scan_slots(const PartitionTable& t) {
+  Slots s;
+  for (const auto& e : t.entries) {
+    if (e.type == kPartitionTypeApp) {
+      if (e.subtype == kAppSubtypeFactory)
+        s.factory = &e;
+      else if (e.subtype == kAppSubtypeTest)
+        s.test = &e;
+      else if (e.subtype >= kAppSubtypeOta0 && e.subtype < kAppSubtypeOta0 + kMaxOtaSlots) {
+        s.ota[e.subtype & 0x0F] = &e;
+        ++s.app_count;
+      }
+    } else if (e.type == kPartitionTypeData && e.subtype == kDataSubtypeOta) {
+      s.otadata = &e;
+    }
+  }
+  return s;
+}
+
+const PartitionEntry* partition_for(const Slots& s, int index) {
+  if (index == kFactoryIndex) return s.factory;
+  if (index == kTestAppIndex) return s.test;
+  if (index >= 0 && index < s.app_count && index < kMaxOtaSlots) return s.ota[index];
+  return nullptr;
+}
+
+// The app descriptor of the image in a partition (esp_ota_get_partition_description), for anti-rollback.
+Result<std::optional<AppDescription>> read_app_desc(Flash& flash, const PartitionEntry& p) {
+  if (p.size < kAppDescImageOffset + kAppDescSize) return std::optional<AppDescription>();
+  Bytes b(kAppDescSize);
+  OTA32_TRY(flash.read(p.offset + kAppDescImageOffset, b));
+  auto d = parse_app_desc(b);
+  if (!d) return std::optional<AppDescription>();
+  return std::optional<AppDescription>(*d);
+}
+
+}  // namespace
+
+EntryView OtaEntryBytes::view() const { return EntryView{seq(), state(), crc() == seq_crc(seq())}; }
+
+OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state) {
+  OtaEntryBytes e;
+  e.raw.fill(0xFF);
+  store_le32(e.raw.data(), seq);
+  store_le32(e.raw.data() + 24, state);
+  store_le32(e.raw.data() + 28, seq_crc(seq));
+  return e;
+}
+
+Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata) {
+  std::array<OtaEntryBytes, 2> out;
+  for (int i = 0; i < 2; ++i) OTA32_TRY(otadata.read(i * kFlashSectorSize, out[i].raw));
+  return out;
+}
+
+Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e) {
+  OTA32_TRY(otadata.erase(index * kFlashSectorSize, kFlashSectorSize));
+  return otadata.program(index * kFlashSectorSize, e.raw);
+}
+
+std::string segment_log_text(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, std::string_view kind,
+                             bool old_format) {
+  if (old_format) {
+    return fmt::format("segment {}: paddr={:#010x} vaddr={:#010x} size={:#07x} ({:6}) {}", index, paddr,
+                       vaddr, size, size, kind);
+  }
+  return fmt::format("segment {}: paddr={:08x} vaddr={:08x} size={:05x}h ({:6}) {}", index, paddr, vaddr,
+                     size, size, kind);
+}
+
+void log_app_description(BootLog& log, const AppDescription& d, bool secure_version_line) {
+  auto mm = idf_major_minor(d.idf_ver);
+  // Tag app_init from v5.3 (cpu_start before); ELF SHA prefix 9 hex digits from v5.2 (16 before).
+  const bool v53 = mm && *mm >= std::make_pair(5, 3);
+  const size_t sha_len = mm && *mm >= std::make_pair(5, 2) ? 9 : 16;
+  const std::string tag = v53 ? "app_init" : "cpu_start";
+  log.info(tag, "Application information:");
+  log.info(tag, "Project name:     " + d.project_name);
+  log.info(tag, "App version:      " + d.version);
+  if (secure_version_line) log.info(tag, fmt::format("Secure version:   {}", d.secure_version));
+  log.info(tag, fmt::format("Compile time:     {} {}", d.date, d.time));
+  log.info(tag, "ELF file SHA256:  " + to_hex(d.app_elf_sha256).substr(0, sha_len) + "...");
+  log.info(tag, "ESP-IDF:          " + d.idf_ver);
+}
+
+// esp_image_load(ESP_IMAGE_LOAD) of the app in `p`: header checks, one line per segment, then the checks
+// of the whole image. nullopt = not bootable (the reason is logged).
+Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& chip, const PartitionEntry& p,
+                                                const BootEfuse& efuse, bool old_format, BootLog* log) {
+  BootLog silent;
+  BootLog& out = log ? *log : silent;
+  Bytes header(kImageHeaderSize);
+  OTA32_TRY(flash.read(p.offset, header));
+  if (header[0] != kImageMagic) {
+    out.error("esp_image",
+              fmt::format("image at {:#x} has invalid magic byte (nothing flashed here?)", p.offset));
+    return std::optional<LoadedApp>();
+  }
+  auto h = parse_image_header(header);
+  if (!h) {
+    out.error("esp_image", h.error().message());
+    return std::optional<LoadedApp>();
+  }
+  if (h->chip_id != chip.chip_id) {
+    out.error("boot_comm", fmt::format("mismatch chip ID, expected {}, found {}", chip.chip_id, h->chip_id));
+    return std::optional<LoadedApp>();
+  }
+  if (efuse.chip_revision < h->min_chip_rev_full) {
+    out.error("boot_comm", fmt::format("chip revision check failed. Required >= {}, found {}.",
+                                       rev_text(h->min_chip_rev_full), rev_text(efuse.chip_revision)));
+    return std::optional<LoadedApp>();
+  }
+  if (h->max_chip_rev_full != 0 && h->max_chip_rev_full != 0xFFFF &&
+      efuse.chip_revision > h->max_chip_rev_full) {
+    out.error("boot_comm", fmt::format("chip revision check failed. Required <= {}, found {}.",
+                                       rev_text(h->max_chip_rev_full), rev_text(efuse.chip_revision)));
+    return std::optional<LoadedApp>();
+  }
+  if (h->segment_count > kMaxSegments) {
+    out.error("esp_image", fmt::format("image at {:#x} segment count {} exceeds max {}", p.offset,
+                                       h->segment_count, kMaxSegments));
+    return std::optional<LoadedApp>();
+  }
+  Bytes data(p.size);
+  OTA32_TRY(flash.read(p.offset, data));
+  auto img = parse_image(data, fmt::format("image at {:#x}", p.offset));
+  if (!img) {
+    out.error("esp_image", img.error().message());
+    return std::optional<LoadedApp>();
+  }
+  for (size_t i = 0; i < img->segments.size(); ++i) {
+    const auto& s = img->segments[i];
+    std::string_view kind;
+    if (segment_is_mapped(chip, s.load_addr))
+      kind = "map";
+    else if (s.load_addr >= 0x10000000)
+      kind = "load";  // below: padding, never loaded
+    out.info("esp_image", segment_log_text(static_cast<int>(i), p.offset + s.data_offset, s.load_addr,
+                                           s.data_len, kind, old_format));
+    out.spend_bytes(s.data_len);
+  }
+  VerifyOptions vo;
+  vo.chip = &chip;
+  vo.kind = ImageKind::app;
+  const std::string name = fmt::format("image at {:#x}", p.offset);
+  vo.file_name = name;
+  if (auto ok = verify_image(*img, data, vo); !ok) {
+    out.error("esp_image", ok.error().message());
+    return std::optional<LoadedApp>();
+  }
+  LoadedApp l{std::move(*img), std::nullopt};
+  l.desc = l.image.app_desc;
+  return std::optional<LoadedApp>(std::move(l));
+}
+
+Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const BootConfig& cfg,
+                                  const BootEfuse& efuse) {
+  BootResult result;
+  result.efuse = efuse;
+  const bool rollback = cfg.rollback || cfg.anti_rollback;
+
+  // The ROM loads the 2nd-stage bootloader from its offset; without a valid one it prints its complaint and
+  // resets, forever.
+  const uint32_t bl_end = std::min<uint32_t>(kPartitionTableOffset, flash.size());
+  Bytes bl(bl_end > chip.bootloader_offset ? bl_end - chip.bootloader_offset : 0);
+  OTA32_TRY(flash.read(chip.bootloader_offset, bl));
+  auto bl_img = parse_image(bl, "bootloader");
+  BootLog log(22);  // the ROM's own start-up
+  if (!bl_img || bl_img->header.chip_id != chip.chip_id) {
+    uint32_t word = bl.size() >= 4 ? load_le32(bl.data()) : 0xFFFFFFFF;
+    log.error("rom", fmt::format("invalid header: {:#010x}", word));
+    result.failure = fmt::format("no valid 2nd-stage bootloader at {:#x}", chip.bootloader_offset);
+    result.log = log.take();
+    return result;
+  }
+  log.spend_bytes(bl_img->image_size);
+  std::string bl_idf = cfg.idf_version;
+  if (bl_img->bootloader_desc) {
+    bl_idf = bl_img->bootloader_desc->idf_ver;
+    log.info("boot", fmt::format("ESP-IDF {} 2nd stage bootloader", bl_idf));
+    log.info("boot", "compile time " + bl_img->bootloader_desc->date_time);
+  }
+  const bool old_format = old_segment_format(bl_idf);
+  if (dual_core(chip)) log.info("boot", "Multicore bootloader");
+  log.info("boot", "chip revision: " + rev_text(efuse.chip_revision));
+  const std::string chip_tag = fmt::format("boot.{}", chip.name);
+  log.info(chip_tag, fmt::format("SPI Speed      : {}", spi_speed_name(bl_img->header.spi_speed())));
+  log.info(chip_tag, fmt::format("SPI Mode       : {}", spi_mode_name(bl_img->header.spi_mode)));
+  log.info(chip_tag, fmt::format("SPI Flash Size : {}", spi_size_name(bl_img->header.spi_size())));
+  log.info("boot", "Enabling RNG early entropy source...");
+
+  auto fail = [&](std::string why) -> Result<BootResult> {
+    result.failure = std::move(why);
+    result.log = log.take();
+    return result;
+  };
+
+  // Partition table.
+  Bytes table_bin(kPartitionTableLength);
+  OTA32_TRY(flash.read(kPartitionTableOffset, table_bin));
+  BinaryOptions bo;
+  bo.check_md5 = true;
+  auto table = parse_partition_binary(table_bin, bo, "partition table at 0x8000");
+  if (!table) {
+    log.error("flash_parts", table.error().message());
+    log.error("boot", "Failed to verify partition table");
+    log.error("boot", "load partition table error!");
+    return fail("load partition table error: " + table.error().message());
+  }
+  log.info("boot", "Partition Table:");
+  log.info("boot", "## Label            Usage          Type ST Offset   Length");
+  for (size_t i = 0; i < table->entries.size(); ++i) {
+    const auto& e = table->entries[i];
+    log.info("boot",
+             fmt::format("{:2} {:<16} {:<16} {:02x} {:02x} {:08x} {:08x}", i, e.name.substr(0, 16),
+                         partition_usage_name(e.type, e.subtype), e.type, e.subtype, e.offset, e.size));
+  }
+  log.info("boot", "End of partition table");
+  const Slots slots = scan_slots(*table);
+
+  // otadata: rollback rewrites, then the selection.
+  SelectInput in;
+  in.ota_app_count = slots.app_count;
+  in.has_factory = slots.factory != nullptr;
+  in.anti_rollback = cfg.anti_rollback;
+  in.efuse_secure_version = efuse.secure_version;
+  in.has_otadata = slots.otadata != nullptr;
+  std::optional<Region> otadata;
+  std::array<OtaEntryBytes, 2> entries;
+  if (slots.otadata) {
+    if (slots.otadata->size < 2 * kFlashSectorSize) {
+      log.error("boot", fmt::format("ota_info partition size {} is too small (minimum 8192 bytes)",
+                                    slots.otadata->size));
+      return fail("otadata partition too small");
+    }
+    otadata.emplace(flash, slots.otadata->offset, slots.otadata->size, slots.otadata->name);
+    OTA32_ASSIGN(entries, read_otadata(*otadata));
+    std::array<EntryView, 2> views{entries[0].view(), entries[1].view()};
+    for (int i : entries_to_abort(views, rollback)) {
+      entries[i].set_state(kOtaStateAborted);
+      OTA32_TRY(write_otadata_entry(*otadata, i, entries[i]));
+    }
+    in.entries = {entries[0].view(), entries[1].view()};
+    if (cfg.anti_rollback) {
+      for (int s = 0; s < kMaxOtaSlots && s < slots.app_count; ++s) {
+        if (!slots.ota[s]) continue;
+        OTA32_ASSIGN(auto d, read_app_desc(flash, *slots.ota[s]));
+        if (d) in.slot_secure_version[s] = d->secure_version;
+      }
+    }
+  }
+  Selection sel = select_boot_partition(in);
+  for (const auto& l : sel.log) log.log(l.level, "boot", l.text);
+  if (sel.active_entry >= 0 && promote_new_to_pending(in.entries[sel.active_entry], rollback)) {
+    entries[sel.active_entry].set_state(kOtaStatePendingVerify);
+    OTA32_TRY(write_otadata_entry(*otadata, sel.active_entry, entries[sel.active_entry]));
+  }
+
+  // Load with fallback.
+  for (int index : boot_attempt_order(sel.start_index, slots.app_count, slots.test != nullptr)) {
+    const PartitionEntry* p = partition_for(slots, index);
+    if (!p || p->size == 0) continue;
+    bool bootable = true;
+    if (cfg.anti_rollback) {
+      OTA32_ASSIGN(auto d, read_app_desc(flash, *p));
+      bootable = d && d->secure_version >= result.efuse.secure_version;
+    }
+    std::optional<LoadedApp> loaded;
+    if (bootable) {
+      OTA32_ASSIGN(loaded, load_app_image(flash, chip, *p, efuse, old_format, &log));
+    }
+    if (!loaded) {
+      if (index == kFactoryIndex)
+        log.error("boot", "Factory app partition is not bootable");
+      else if (index == kTestAppIndex)
+        log.error("boot", "No bootable test partition in the partition table");
+      else
+        log.error("boot", fmt::format("OTA app partition slot {} is not bootable", index));
+      continue;
+    }
+    log.info("boot", fmt::format("Loaded app from partition at offset {:#x}", p->offset));
+    if (index == kTestAppIndex && sel.start_index != kTestAppIndex) {
+      log.warn("boot", "Falling back to test app as only bootable partition");
+    }
+    const uint32_t app_sv = loaded->desc ? loaded->desc->secure_version : 0;
+    if (sel.initial_contents && index >= 0) {
+      OtaEntryBytes e = make_ota_entry(static_cast<uint32_t>(index + 1), kOtaStateValid);
+      OTA32_TRY(write_otadata_entry(*otadata, 0, e));
+      log.info("boot", fmt::format("Set actual ota_seq={} in otadata[0]", index + 1));
+    }
+    const bool raise = cfg.anti_rollback && ((sel.initial_contents && index >= 0) ||
+                                             (sel.active_entry >= 0 && index == sel.start_index &&
+                                              entries[sel.active_entry].state() == kOtaStateValid));
+    if (raise && app_sv > result.efuse.secure_version) {
+      if (app_sv > efuse.secure_version_bits) {
+        log.error("efuse", fmt::format("Max secure version is {}. Given {} version can not be written.",
+                                       efuse.secure_version_bits, app_sv));
+      } else {
+        result.efuse.secure_version = app_sv;
+        log.info("efuse", fmt::format("Anti-rollback is set. eFuse field is updated({}).", app_sv));
+      }
+    }
+    log.info("boot", "Disabling RNG early entropy source...");
+    log.spend_ms(11);
+    if (loaded->desc) log_app_description(log, *loaded->desc, cfg.anti_rollback);
+    result.app = BootedApp{index, *p, std::move(loaded->image), loaded->desc};
+    result.log = log.take();
+    return result;
+  }
+  log.error("boot", "No bootable app partitions in the partition table");
+  return fail("no bootable app partitions");
+}
+
+}  // namespace ota32

@@ -1,0 +1,92 @@
+// The ESP-IDF 2nd-stage bootloader run on the flash contents: check the bootloader image, load and list
+// the partition table at 0x8000, read otadata, apply rollback / anti-rollback, pick and verify an app with
+// fallback, rewrite otadata where ESP-IDF does, and produce the boot log. A deterministic function of
+// (flash, eFuse, config): the same inputs give the same flash writes and the same log.
+// spec/otadata-and-boot.md §3 and §6, spec/esp-app-image.md §2.4.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "boot/boot_log.h"
+#include "boot/boot_select.h"
+#include "core/bytes.h"
+#include "core/result.h"
+#include "flash/flash.h"
+#include "format/app_image.h"
+#include "format/chip.h"
+#include "format/partition_table.h"
+
+namespace ota32 {
+
+constexpr uint32_t kPartitionTableOffset = 0x8000;
+
+struct BootConfig {
+  bool rollback = false;       // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE
+  bool anti_rollback = false;  // CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK
+  // The bootloader's ESP-IDF version when its image has no descriptor (pre-v5 bootloaders): decides the
+  // segment-line format ("v4.3-dev-..." and older print "paddr=0x%08x ..."). Empty: v5.5 formats.
+  std::string idf_version;
+};
+
+struct BootEfuse {
+  uint32_t chip_revision = 0;  // major*100+minor
+  uint32_t secure_version = 0;
+  uint32_t secure_version_bits = 32;
+};
+
+struct BootedApp {
+  int index = kInvalidIndex;  // kFactoryIndex, kTestAppIndex or the OTA slot
+  PartitionEntry partition;
+  AppImage image;
+  std::optional<AppDescription> desc;
+};
+
+struct BootResult {
+  std::optional<BootedApp> app;  // nullopt: the bootloader reset without starting an app
+  std::string failure;           // why, when no app started (the last error line)
+  BootEfuse efuse;               // after the boot (anti-rollback may have raised secure_version)
+  std::vector<LogLine> log;      // bootloader lines, then the app's startup lines
+};
+
+struct LoadedApp {
+  AppImage image;
+  std::optional<AppDescription> desc;
+};
+// esp_image_load / esp_image_verify of the app in partition `p`: header checks (magic, chip id, chip
+// revision, segment count), one "segment N: ..." line per segment, then the whole-image checks. nullopt =
+// not bootable, the reason logged (log == nullptr: ESP_IMAGE_VERIFY_SILENT). Errors: flash failures only.
+Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& chip, const PartitionEntry& p,
+                                                const BootEfuse& efuse, bool old_format, BootLog* log);
+
+// Errors are flash failures only (ErrorCode::power_lost from a FaultFlash): everything about the flash
+// contents is an outcome in BootResult, as on the chip.
+Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const BootConfig& cfg,
+                                  const BootEfuse& efuse);
+
+// "segment 0: paddr=00010020 vaddr=3f400020 size=1e510h (124176) map" (v4.3-beta1 and later) or the older
+// "segment 0: paddr=0x00010020 vaddr=0x3f400020 size=0x1e510 (124176) map".
+std::string segment_log_text(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, std::string_view kind,
+                             bool old_format);
+// The app's "Application information:" lines (esp_app_desc.c / startup.c), tag and SHA length by the app's
+// own ESP-IDF version.
+void log_app_description(BootLog& log, const AppDescription& d, bool secure_version_line);
+
+// otadata entries (32 bytes each at offsets 0 and 0x1000 of the otadata partition).
+struct OtaEntryBytes {
+  std::array<uint8_t, 32> raw{};
+  uint32_t seq() const { return load_le32(raw.data()); }
+  uint32_t state() const { return load_le32(raw.data() + 24); }
+  uint32_t crc() const { return load_le32(raw.data() + 28); }
+  void set_state(uint32_t s) { store_le32(raw.data() + 24, s); }
+  EntryView view() const;
+};
+Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata);
+// write_otadata: erase the entry's sector, program its 32 bytes.
+Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e);
+OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state);
+
+}  // namespace ota32

@@ -1,0 +1,180 @@
+#include "device/device_config.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <limits>
+
+#include "core/file_io.h"
+#include "core/numbers.h"
+
+namespace ota32 {
+
+namespace {
+
+using nlohmann::json;
+
+Error field_error(std::string_view file, std::string_view field, std::string_view what) {
+  return Error(ErrorCode::invalid_argument, fmt::format("{}: {}: {}", file, field, what));
+}
+
+template <class T>
+Result<void> get(const json& obj, const char* key, T& out, std::string_view file, std::string_view path) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return {};
+  const std::string field = path.empty() ? key : fmt::format("{}.{}", path, key);
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) return field_error(file, field, "not a boolean");
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return field_error(file, field, "not a string");
+  } else {
+    if (!it->is_number_unsigned()) return field_error(file, field, "not a non-negative integer");
+    if (it->template get<uint64_t>() > std::numeric_limits<T>::max())
+      return field_error(file, field, "too large");
+  }
+  out = it->template get<T>();
+  return {};
+}
+
+}  // namespace
+
+json to_json(const DeviceConfig& c) {
+  json app = c.app.extra;
+  app["self_test_fails"] = c.app.self_test_fails;
+  app["ota_url"] = c.app.ota_url;
+  app["ca_cert"] = c.app.ca_cert;
+  return json{{"chip", c.chip},
+              {"flash_size", c.flash_size},
+              {"bootloader",
+               {{"rollback", c.bootloader.rollback},
+                {"anti_rollback", c.bootloader.anti_rollback},
+                {"idf_version", c.bootloader.idf_version}}},
+              {"app", app}};
+}
+
+json to_json(const Efuse& e) {
+  return json{{"mac", e.mac},
+              {"chip_revision", chip_revision_text(e.chip_revision)},
+              {"secure_version", e.secure_version},
+              {"secure_version_bits", e.secure_version_bits}};
+}
+
+Result<DeviceConfig> device_config_from_json(const json& j, std::string_view file) {
+  if (!j.is_object()) return Error(ErrorCode::invalid_argument, fmt::format("{}: not a JSON object", file));
+  DeviceConfig c;
+  OTA32_TRY(get(j, "chip", c.chip, file, ""));
+  OTA32_TRY(get(j, "flash_size", c.flash_size, file, ""));
+  if (auto it = j.find("bootloader"); it != j.end()) {
+    if (!it->is_object()) return field_error(file, "bootloader", "not an object");
+    OTA32_TRY(get(*it, "rollback", c.bootloader.rollback, file, "bootloader"));
+    OTA32_TRY(get(*it, "anti_rollback", c.bootloader.anti_rollback, file, "bootloader"));
+    OTA32_TRY(get(*it, "idf_version", c.bootloader.idf_version, file, "bootloader"));
+  }
+  if (auto it = j.find("app"); it != j.end()) {
+    if (!it->is_object()) return field_error(file, "app", "not an object");
+    c.app.extra = *it;
+    OTA32_TRY(get(*it, "ota_url", c.app.ota_url, file, "app"));
+    OTA32_TRY(get(*it, "ca_cert", c.app.ca_cert, file, "app"));
+    if (auto f = it->find("self_test_fails"); f != it->end()) {
+      if (!f->is_array()) return field_error(file, "app.self_test_fails", "not an array of versions");
+      for (const auto& v : *f) {
+        if (!v.is_string()) return field_error(file, "app.self_test_fails", "not an array of versions");
+        c.app.self_test_fails.push_back(v.get<std::string>());
+      }
+    }
+    for (const char* k : {"self_test_fails", "ota_url", "ca_cert"}) c.app.extra.erase(k);
+  }
+  if (c.bootloader.anti_rollback && !c.bootloader.rollback) {
+    return field_error(file, "bootloader.anti_rollback", "requires bootloader.rollback (Kconfig dependency)");
+  }
+  return c;
+}
+
+Result<Efuse> efuse_from_json(const json& j, std::string_view file) {
+  if (!j.is_object()) return Error(ErrorCode::invalid_argument, fmt::format("{}: not a JSON object", file));
+  Efuse e;
+  std::string mac, rev = "v0.0";
+  OTA32_TRY(get(j, "mac", mac, file, ""));
+  OTA32_TRY(get(j, "chip_revision", rev, file, ""));
+  OTA32_TRY(get(j, "secure_version", e.secure_version, file, ""));
+  OTA32_TRY(get(j, "secure_version_bits", e.secure_version_bits, file, ""));
+  auto m = parse_mac(mac);
+  if (!m) return field_error(file, "mac", m.error().message());
+  e.mac = *m;
+  auto r = parse_chip_revision(rev);
+  if (!r) return field_error(file, "chip_revision", r.error().message());
+  e.chip_revision = *r;
+  if (e.secure_version_bits == 0 || e.secure_version_bits > 32) {
+    return field_error(file, "secure_version_bits", "must be 1..32");
+  }
+  if (e.secure_version > e.secure_version_bits) {
+    return field_error(
+        file, "secure_version",
+        fmt::format("{} exceeds the field's {} bits", e.secure_version, e.secure_version_bits));
+  }
+  return e;
+}
+
+Result<json> read_json_file(const std::filesystem::path& path) {
+  OTA32_ASSIGN(auto text, read_text_file(path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Error(ErrorCode::invalid_argument, fmt::format("{}: not valid JSON", path.string()));
+  }
+  return j;
+}
+
+Result<void> write_json_file(const std::filesystem::path& path, const json& j) {
+  return write_file_atomic(path, j.dump(2) + "\n");
+}
+
+Result<uint32_t> parse_chip_revision(std::string_view text) {
+  std::string_view t = text;
+  if (!t.empty() && (t[0] == 'v' || t[0] == 'V')) t.remove_prefix(1);
+  auto dot = t.find('.');
+  auto bad = [&] {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("'{}' is not a chip revision (v<major>.<minor>, e.g. v1.0)", text));
+  };
+  if (dot == std::string_view::npos) {
+    auto v = parse_u32(t, "chip revision");
+    if (!v || *v > 0xFFFF) return bad();
+    return *v;
+  }
+  auto major = parse_u32(t.substr(0, dot), "major"), minor = parse_u32(t.substr(dot + 1), "minor");
+  if (!major || !minor || *minor > 99 || *major > 99) return bad();
+  return *major * 100 + *minor;
+}
+
+std::string chip_revision_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
+
+Result<std::string> parse_mac(std::string_view text) {
+  std::string out;
+  auto bad = [&] {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("'{}' is not a MAC address (aa:bb:cc:dd:ee:ff)", text));
+  };
+  if (text.size() != 17) return bad();
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (i % 3 == 2) {
+      if (c != ':') return bad();
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return bad();
+    }
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+uint32_t default_chip_revision(std::string_view chip) {
+  if (chip == "esp32") return 100;  // ECO1, the seed's "chip revision: 1"
+  if (chip == "esp32s2") return 100;
+  if (chip == "esp32c3") return 4;  // v0.4 (ECO3); the default build needs >= v0.3
+  if (chip == "esp32s3") return 2;
+  if (chip == "esp32c2") return 100;
+  if (chip == "esp32p4") return 100;
+  return 1;  // v0.1
+}
+
+}  // namespace ota32
