@@ -5,19 +5,13 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "core/crc32.h"
+#include "format/otadata.h"
 
 namespace ota32 {
 
 namespace {
 
 constexpr uint32_t kPartitionTableLength = 0xC00;
-
-uint32_t seq_crc(uint32_t seq) {
-  uint8_t b[4];
-  store_le32(b, seq);
-  return crc32_le(0xFFFFFFFF, ByteView(b, 4));
-}
 
 std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
 
@@ -125,14 +119,14 @@ Result<std::optional<AppDescription>> read_app_desc(Flash& flash, const Partitio
 
 }  // namespace
 
-EntryView OtaEntryBytes::view() const { return EntryView{seq(), state(), crc() == seq_crc(seq())}; }
+EntryView OtaEntryBytes::view() const {
+  return EntryView{seq(), state(), ota_entry_crc_ok(parse_ota_select_entry(raw))};
+}
 
 OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state) {
   OtaEntryBytes e;
-  e.raw.fill(0xFF);
-  store_le32(e.raw.data(), seq);
-  store_le32(e.raw.data() + 24, state);
-  store_le32(e.raw.data() + 28, seq_crc(seq));
+  const Bytes b = serialize_ota_select_entry(make_ota_select_entry(seq, state));
+  std::copy(b.begin(), b.end(), e.raw.begin());
   return e;
 }
 

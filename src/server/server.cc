@@ -394,6 +394,8 @@ awaitable<void> Session::run() {
     ctx.remote_address = remote_;
     ctx.received = std::chrono::system_clock::now();
     Reply reply = srv_.router.route(req, ctx);
+    // A long download holds no read buffer (memory per slow client, design.md "Server shape").
+    if (buf_.size() == 0) buf_.shrink_to_fit();
     sent_ = 0;
     arm(srv_.opt.io_timeout);
     unsigned status = 0;
@@ -417,8 +419,6 @@ awaitable<void> Session::run() {
     }
     if (timed_out_) srv_.metrics.timeout();
     log(req, status, start);
-    // Keep the read buffer small between requests on long-lived connections.
-    if (buf_.size() == 0 && buf_.capacity() > 4096) buf_.shrink_to_fit();
   }
   done_ = true;
   timer_.cancel();
