@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/file_io.h"
 #include "core/numbers.h"
+#include "device/ota_app_model.h"
 #include "device/virtual_device.h"
 
 namespace ota32::cli {
@@ -174,6 +175,10 @@ void add_run(CLI::App& device) {
   cmd->callback([opts] {
     auto dev = VirtualDevice::open(opts->dir);
     if (!dev) return set_exit_code(fail(dev.error()));
+    // device.json configures the OTA agent (app.ota_url / app.update_server): it is the firmware then.
+    auto agent = ota_settings(**dev);
+    if (!agent) return set_exit_code(fail(agent.error()));
+    if (agent->enabled()) (*dev)->set_app_model(std::make_shared<OtaAppModel>());
     auto run = (*dev)->run(opts->max_boots);
     if (!run) return set_exit_code(fail(run.error()));
     if (opts->json) {

@@ -1,0 +1,84 @@
+// The OTA agent as the virtual device's firmware: what simple_ota_example / native_ota_example do after
+// boot, on the agent library. Settings come from device.json's "app" object:
+//   "ota_url": "https://127.0.0.1:8070/simple_ota.bin"   a fixed firmware URL (the seed's way), or
+//   "update_server": "https://127.0.0.1:8443"            ask `ota32 serve` (GET /api/v1/update) and report
+//   "ca_cert": "ca_cert.pem"                             PEM trust anchor (relative to the device dir)
+//   "skip_cert_common_name_check": false, "timeout_ms": 5000, "device_id": "<default: the MAC>",
+//   "self_test_fails": ["4"]                             versions whose self-test fails (rollback)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/agent_log.h"
+#include "agent/https_ota.h"
+#include "boot/boot_log.h"
+#include "device/app_model.h"
+
+namespace ota32 {
+
+struct OtaAppSettings {
+  std::string ota_url;
+  std::string update_server;
+  std::filesystem::path ca_cert;  // resolved against the device directory
+  bool skip_cert_common_name_check = false;
+  uint32_t timeout_ms = 5000;
+  std::string device_id;
+  // Nothing to do for the agent (no URL, no server): `device run` keeps the default app model.
+  bool enabled() const { return !ota_url.empty() || !update_server.empty(); }
+};
+
+// Errors name device.json and the field.
+Result<OtaAppSettings> ota_settings(const VirtualDevice& dev);
+
+// The agent's log lines into the device's boot log (same virtual clock; debug lines dropped).
+class BootLogSink final : public agent::AgentLog {
+ public:
+  explicit BootLogSink(BootLog& log) : log_(log) {}
+  void log(char level, std::string_view tag, std::string text) override;
+  void spend_bytes(uint64_t bytes) override { log_.spend_bytes(bytes); }
+
+ private:
+  BootLog& log_;
+};
+
+struct DirectOtaOptions {
+  std::string url;
+  std::string ca_pem, ca_name;
+  bool skip_cert_common_name_check = false;
+  bool allow_same_version = false;
+  uint32_t timeout_ms = 5000;
+  uint64_t stop_after = 0;                // simulate a power cut after this many image bytes (resume test)
+  std::optional<uint64_t> expected_size;  // from an update check
+  std::optional<Sha256Digest> expected_sha256;  // from an update check
+  std::vector<std::string> invalid_versions;    // rolled back here before: never installed again
+};
+
+// One esp_https_ota() on the running firmware of `dev` (boot happened: `boot`), with the device's
+// download progress (resume after reboot), otadata switch on success. Lines go to `log`.
+Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,
+                                             const DirectOtaOptions& o, BootLog& log);
+
+// The app model `ota32 device run` uses when device.json configures the agent: confirm or reject a
+// PENDING_VERIFY image (DefaultAppModel), report the boot, then update from ota_url or update_server;
+// reboot after a successful update, keep running the current image after a failure.
+class OtaAppModel final : public AppModel {
+ public:
+  Result<AppExit> run(VirtualDevice& dev, const BootResult& boot, BootLog& log) override;
+
+ private:
+  nlohmann::json memory_state_ = nlohmann::json::object();  // agent state of an in-memory device
+};
+
+// The file (in the device directory) where the agent keeps an interrupted download's progress.
+inline constexpr const char* kOtaProgressFile = "ota_progress.json";
+// The agent's own state: the version it installed last (to report booted / rolled back on the next boot)
+// and the versions that were rolled back (never installed again, as native_ota_example refuses them).
+inline constexpr const char* kAgentStateFile = "agent_state.json";
+
+}  // namespace ota32
