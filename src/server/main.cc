@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "server/fw_client.h"
 #include "server/serve_main.h"
 
 int main(int argc, char** argv) {
@@ -13,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int code = 0;
   ota32::server::add_serve_command(app, &code);
+  ota32::server::register_fw_commands(app, code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -178,6 +178,7 @@ void add_serve_command(CLI::App& app, int* exit_code) {
 #ifdef OTA32_SERVE_HAS_API
   cmd->add_option("--store", args->store,
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");
+  add_api_options(cmd);
 #endif
   cmd->callback([args, exit_code] { *exit_code = serve(*args); });
 }

@@ -1,0 +1,564 @@
+// Catalog (firmware upload / list / delete), update check, firmware download, device reports and the
+// admin API. Every handler reads the store afresh (no cache): several servers may share one database.
+#include "server/api.h"
+
+#include <fmt/format.h>
+#include <sys/random.h>
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "core/hash.h"
+#include "core/numbers.h"
+#include "server/api_internal.h"
+#include "store/version.h"
+
+namespace ota32::server {
+
+using api_detail::check_admin;
+using api_detail::store_error;
+using json = nlohmann::json;
+
+std::string sha256_hex_of(std::string_view text) { return to_hex(sha256(as_bytes(text))); }
+
+Result<std::string> generate_admin_token() {
+  uint8_t buf[32];
+  size_t got = 0;
+  for (int tries = 0; got < sizeof buf && tries < 100; ++tries) {
+    ssize_t n = ::getrandom(buf + got, sizeof buf - got, 0);
+    if (n > 0)
+      got += static_cast<size_t>(n);
+    else if (n < 0 && errno != EINTR)
+      return Error(ErrorCode::io_error, fmt::format("getrandom failed: {}", std::strerror(errno)));
+  }
+  if (got < sizeof buf) return Error(ErrorCode::io_error, "getrandom returned too few bytes");
+  return to_hex(ByteView(buf, sizeof buf));
+}
+
+Result<ApiSetup> open_api(const ApiConfig& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir / "blobs", ec);
+  if (ec)
+    return Error(ErrorCode::io_error, fmt::format("--data {}: cannot create directory: {}",
+                                                  config.data_dir.string(), ec.message()));
+  std::string url = config.store_url.empty() ? default_store_url(config.data_dir) : config.store_url;
+  OTA32_ASSIGN(auto store, open_store(url));
+  ApiSetup setup;
+  OTA32_ASSIGN(int64_t tokens, store->admin_token_count());
+  if (tokens == 0) {
+    OTA32_ASSIGN(std::string token, generate_admin_token());
+    // The unique label makes concurrent first starts agree on one token; only the winner prints it.
+    OTA32_ASSIGN(bool created, store->add_admin_token(sha256_hex_of(token), "initial"));
+    if (created) setup.new_admin_token = token;
+  }
+  setup.context = std::make_unique<ApiContext>(
+      ApiContext{std::move(store), BlobStore(config.data_dir / "blobs"), config});
+  return setup;
+}
+
+namespace api_detail {
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 128 || !valid_utf8(s)) return false;
+  for (char c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+bool valid_device_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+HttpResponse store_error(const Error& e, const HttpRequest& req) {
+  if (e.code() == ErrorCode::unavailable)
+    return json_error(http::status::service_unavailable, "store_unavailable", e.message(), req);
+  return json_error(http::status::internal_server_error, "store_error", e.message(), req);
+}
+
+std::optional<HttpResponse> check_admin(const ApiContext& api, const HttpRequest& req) {
+  auto unauthorized = [&](std::string_view why) {
+    auto res = json_error(http::status::unauthorized, "unauthorized", why, req);
+    res.set(http::field::www_authenticate, "Bearer realm=\"ota32\"");
+    return res;
+  };
+  std::string_view auth = req[http::field::authorization];
+  if (auth.empty()) return unauthorized("this endpoint needs an admin token: Authorization: Bearer <token>");
+  constexpr std::string_view kBearer = "bearer ";
+  if (auth.size() <= kBearer.size() ||
+      !std::equal(kBearer.begin(), kBearer.end(), auth.begin(),
+                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }))
+    return unauthorized("the Authorization header must be 'Bearer <token>'");
+  std::string_view token = auth.substr(kBearer.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  auto ok = api.store->admin_token_exists(sha256_hex_of(token));
+  if (!ok) return store_error(ok.error(), req);
+  if (!*ok) return unauthorized("the admin token is not valid");
+  return std::nullopt;
+}
+
+std::string base_url(const ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  std::string_view configured = api.config.public_url;
+  while (!configured.empty() && configured.back() == '/') configured.remove_suffix(1);
+  if (!configured.empty()) return std::string(configured);
+  std::string_view host = req[http::field::host];
+  bool host_ok = !host.empty() && host.size() <= 255;
+  for (char c : host) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == ':' || c == '[' || c == ']';
+    if (!ok) host_ok = false;
+  }
+  return fmt::format("{}://{}", ctx.tls ? "https" : "http", host_ok ? host : std::string_view("localhost"));
+}
+
+std::string firmware_url(const ApiContext& api, const HttpRequest& req, const RequestContext& ctx,
+                         const FirmwareRecord& fw) {
+  return fmt::format("{}/fw/{}.bin", base_url(api, req, ctx), fw.sha256);
+}
+
+json firmware_json(const FirmwareRecord& fw) {
+  return json{{"sha256", fw.sha256},
+              {"project", fw.project},
+              {"version", fw.version},
+              {"chip", fw.chip},
+              {"channel", fw.channel},
+              {"secure_version", fw.secure_version},
+              {"size", fw.size},
+              {"md5", fw.md5},
+              {"image_hash", fw.image_hash},
+              {"idf_version", fw.idf_version},
+              {"compile_date", fw.compile_date},
+              {"compile_time", fw.compile_time},
+              {"elf_sha256", fw.elf_sha256},
+              {"file_name", fw.file_name},
+              {"uploaded_at", fw.uploaded_at}};
+}
+
+json device_json(const DeviceRecord& d) {
+  return json{{"id", d.id},
+              {"project", d.project},
+              {"chip", d.chip},
+              {"channel", d.channel},
+              {"running_version", d.running_version},
+              {"state", d.state},
+              {"last_error", d.last_error},
+              {"last_report_at", d.last_report_at},
+              {"address", d.address},
+              {"created_at", d.created_at}};
+}
+
+Result<std::optional<FirmwareRecord>> latest_release(Store& store, std::string_view project,
+                                                     std::string_view chip, std::string_view channel) {
+  OTA32_ASSIGN(auto all,
+               store.list_firmware({std::string(project), std::string(chip), std::string(channel)}));
+  std::optional<FirmwareRecord> best;
+  // list_firmware is newest first, so on equal versions the first (newest upload) is kept.
+  for (auto& fw : all)
+    if (!best || compare_versions(fw.version, best->version) > 0) best = std::move(fw);
+  return best;
+}
+
+std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view device_id,
+                                               const HttpRequest& req) {
+  if (!api.config.refuse_unknown_devices) return std::nullopt;
+  if (device_id.empty())
+    return json_error(http::status::forbidden, "unknown_device",
+                      "this server only serves registered devices: send the device id", req);
+  auto d = api.store->get_device(device_id);
+  if (!d) return store_error(d.error(), req);
+  if (!d->has_value())
+    return json_error(http::status::forbidden, "unknown_device",
+                      fmt::format("device '{}' is not registered on this server", device_id), req);
+  return std::nullopt;
+}
+
+Reply firmware_file(const ApiContext& api, const FirmwareRecord& fw, const HttpRequest& req) {
+  if (!api.blobs.exists(fw.sha256))
+    return json_error(http::status::not_found, "blob_missing",
+                      fmt::format("firmware {} is in the catalog but its file is missing", fw.sha256), req);
+  FileReply file;
+  file.path = api.blobs.path_for(fw.sha256);
+  file.etag = "\"" + fw.sha256 + "\"";
+  if (!fw.md5.empty()) file.extra_headers.emplace_back("x-MD5", fw.md5);
+  if (api.metrics != nullptr)
+    file.on_complete = [metrics = api.metrics, version = fw.version] {
+      metrics->download_completed(version);
+    };
+  return file;
+}
+
+namespace {
+
+HttpResponse bad_request(std::string_view message, const HttpRequest& req) {
+  return json_error(http::status::bad_request, "bad_request", message, req);
+}
+
+// Reads an optional string member of a JSON object: absent or null = "", another type = error message.
+std::optional<std::string> string_member(const json& obj, const char* key, std::string& out,
+                                         size_t max_len = 1024) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) return fmt::format("'{}' must be a string", key);
+  out = it->get<std::string>();
+  if (out.size() > max_len) return fmt::format("'{}' is longer than {} bytes", key, max_len);
+  return std::nullopt;
+}
+
+std::optional<std::string> check_channel(std::string_view channel) {
+  if (channel.empty() || valid_name(channel)) return std::nullopt;
+  return "channel: not a valid name";
+}
+
+Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  std::string chip(ctx.query_param("chip"));
+  std::string channel(ctx.query_param("channel"));
+  std::string name(ctx.query_param("name"));
+  if (!chip.empty() && canonical_chip(chip).empty())
+    return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", valid_name(chip) ? chip : "?"),
+                       req);
+  if (auto e = check_channel(channel)) return bad_request(*e, req);
+  if (!name.empty() && !valid_name(name)) return bad_request("name: not a valid file name", req);
+  if (name.empty()) name = "firmware.bin";
+  if (req.body().empty()) return bad_request("the request body must be the firmware image (.bin)", req);
+  auto described = describe_image(as_bytes(req.body()), chip, name);
+  if (!described)
+    return json_error(http::status::unprocessable_entity, "invalid_image", described.error().message(), req);
+  FirmwareRecord fw = std::move(*described);
+  fw.channel = channel.empty() ? std::string(kDefaultChannel) : channel;
+  fw.uploaded_at = unix_now();
+  // Blob first, record second: a record never points at a file that is not there yet.
+  auto put = api.blobs.put(as_bytes(req.body()));
+  if (!put) return json_error(http::status::internal_server_error, "io_error", put.error().message(), req);
+  auto added = api.store->add_firmware(fw);
+  if (!added) return store_error(added.error(), req);
+  auto stored = api.store->get_firmware(fw.sha256);
+  if (!stored) return store_error(stored.error(), req);
+  if (!stored->has_value())
+    return json_error(http::status::conflict, "conflict", "the firmware was deleted while uploading", req);
+  json body = firmware_json(**stored);
+  body["created"] = *added;
+  body["url"] = firmware_url(api, req, ctx, **stored);
+  return json_reply(*added ? http::status::created : http::status::ok, body, req);
+}
+
+Reply list_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  FirmwareFilter f{std::string(ctx.query_param("project")), std::string(ctx.query_param("chip")),
+                   std::string(ctx.query_param("channel"))};
+  auto all = api.store->list_firmware(f);
+  if (!all) return store_error(all.error(), req);
+  json items = json::array();
+  for (const auto& fw : *all) {
+    json j = firmware_json(fw);
+    j["url"] = firmware_url(api, req, ctx, fw);
+    items.push_back(std::move(j));
+  }
+  return json_reply(http::status::ok, json{{"firmware", std::move(items)}}, req);
+}
+
+// The {sha256} path parameter, or the 400 reply.
+std::variant<std::string, HttpResponse> sha_param(const HttpRequest& req, const RequestContext& ctx) {
+  std::string sha(ctx.param("sha256"));
+  for (auto& c : sha) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!is_sha256_hex(sha)) return bad_request("the firmware id must be its SHA-256 (64 hex digits)", req);
+  return sha;
+}
+
+Reply get_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  auto sha = sha_param(req, ctx);
+  if (auto* r = std::get_if<HttpResponse>(&sha)) return *r;
+  auto fw = api.store->get_firmware(std::get<std::string>(sha));
+  if (!fw) return store_error(fw.error(), req);
+  if (!fw->has_value())
+    return json_error(http::status::not_found, "unknown_firmware",
+                      fmt::format("no firmware {} in the catalog", std::get<std::string>(sha)), req);
+  json body = firmware_json(**fw);
+  body["url"] = firmware_url(api, req, ctx, **fw);
+  return json_reply(http::status::ok, body, req);
+}
+
+Reply delete_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  auto sha_v = sha_param(req, ctx);
+  if (auto* r = std::get_if<HttpResponse>(&sha_v)) return *r;
+  const auto& sha = std::get<std::string>(sha_v);
+  auto deleted = api.store->delete_firmware(sha);
+  if (!deleted) return store_error(deleted.error(), req);
+  if (!*deleted)
+    return json_error(http::status::not_found, "unknown_firmware",
+                      fmt::format("no firmware {} in the catalog", sha), req);
+  // Record first, file second: a download racing the delete sees either both or a clean 404.
+  if (auto rm = api.blobs.remove(sha); !rm)
+    return json_error(http::status::internal_server_error, "io_error", rm.error().message(), req);
+  return json_reply(http::status::ok, json{{"deleted", sha}}, req);
+}
+
+Reply download_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  std::string_view file = ctx.param("file");
+  std::string sha(file.ends_with(".bin") ? file.substr(0, file.size() - 4) : file);
+  if (!is_sha256_hex(sha))
+    return json_error(http::status::not_found, "unknown_firmware", "firmware files are /fw/<sha256>.bin",
+                      req);
+  auto fw = api.store->get_firmware(sha);
+  if (!fw) return store_error(fw.error(), req);
+  if (!fw->has_value())
+    return json_error(http::status::not_found, "unknown_firmware",
+                      fmt::format("no firmware {} in the catalog", sha), req);
+  return firmware_file(api, **fw, req);
+}
+
+// GET /api/v1/update?project=&version=&chip=[&device=][&channel=]: 204 when the device is current (or the
+// catalog has nothing for it), else 200 with the release's URL, size, SHA-256 and version.
+Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  std::string project(ctx.query_param("project")), version(ctx.query_param("version")),
+      chip(ctx.query_param("chip")), device(ctx.query_param("device")), channel(ctx.query_param("channel"));
+  if (!valid_name(project)) return bad_request("project: required (the app's project_name)", req);
+  if (!valid_name(version)) return bad_request("version: required (the running app's version)", req);
+  if (!valid_name(chip)) return bad_request("chip: required (esp32, esp32s3, esp32c3, ...)", req);
+  chip = canonical_chip(chip);
+  if (chip.empty())
+    return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", ctx.query_param("chip")), req);
+  if (!device.empty() && !valid_device_id(device))
+    return bad_request("device: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
+  if (auto e = check_channel(channel)) return bad_request(*e, req);
+  if (auto denied = check_device_known(api, device, req)) return *denied;
+  if (!device.empty()) {
+    // A registered device's channel wins over the query.
+    auto d = api.store->get_device(device);
+    if (!d) return store_error(d.error(), req);
+    if (d->has_value() && !(*d)->channel.empty()) channel = (*d)->channel;
+  }
+  if (channel.empty()) channel = kDefaultChannel;
+  auto latest = latest_release(*api.store, project, chip, channel);
+  if (!latest) return store_error(latest.error(), req);
+  bool current = !latest->has_value() || compare_versions((*latest)->version, version) <= 0;
+  if (api.metrics != nullptr) api.metrics->update_check(current ? "up_to_date" : "update_available");
+  if (current) {
+    HttpResponse res{http::status::no_content, req.version()};
+    res.keep_alive(req.keep_alive());
+    res.set(http::field::cache_control, "no-store");
+    return res;
+  }
+  const auto& fw = **latest;
+  json body{{"project", fw.project},
+            {"version", fw.version},
+            {"chip", fw.chip},
+            {"channel", fw.channel},
+            {"size", fw.size},
+            {"sha256", fw.sha256},
+            {"md5", fw.md5},
+            {"secure_version", fw.secure_version},
+            {"url", firmware_url(api, req, ctx, fw)}};
+  return json_reply(http::status::ok, body, req);
+}
+
+Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  std::string id(ctx.param("id"));
+  if (!valid_device_id(id)) return bad_request("device id: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
+  json body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded())
+    return json_error(http::status::bad_request, "bad_json", "the request body is not valid JSON", req);
+  if (!body.is_object())
+    return json_error(http::status::bad_request, "bad_json", "the request body must be a JSON object", req);
+  DeviceReport r;
+  r.device_id = id;
+  std::string project, chip;
+  for (auto [key, out] :
+       {std::pair{"state", &r.state}, std::pair{"version", &r.running_version}, std::pair{"error", &r.error},
+        std::pair{"project", &project}, std::pair{"chip", &chip}})
+    if (auto e = string_member(body, key, *out))
+      return json_error(http::status::bad_request, "bad_json", *e, req);
+  if (r.state.empty()) return json_error(http::status::bad_request, "bad_json", "'state' is required", req);
+  if (r.running_version.empty())
+    return json_error(http::status::bad_request, "bad_json", "'version' (the running version) is required",
+                      req);
+  if (!chip.empty() && canonical_chip(chip).empty())
+    return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", chip), req);
+  if (!chip.empty()) chip = canonical_chip(chip);
+  if (auto denied = check_device_known(api, id, req)) return *denied;
+  r.reported_at = unix_now();
+  r.address = ctx.remote_address;
+  if (auto ok = api.store->record_report(r, project, chip); !ok) return store_error(ok.error(), req);
+  auto d = api.store->get_device(id);
+  if (!d) return store_error(d.error(), req);
+  if (!d->has_value())
+    return json_error(http::status::conflict, "conflict", "the device was deleted while reporting", req);
+  return json_reply(http::status::ok, device_json(**d), req);
+}
+
+Reply list_devices(ApiContext& api, const HttpRequest& req, const RequestContext&) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  auto all = api.store->list_devices();
+  if (!all) return store_error(all.error(), req);
+  json items = json::array();
+  for (const auto& d : *all) items.push_back(device_json(d));
+  return json_reply(http::status::ok, json{{"devices", std::move(items)}}, req);
+}
+
+Reply get_device(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  std::string id(ctx.param("id"));
+  if (!valid_device_id(id)) return bad_request("device id: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
+  int limit = 20;
+  if (auto q = ctx.query_param("reports"); !q.empty()) {
+    auto [p, ec] = std::from_chars(q.data(), q.data() + q.size(), limit);
+    if (ec != std::errc() || p != q.data() + q.size() || limit < 0 || limit > 1000)
+      return bad_request("reports: a number from 0 to 1000", req);
+  }
+  auto d = api.store->get_device(id);
+  if (!d) return store_error(d.error(), req);
+  if (!d->has_value())
+    return json_error(http::status::not_found, "unknown_device", fmt::format("no device '{}'", id), req);
+  auto reports = api.store->device_reports(id, limit);
+  if (!reports) return store_error(reports.error(), req);
+  json body = device_json(**d);
+  json hist = json::array();
+  for (const auto& r : *reports)
+    hist.push_back(json{{"reported_at", r.reported_at},
+                        {"state", r.state},
+                        {"version", r.running_version},
+                        {"error", r.error},
+                        {"address", r.address}});
+  body["reports"] = std::move(hist);
+  return json_reply(http::status::ok, body, req);
+}
+
+Reply register_device(ApiContext& api, const HttpRequest& req, const RequestContext&) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  json body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object())
+    return json_error(http::status::bad_request, "bad_json", "the request body must be a JSON object", req);
+  DeviceRecord d;
+  d.channel.clear();
+  for (auto [key, out] : {std::pair{"id", &d.id}, std::pair{"project", &d.project},
+                          std::pair{"chip", &d.chip}, std::pair{"channel", &d.channel}})
+    if (auto e = string_member(body, key, *out, 128))
+      return json_error(http::status::bad_request, "bad_json", *e, req);
+  if (!valid_device_id(d.id)) return bad_request("id: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
+  if (!d.chip.empty() && canonical_chip(d.chip).empty())
+    return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", d.chip), req);
+  if (!d.chip.empty()) d.chip = canonical_chip(d.chip);
+  if (auto e = check_channel(d.channel)) return bad_request(*e, req);
+  auto before = api.store->get_device(d.id);
+  if (!before) return store_error(before.error(), req);
+  if (auto ok = api.store->register_device(d); !ok) return store_error(ok.error(), req);
+  auto after = api.store->get_device(d.id);
+  if (!after) return store_error(after.error(), req);
+  if (!after->has_value())
+    return json_error(http::status::conflict, "conflict", "the device was deleted while registering", req);
+  return json_reply(before->has_value() ? http::status::ok : http::status::created, device_json(**after),
+                    req);
+}
+
+Reply delete_device(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (auto denied = check_admin(api, req)) return *denied;
+  std::string id(ctx.param("id"));
+  if (!valid_device_id(id)) return bad_request("device id: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
+  auto deleted = api.store->delete_device(id);
+  if (!deleted) return store_error(deleted.error(), req);
+  if (!*deleted)
+    return json_error(http::status::not_found, "unknown_device", fmt::format("no device '{}'", id), req);
+  return json_reply(http::status::ok, json{{"deleted", id}}, req);
+}
+
+}  // namespace
+}  // namespace api_detail
+
+namespace {
+
+// The serve command's API options and the context they open: one per process (see api.h).
+struct ApiRuntime {
+  ApiConfig options;
+  std::string max_upload = "16M";
+  std::unique_ptr<ApiContext> context;
+};
+ApiRuntime& runtime() {
+  static ApiRuntime r;
+  return r;
+}
+
+}  // namespace
+
+void add_api_options(CLI::App* cmd) {
+  auto& r = runtime();
+  cmd->add_option("--public-url", r.options.public_url,
+                  "Base of the firmware URLs handed to devices, e.g. https://ota.example.com:8070 "
+                  "(default: from the request's Host header)");
+  cmd->add_flag("--refuse-unknown-devices", r.options.refuse_unknown_devices,
+                "Answer 403 to devices that were not registered (POST /api/v1/devices)");
+  cmd->add_option("--max-upload", r.max_upload, "Largest firmware upload (bytes, K/M suffixes)")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        auto n = parse_number(v, "--max-upload");
+        if (!n) return n.error().message();
+        if (*n == 0 || *n > (uint64_t{1} << 30)) return std::string("--max-upload: must be 1 byte .. 1G");
+        return std::string();
+      });
+}
+
+Result<void> register_api_routes(Router& router, const ServeContext& serve) {
+  auto& r = runtime();
+  ApiConfig cfg = r.options;
+  cfg.data_dir = serve.data_dir;
+  cfg.store_url = serve.store_url;
+  OTA32_ASSIGN(uint64_t max_upload, parse_number(r.max_upload, "--max-upload"));
+  cfg.max_upload = static_cast<std::size_t>(max_upload);
+  OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
+  setup.context->metrics = serve.metrics;
+  std::fflush(stdout);
+  fmt::print(stderr, "ota32-serve: catalog: {} store{}, firmware files in {}\n", setup.context->store->kind(),
+             cfg.store_url.empty() ? " " + default_store_url(cfg.data_dir) : "",
+             setup.context->blobs.root().string());
+  if (setup.new_admin_token) {
+    fmt::print(stderr, "ota32-serve: created the admin token; it is shown only this once (stored hashed):\n");
+    std::fflush(stderr);
+    fmt::print(stdout, "admin token: {}\n", *setup.new_admin_token);
+    std::fflush(stdout);
+  }
+  register_api_routes(router, *setup.context);
+  r.context = std::move(setup.context);
+  return {};
+}
+
+void register_api_routes(Router& router, ApiContext& api) {
+  using namespace api_detail;
+  auto bind = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
+    return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
+  };
+  router.add(http::verb::post, "/api/v1/firmware", bind(upload_firmware), api.config.max_upload);
+  router.add(http::verb::get, "/api/v1/firmware", bind(list_firmware));
+  router.add(http::verb::get, "/api/v1/firmware/{sha256}", bind(get_firmware));
+  router.add(http::verb::delete_, "/api/v1/firmware/{sha256}", bind(delete_firmware));
+  router.add(http::verb::get, "/fw/{file}", bind(download_firmware));
+  router.add(http::verb::get, "/api/v1/update", bind(update_check));
+  router.add(http::verb::post, "/api/v1/devices/{id}/report", bind(device_report));
+  router.add(http::verb::get, "/api/v1/devices", bind(list_devices));
+  router.add(http::verb::post, "/api/v1/devices", bind(register_device));
+  router.add(http::verb::get, "/api/v1/devices/{id}", bind(get_device));
+  router.add(http::verb::delete_, "/api/v1/devices/{id}", bind(delete_device));
+  register_compat_routes(router, api);
+}
+
+}  // namespace ota32::server

@@ -1,0 +1,67 @@
+// The catalog, device and admin APIs and the Arduino / esp32FOTA compatibility endpoints (docs/api.md).
+// Handlers are pure `request -> reply` functions over the Store and the blob directory; ota32-serve's main
+// opens them with open_api() and mounts them with register_api_routes().
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/result.h"
+#include "server/http_types.h"
+#include "server/metrics.h"
+#include "server/serve_context.h"
+#include "store/blob_store.h"
+#include "store/store.h"
+
+namespace CLI {
+class App;
+}
+
+namespace ota32::server {
+
+struct ApiConfig {
+  std::filesystem::path data_dir;  // holds ota32.db (default store) and blobs/
+  std::string store_url;           // empty = sqlite://DATA/ota32.db
+  // Base of the URLs handed to devices ("https://ota.example.com:8070"); empty = from the request's Host
+  // header and the connection's scheme.
+  std::string public_url;
+  bool refuse_unknown_devices = false;  // devices must be registered (POST /api/v1/devices) first
+  std::size_t max_upload = 16 * 1024 * 1024;
+};
+
+struct ApiContext {
+  std::unique_ptr<Store> store;
+  BlobStore blobs;
+  ApiConfig config;
+  Metrics* metrics = nullptr;  // optional: update checks and completed downloads are counted
+};
+
+struct ApiSetup {
+  std::unique_ptr<ApiContext> context;
+  // Set only by the start that created the first admin token: print it once, it is stored only hashed.
+  std::optional<std::string> new_admin_token;
+};
+
+// Creates the data directory, opens (and migrates) the store, and creates the first admin token when the
+// store has none. Several servers starting at once on one database create exactly one token.
+Result<ApiSetup> open_api(const ApiConfig& config);
+
+// Mounts every API route (see docs/api.md) on the router. `ctx` must outlive the router.
+void register_api_routes(Router& router, ApiContext& ctx);
+
+// ota32-serve integration (serve_main.cc): add_api_options() puts --public-url, --refuse-unknown-devices and
+// --max-upload on the serve command; register_api_routes(router, serve_context) then opens the store in the
+// data dir (or --store), prints a newly created admin token once on stdout, and mounts the routes. The API
+// context lives until the process exits (one serve per process).
+void add_api_options(CLI::App* serve_command);
+Result<void> register_api_routes(Router& router, const ServeContext& serve);
+
+// Helpers shared by the API files.
+std::string sha256_hex_of(std::string_view text);
+// A fresh admin token: 32 random bytes from the kernel as 64 hex digits.
+Result<std::string> generate_admin_token();
+
+}  // namespace ota32::server

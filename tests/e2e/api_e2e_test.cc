@@ -1,0 +1,144 @@
+// The catalog API end to end: the real ota32-serve on 127.0.0.1 (TLS with its zero-config CA), driven by
+// curl and by `ota32 fw push|list|rm` (which execs ota32-serve's fw client).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_io.h"
+#include "e2e/run_process.h"
+#include "e2e/serve_process.h"
+#include "test_support.h"
+
+namespace ota32::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class ApiE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (auto [name, version, seed] :
+         {std::tuple{"blink-1.0.0.bin", "1.0.0", "1"}, std::tuple{"blink-1.1.0.bin", "1.1.0", "2"}}) {
+      auto r = run_ota32({"image", "make", "-o", (tmp_ / name).string(), "-c", "esp32", "--project", "blink",
+                          "--version", version, "--size", "256K", "--seed", seed});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    ASSERT_TRUE(write_file_atomic(tmp_ / "not-firmware.bin", std::string_view("hello, world\n")));
+    std::string why;
+    server_ =
+        ServeProcess::start({"--data", (tmp_ / "data").string(), "--access-log", "off"}, tmp_.path(), &why);
+    ASSERT_TRUE(server_) << why;
+    std::string out = server_->out();
+    auto pos = out.find("admin token: ");
+    ASSERT_NE(pos, std::string::npos) << out;
+    token_ = out.substr(pos + 13, 64);
+    ca_ = (tmp_ / "data" / "ca_cert.pem").string();
+  }
+
+  ProcessResult curl(std::vector<std::string> args) {
+    std::vector<std::string> a = {"-sS", "--cacert", ca_};
+    a.insert(a.end(), args.begin(), args.end());
+    return run_process("/usr/bin/curl", a, {}, tmp_.path(), std::chrono::seconds(30));
+  }
+  ProcessResult fw(std::vector<std::string> args, const std::string& token) {
+    args.insert(args.begin(), "fw");
+    args.insert(args.end(), {"--server", server_->url(""), "--token", token, "--ca", ca_});
+    return run_process(ota32_binary(), args, {}, tmp_.path());
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<ServeProcess> server_;
+  std::string token_, ca_;
+};
+
+TEST_F(ApiE2e, AdminApiRefusesRequestsWithoutAValidToken) {
+  ASSERT_EQ(token_.size(), 64u);
+  auto none = curl({"-w", "\n%{http_code}", server_->url("/api/v1/firmware")});
+  EXPECT_THAT(none.out, HasSubstr("\"error\":\"unauthorized\""));
+  EXPECT_THAT(none.out, ::testing::EndsWith("401"));
+  auto wrong = curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer nope",
+                     server_->url("/api/v1/devices")});
+  EXPECT_EQ(wrong.out, "401");
+  auto push = fw({"push", "blink-1.0.0.bin"}, std::string(64, '0'));
+  EXPECT_EQ(push.exit_code, 1);
+  EXPECT_THAT(push.err, HasSubstr("401 unauthorized"));
+  auto ok = curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer " + token_,
+                  server_->url("/api/v1/devices")});
+  EXPECT_EQ(ok.out, "200");
+}
+
+TEST_F(ApiE2e, PushCheckDownloadAndReport) {
+  auto push = fw({"push", "blink-1.0.0.bin", "blink-1.1.0.bin"}, token_);
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  EXPECT_THAT(push.out, HasSubstr("uploaded"));
+  EXPECT_THAT(push.out, HasSubstr("blink 1.1.0 esp32 (262144 bytes)"));
+  auto again = fw({"push", "blink-1.1.0.bin"}, token_);
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_THAT(again.out, HasSubstr("already present"));
+
+  auto check = curl({server_->url("/api/v1/update?project=blink&chip=esp32&version=1.0.0&device=dev-1")});
+  ASSERT_EQ(check.exit_code, 0) << check.err;
+  auto offer = nlohmann::json::parse(check.out, nullptr, false);
+  ASSERT_TRUE(offer.is_object()) << check.out;
+  EXPECT_EQ(offer["version"], "1.1.0");
+  EXPECT_EQ(offer["size"], 262144);
+  auto dl = curl({"-o", "got.bin", "-w", "%{http_code}", offer["url"].get<std::string>()});
+  EXPECT_EQ(dl.out, "200");
+  EXPECT_EQ(read_file(tmp_ / "got.bin").value(), read_file(tmp_ / "blink-1.1.0.bin").value());
+  auto current = curl({"-o", "/dev/null", "-w", "%{http_code}",
+                       server_->url("/api/v1/update?project=blink&chip=esp32&version=1.1.0")});
+  EXPECT_EQ(current.out, "204");
+
+  auto report = curl({"-X", "POST", "-d", R"({"state":"booted","version":"1.1.0"})",
+                      server_->url("/api/v1/devices/dev-1/report")});
+  EXPECT_THAT(report.out, HasSubstr("\"state\":\"booted\""));
+  auto bad = curl(
+      {"-X", "POST", "-d", "{oops", "-w", "\n%{http_code}", server_->url("/api/v1/devices/dev-1/report")});
+  EXPECT_THAT(bad.out, HasSubstr("bad_json"));
+  EXPECT_THAT(bad.out, ::testing::EndsWith("400"));
+
+  // Arduino HTTPUpdate: the binary with x-MD5, then 304 once current.
+  auto arduino = curl({"-D", "headers.txt", "-o", "arduino.bin", "-w", "%{http_code}", "-A",
+                       "ESP32-http-Update", "-H", "x-ESP32-STA-MAC: 24:0A:C4:A3:15:3C", "-H",
+                       "x-ESP32-version: 1.0.0", server_->url("/api/v1/arduino/blink")});
+  EXPECT_EQ(arduino.out, "200");
+  EXPECT_THAT(read_text_file(tmp_ / "headers.txt").value(), HasSubstr("x-MD5: "));
+  auto arduino_current = curl({"-o", "/dev/null", "-w", "%{http_code}", "-A", "ESP32-http-Update", "-H",
+                               "x-ESP32-STA-MAC: 24:0A:C4:A3:15:3C", "-H", "x-ESP32-version: 1.1.0",
+                               server_->url("/api/v1/arduino/blink")});
+  EXPECT_EQ(arduino_current.out, "304");
+
+  auto list = fw({"list", "--json"}, token_);
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto listed = nlohmann::json::parse(list.out, nullptr, false);
+  ASSERT_TRUE(listed.is_object()) << list.out;
+  ASSERT_EQ(listed["firmware"].size(), 2u);
+  std::string sha = offer["sha256"];
+  auto rm = fw({"rm", sha}, token_);
+  EXPECT_EQ(rm.exit_code, 0) << rm.err;
+  auto gone = curl({"-o", "/dev/null", "-w", "%{http_code}", offer["url"].get<std::string>()});
+  EXPECT_EQ(gone.out, "404");
+  auto rm_again = fw({"rm", sha}, token_);
+  EXPECT_EQ(rm_again.exit_code, 1);
+  EXPECT_THAT(rm_again.err, HasSubstr("404 unknown_firmware"));
+}
+
+TEST_F(ApiE2e, BadUploadsAreRefusedWithTheReason) {
+  auto junk = fw({"push", "not-firmware.bin"}, token_);
+  EXPECT_EQ(junk.exit_code, 1);
+  EXPECT_THAT(junk.err, HasSubstr("422 invalid_image"));
+  EXPECT_THAT(junk.err, HasSubstr("magic"));
+  auto wrong_chip = fw({"push", "blink-1.0.0.bin", "--chip", "esp32c3"}, token_);
+  EXPECT_EQ(wrong_chip.exit_code, 1);
+  EXPECT_THAT(wrong_chip.err, HasSubstr("chip_id"));
+  auto raw = curl({"-X", "POST", "--data-binary", "@not-firmware.bin", "-w", "\n%{http_code}", "-H",
+                   "Authorization: Bearer " + token_, server_->url("/api/v1/firmware")});
+  EXPECT_THAT(raw.out, ::testing::EndsWith("422"));
+  auto list = fw({"list", "--json"}, token_);
+  EXPECT_EQ(nlohmann::json::parse(list.out, nullptr, false)["firmware"].size(), 0u);
+}
+
+}  // namespace
+}  // namespace ota32::testing
