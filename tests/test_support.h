@@ -32,9 +32,9 @@ class TempDir {
 }  // namespace ota32::testing
 
 // Skips the test with a message when ../shared/testdata is absent (a user's own clone).
-#define OTA32_REQUIRE_TESTDATA()                                                                      \
-  do {                                                                                                \
-    if (!std::filesystem::exists(::ota32::testing::testdata_dir()))                                   \
-      GTEST_SKIP() << "reference data not found at " << ::ota32::testing::testdata_dir().string()    \
-                   << " (the shared/ folder beside the checkout); skipping";                          \
+#define OTA32_REQUIRE_TESTDATA()                                                                  \
+  do {                                                                                            \
+    if (!std::filesystem::exists(::ota32::testing::testdata_dir()))                               \
+      GTEST_SKIP() << "reference data not found at " << ::ota32::testing::testdata_dir().string() \
+                   << " (the shared/ folder beside the checkout); skipping";                      \
   } while (0)

@@ -89,7 +89,10 @@ Result<void> report_state(HttpClient& client, const std::string& server, const s
   std::string url = fmt::format("{}/api/v1/devices/{}/report", base, url_encode(device_id));
   nlohmann::json j = {{"state", std::string(to_string(report.state))}, {"version", report.version}};
   if (!report.error.empty()) j["error"] = report.error;
-  HttpRequest req{"POST", url, {{"Content-Type", "application/json"}}, j.dump()};
+  HttpRequest req{"POST",
+                  url,
+                  {{"Content-Type", "application/json"}},
+                  j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   OTA32_ASSIGN(auto resp, client.send(req));
   OTA32_ASSIGN(std::string body, resp->read_all(64 * 1024));
   if (resp->status() < 200 || resp->status() >= 300) return status_error("report " + url, *resp, body);

@@ -78,7 +78,7 @@ void add_ota(CLI::App& device) {
       }
       j["log"] = nlohmann::json::array();
       for (const auto& l : log.lines()) j["log"].push_back(format_log_line(l));
-      std::puts(j.dump(2).c_str());
+      std::puts(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       for (const auto& l : log.lines()) std::puts(format_log_line(l).c_str());
     }

@@ -21,7 +21,8 @@ int fail(std::string_view message) {
 void set_exit_code(int code) { g_exit_code = code; }
 int exit_code() { return g_exit_code; }
 
-CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value, const std::string& help) {
+CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value,
+                               const std::string& help) {
   std::string flag = name.substr(0, name.find(','));
   return app->add_option_function<std::string>(
       name,

@@ -24,6 +24,7 @@ void set_exit_code(int code);
 int exit_code();
 
 // A number option accepting 0x.., decimal and K/M suffixes (core/numbers.h); validated when parsed.
-CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value, const std::string& help);
+CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value,
+                               const std::string& help);
 
 }  // namespace ota32::cli

@@ -151,7 +151,7 @@ void add_boot(CLI::App& device) {
     auto boot = (*dev)->power_on();
     if (!boot) return set_exit_code(fail(boot.error()));
     if (opts->json) {
-      print_line(boot_json(*boot).dump(2));
+      print_line(boot_json(*boot).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       print_boot(*boot);
     }
@@ -184,7 +184,7 @@ void add_run(CLI::App& device) {
     if (opts->json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& b : run->boots) j.push_back(boot_json(b));
-      print_line(j.dump(2));
+      print_line(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       for (size_t i = 0; i < run->boots.size(); ++i) {
         if (i > 0) print_line("");

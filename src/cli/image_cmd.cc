@@ -121,7 +121,9 @@ int run_info(const InfoArgs& a) {
     auto img = parse_image(*data, a.file);
     if (!img) return fail(img.error());
     const ChipInfo* c = *chip ? *chip : find_chip_by_id(img->header.chip_id);
-    write_stdout(info_json(a.file, *data, *img, c).dump(2) + "\n");
+    write_stdout(
+        info_json(a.file, *data, *img, c).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+        "\n");
     return kExitOk;
   }
   ImageInfoOptions o;
@@ -160,7 +162,7 @@ int run_verify(const VerifyArgs& a) {
   if (a.json) {
     nlohmann::ordered_json j{{"file", a.file}, {"valid", bool(v)}};
     if (!v) j["error"] = v.error().message();
-    write_stdout(j.dump(2) + "\n");
+    write_stdout(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return v ? kExitOk : kExitFailed;
   }
   if (!v) return fail(v.error());

@@ -1,7 +1,7 @@
 // ota32: the one binary for formats and the virtual device. The server lives in ota32-serve (design.md:
 // start-up cost), which `ota32 serve` execs.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -18,7 +18,8 @@ std::vector<CommandGroup>& command_groups() {
 
 int main(int argc, char** argv) {
   using namespace ota32::cli;
-  CLI::App app{"ota32: over-the-air firmware updates for ESP32 fleets, byte-compatible with ESP-IDF", "ota32"};
+  CLI::App app{"ota32: over-the-air firmware updates for ESP32 fleets, byte-compatible with ESP-IDF",
+               "ota32"};
   app.set_version_flag("--version", "ota32 0.1.0");
   app.require_subcommand(1);
   app.fallthrough(false);

@@ -136,7 +136,7 @@ void run_read(const OtadataArgs& a) {
                              {"seq", w.entry.ota_seq},
                              {"state_name", ota_state_name(w.entry.ota_state)}});
     }
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return set_exit_code(kExitOk);
   }
   std::string names;

@@ -196,7 +196,7 @@ void run_info(const PartArgs& a) {
     j["otadata"] = ota ? nlohmann::json(ota->name) : nlohmann::json(nullptr);
     j["ota_slots"] = nlohmann::json::array();
     for (const auto* e : ota_apps) j["ota_slots"].push_back(e->name);
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return set_exit_code(kExitOk);
   }
   fmt::print("{}: {} partition table, {} partitions, table at 0x{:x}, MD5 {}\n", a.input,

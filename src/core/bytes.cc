@@ -45,8 +45,8 @@ Result<void> ByteReader::skip(size_t n) {
 
 Result<void> ByteReader::seek(size_t pos) {
   if (pos > data_.size()) {
-    return Error(ErrorCode::corrupt,
-                 fmt::format("{}: offset {:#x} is past the end ({:#x} bytes)", what_, base_ + pos, data_.size()));
+    return Error(ErrorCode::corrupt, fmt::format("{}: offset {:#x} is past the end ({:#x} bytes)", what_,
+                                                 base_ + pos, data_.size()));
   }
   pos_ = pos;
   return {};
@@ -101,12 +101,14 @@ static int hex_value(char c) {
 }
 
 Result<Bytes> from_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return Error(ErrorCode::invalid_argument, "hex string has an odd number of digits");
+  if (hex.size() % 2 != 0)
+    return Error(ErrorCode::invalid_argument, "hex string has an odd number of digits");
   Bytes out(hex.size() / 2);
   for (size_t i = 0; i < out.size(); ++i) {
     int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return Error(ErrorCode::invalid_argument, fmt::format("not a hex digit at position {}", hi < 0 ? 2 * i : 2 * i + 1));
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("not a hex digit at position {}", hi < 0 ? 2 * i : 2 * i + 1));
     }
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }

@@ -20,7 +20,8 @@ Result<uint64_t> parse_number(std::string_view text, std::string_view field) {
   };
   if (s.empty()) return bad("is empty");
   uint64_t mult = 1;
-  if (s.size() > 1 && (s.back() == 'B' || s.back() == 'b') && !(s.size() > 2 && (s[1] == 'x' || s[1] == 'X'))) {
+  if (s.size() > 1 && (s.back() == 'B' || s.back() == 'b') &&
+      !(s.size() > 2 && (s[1] == 'x' || s[1] == 'X'))) {
     s.remove_suffix(1);
   }
   if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) {
@@ -39,10 +40,14 @@ Result<uint64_t> parse_number(std::string_view text, std::string_view field) {
   uint64_t v = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (base == 16 && c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else if (base == 16 && c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else return bad("is not a number");
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (base == 16 && c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (base == 16 && c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return bad("is not a number");
     if (v > (std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(d)) / static_cast<uint64_t>(base)) {
       return bad("is too large");
     }

@@ -7,20 +7,34 @@ namespace ota32 {
 
 std::string_view to_string(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::corrupt: return "corrupt";
-    case ErrorCode::not_found: return "not_found";
-    case ErrorCode::already_exists: return "already_exists";
-    case ErrorCode::bad_signature: return "bad_signature";
-    case ErrorCode::rollback_refused: return "rollback_refused";
-    case ErrorCode::unsupported: return "unsupported";
-    case ErrorCode::out_of_range: return "out_of_range";
-    case ErrorCode::timeout: return "timeout";
-    case ErrorCode::unavailable: return "unavailable";
-    case ErrorCode::power_lost: return "power_lost";
-    case ErrorCode::io_error: return "io_error";
-    case ErrorCode::permission_denied: return "permission_denied";
-    case ErrorCode::internal: return "internal";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::corrupt:
+      return "corrupt";
+    case ErrorCode::not_found:
+      return "not_found";
+    case ErrorCode::already_exists:
+      return "already_exists";
+    case ErrorCode::bad_signature:
+      return "bad_signature";
+    case ErrorCode::rollback_refused:
+      return "rollback_refused";
+    case ErrorCode::unsupported:
+      return "unsupported";
+    case ErrorCode::out_of_range:
+      return "out_of_range";
+    case ErrorCode::timeout:
+      return "timeout";
+    case ErrorCode::unavailable:
+      return "unavailable";
+    case ErrorCode::power_lost:
+      return "power_lost";
+    case ErrorCode::io_error:
+      return "io_error";
+    case ErrorCode::permission_denied:
+      return "permission_denied";
+    case ErrorCode::internal:
+      return "internal";
   }
   return "unknown";
 }

@@ -125,7 +125,7 @@ Result<json> read_json_file(const std::filesystem::path& path) {
 }
 
 Result<void> write_json_file(const std::filesystem::path& path, const json& j) {
-  return write_file_atomic(path, j.dump(2) + "\n");
+  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 Result<uint32_t> parse_chip_revision(std::string_view text) {

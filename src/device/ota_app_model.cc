@@ -30,7 +30,8 @@ Result<void> save_agent_state(VirtualDevice& dev, nlohmann::json& memory, const 
     memory = j;
     return {};
   }
-  return write_file_atomic(dev.dir() / kAgentStateFile, j.dump(2) + "\n");
+  return write_file_atomic(dev.dir() / kAgentStateFile,
+                           j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 bool rejected(const nlohmann::json& state, const std::string& version) {

@@ -52,7 +52,7 @@ HttpResponse json_reply(http::status status, const nlohmann::json& body, const H
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   res.keep_alive(req.keep_alive());
-  res.body() = body.dump();
+  res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   res.body() += '\n';
   res.prepare_payload();
   return res;

@@ -53,6 +53,19 @@ TEST(Router, UnknownPathIs404JsonAndWrongMethodIs405WithAllow) {
             http::status::not_found);
 }
 
+TEST(Router, UnknownPathWithInvalidUtf8IsStill404Json) {
+  // The 404 body repeats the path; bytes that are not UTF-8 must not make the JSON encoder throw.
+  Router router;
+  RequestContext ctx;
+  auto nf = as_response(router.route(make_request(http::verb::get, "/x%ff%fe/\xc3"), ctx));
+  EXPECT_EQ(nf.result(), http::status::not_found);
+  EXPECT_NO_THROW((void)nlohmann::json::parse(nf.body()));
+  HttpRequest req = make_request(http::verb::get, "/");
+  auto e = json_error(http::status::bad_request, "bad", "name \xff\xfe", req);
+  EXPECT_EQ(e.result(), http::status::bad_request);
+  EXPECT_NO_THROW((void)nlohmann::json::parse(e.body()));
+}
+
 TEST(Router, HeadFallsBackToGetAndExactBeatsPrefix) {
   Router router;
   router.add_prefix(http::verb::get, "/", [](const HttpRequest&, const RequestContext&) {
