@@ -250,9 +250,11 @@ Result<uint32_t> next_seq(uint32_t active_seq, uint32_t slot, size_t count) {
   uint64_t base = (uint64_t{slot} + 1) % count;
   uint64_t seq = base;
   if (active_seq > base) seq = base + (active_seq - base + count - 1) / count * count;
-  if (seq > 0xFFFFFFFFull) {
+  // 0xFFFFFFFF is the erased marker, not a sequence number: ESP-IDF writes it here and the entry then reads
+  // as empty, so the device silently keeps booting the old slot. ota32 refuses, as for any larger value.
+  if (seq >= kOtaSeqEmpty) {
     return Error(ErrorCode::out_of_range,
-                 fmt::format("otadata: sequence number would pass 0xffffffff (active "
+                 fmt::format("otadata: sequence number would reach 0xffffffff, the erased marker (active "
                              "seq {})",
                              active_seq));
   }

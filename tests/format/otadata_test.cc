@@ -310,6 +310,21 @@ TEST(SetBootPartition, SlotOutOfRange) {
   EXPECT_EQ(w.error().code(), ErrorCode::invalid_argument);
 }
 
+// Found by fuzz/otadata_fuzz.cc: from seq 0xfffffffe (slot 1 of 2), switching to ota_0 computed seq
+// 0xffffffff (the erased marker): the written entry read as empty and the device kept booting ota_1.
+TEST(SetBootPartition, SequenceNeverBecomesTheErasedMarker) {
+  Otadata d = od(ok(0xFFFFFFFE), erased());
+  auto w = plan_set_boot_partition(d, 0, 2, false);
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::out_of_range);
+  auto t = plan_otatool_switch(d, 0, 2);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code(), ErrorCode::out_of_range);
+  auto same = plan_set_boot_partition(d, 1, 2, false);  // the active slot again: seq 0xfffffffe is fine
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->entry.ota_seq, 0xFFFFFFFEu);
+}
+
 TEST(SetBootPartition, ApplyErasesOnlyTheTargetSector) {
   Bytes img = otadata_image(od(ok(1), ok(9, kInvalid)));
   img[0x1100] = 0x12;  // junk in sector 1 beyond the entry: erased by the write
