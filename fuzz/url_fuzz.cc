@@ -14,6 +14,13 @@ void check_url(const Url& u, const char* what) {
   FUZZ_CHECK(!u.host.empty(), "%s: empty host", what);
   FUZZ_CHECK(u.port != 0, "%s: port 0", what);
   FUZZ_CHECK(!u.target.empty() && u.target.front() == '/', "%s: target '%s'", what, u.target.c_str());
+  // Host and target go into the request head as they are: no space, CR, LF or other control character.
+  for (const std::string* s : {&u.host, &u.target}) {
+    for (char c : *s) {
+      auto b = static_cast<unsigned char>(c);
+      FUZZ_CHECK(b > 0x20 && b != 0x7F, "%s: byte 0x%02x in '%s'", what, b, s->c_str());
+    }
+  }
 }
 
 bool same(const Url& a, const Url& b) {

@@ -3,11 +3,24 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "core/numbers.h"
 
 namespace ota32::agent {
+namespace {
+
+// A space or a control character would land in the request line or a header (a CR LF in a redirect target
+// is a header injection); esp_http_client's URL parser refuses them too.
+bool has_space_or_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7F;
+  });
+}
+
+}  // namespace
 
 bool Url::host_is_ip() const {
   unsigned char buf[16];
@@ -30,6 +43,7 @@ Result<Url> parse_url(std::string_view text) {
     return Error(ErrorCode::invalid_argument, fmt::format("URL '{}': {}", text, why));
   };
   Url u;
+  if (has_space_or_control(text)) return bad("a space or control character in the URL");
   auto sep = text.find("://");
   if (sep == std::string_view::npos) return bad("no scheme (expected https://HOST[:PORT]/PATH)");
   for (char c : text.substr(0, sep))
@@ -56,6 +70,7 @@ Result<Url> parse_url(std::string_view text) {
     if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
   }
   if (u.host.empty()) return bad("empty host");
+  if (u.host.find_first_of("[]") != std::string::npos) return bad("'[' or ']' inside the host");
   u.port = u.https() ? 443 : 80;
   if (!port_text.empty()) {
     for (char c : port_text) {
@@ -74,6 +89,9 @@ Result<Url> parse_url(std::string_view text) {
 Result<Url> resolve_location(const Url& base, std::string_view location) {
   if (location.find("://") != std::string_view::npos) return parse_url(location);
   if (location.empty()) return Error(ErrorCode::corrupt, "redirect without a Location");
+  if (has_space_or_control(location)) {
+    return Error(ErrorCode::corrupt, "redirect Location with a space or control character");
+  }
   if (location.starts_with("//")) return parse_url(base.scheme + ":" + std::string(location));
   Url u = base;
   if (location.front() == '/') {

@@ -56,6 +56,24 @@ TEST(Url, RefusesBadUrls) {
   }
 }
 
+// Found by fuzz/url_fuzz.cc: "https://[[x]/" was read as host "[x", which Url::str() printed as a URL that
+// does not parse. Spaces and control characters were kept in the target, so a URL or a relative redirect
+// (Location header, update-check JSON "url") with CR LF in it injected headers into the request.
+TEST(Url, RefusesBracketsInTheHostAndSpacesOrControlCharacters) {
+  for (const char* bad : {"https://[[x]/", "http://a[b]/", "http://h/a b", "http://h/a\r\nX-Injected: 1",
+                          "http://h/\x7f", "http://h\t/"}) {
+    auto u = parse_url(bad);
+    ASSERT_FALSE(u) << bad;
+    EXPECT_EQ(u.error().code(), ErrorCode::invalid_argument);
+  }
+  auto base = *parse_url("https://h/fw/a.bin");
+  for (const char* bad : {"b.bin\r\nX-Injected: 1", "/c d.bin", "//h2/\x01"}) {
+    auto r = resolve_location(base, bad);
+    EXPECT_FALSE(r) << bad;
+  }
+  EXPECT_TRUE(parse_url("https://[fe80::1%25eth0]:8443/a%20b.bin?x=%0d"));  // percent-encoded is fine
+}
+
 TEST(Url, ResolvesLocations) {
   auto base = *parse_url("https://h:8070/fw/a.bin?x=1");
   EXPECT_EQ(resolve_location(base, "/b.bin")->str(), "https://h:8070/b.bin");
