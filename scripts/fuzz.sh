@@ -18,9 +18,11 @@ for t in "${targets[@]}"; do
   [[ -x $bin ]] || { echo "fuzz: $bin missing (OTA32_FUZZ=1 scripts/setup.sh)"; exit 2; }
   mkdir -p build-fuzz/corpus/$t build-fuzz/artifacts/$t
   echo "== $t: ${secs} s"
-  "$bin" -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  dict=()
+  [[ -f fuzz/$t.dict ]] && dict=(-dict=fuzz/$t.dict)
+  "$bin" -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
     -artifact_prefix=build-fuzz/artifacts/$t/ build-fuzz/corpus/$t fuzz/corpus/$t 2>&1 |
-    grep -E '^(#[0-9]+ +(INITED|DONE)|==[0-9]+==ERROR|SUMMARY|.*FUZZ_CHECK|stat::(number_of_executed_units|peak_rss)|artifact_prefix|Test unit written)' ||
+    grep -aE '^(#[0-9]+\s+(INITED|DONE)|==[0-9]+==ERROR|SUMMARY|.*FUZZ_CHECK|stat::(number_of_executed_units|peak_rss)|artifact_prefix|Test unit written)' ||
     true
   if compgen -G "build-fuzz/artifacts/$t/*" > /dev/null; then
     echo "fuzz: $t: crashes in build-fuzz/artifacts/$t/"
