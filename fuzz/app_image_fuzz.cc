@@ -91,6 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto verified = verify_image(img, image, vo);
   if (verified) {
     FUZZ_CHECK(img.stored_checksum == img.calculated_checksum, "verified with a bad checksum");
+    if (vo.kind == ImageKind::app) FUZZ_CHECK(img.app_desc.has_value(), "app verified without a descriptor");
     if (vo.check_hash && img.header.hash_appended == 1) {
       FUZZ_CHECK(img.stored_sha256 && *img.stored_sha256 == image_sha256(img, image),
                  "verified with a bad hash");
