@@ -203,8 +203,14 @@ int main(int argc, char** argv) {
 
   std::string target = std::filesystem::path(argv[0]).filename().string();
   std::snprintf(g_failure_path, sizeof g_failure_path, "fuzz-failure-%s.bin", target.c_str());
-  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, on_fatal_signal);
-  if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(save_current_input);
+  if (__sanitizer_set_death_callback) {
+    // Under ASan / UBSan their own handlers report SEGV and friends (with the stack); they call us before
+    // the process ends. SIGABRT (a failed FUZZ_CHECK or assert) is not theirs.
+    __sanitizer_set_death_callback(save_current_input);
+    ::signal(SIGABRT, on_fatal_signal);
+  } else {
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, on_fatal_signal);
+  }
 
   std::vector<Input> corpus;
   for (const auto& p : paths) {
