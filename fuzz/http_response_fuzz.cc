@@ -141,6 +141,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (error) {
     FUZZ_CHECK(!resp.complete(), "error after a complete body: %s", error->message().c_str());
+    auto c = error->code();
+    FUZZ_CHECK(c == ErrorCode::corrupt || c == ErrorCode::unavailable || c == ErrorCode::timeout,
+               "body error code: %s", error->message().c_str());
+    // The agent retries unavailable / timeout and resumes with Range: a framing error must not look like one.
+    if (c == ErrorCode::unavailable && !(flags & 1)) {
+      FUZZ_CHECK(error->message().find("connection closed") != std::string::npos, "unavailable: %s",
+                 error->message().c_str());
+    }
     return 0;
   }
   FUZZ_CHECK(resp.complete(), "read() returned 0 on an incomplete body");
