@@ -195,6 +195,7 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<bool> send_response(HttpResponse& res);
   awaitable<bool> send_file(const HttpRequest& req, FileReply& reply, unsigned& status);
   awaitable<void> send_error_and_close(http::status status, std::string_view code, std::string_view message);
+  awaitable<void> lingering_close();
   void log(const HttpRequest& req, unsigned status, Clock::time_point start);
 
   Server::Impl& srv_;
@@ -205,6 +206,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point deadline_, timer_at_;
   uint64_t timer_gen_ = 0;
   bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
+  bool shut_down_ = false;  // close_notify and FIN already sent (lingering_close)
   boost::beast::flat_buffer buf_;
   std::string remote_;
   uint64_t sent_ = 0;  // bytes of the current response
@@ -276,10 +278,38 @@ awaitable<void> Session::send_error_and_close(http::status status, std::string_v
   res.keep_alive(false);
   sent_ = 0;
   arm(srv_.opt.io_timeout);
-  co_await send_response(res);
+  bool sent = co_await send_response(res);
   srv_.metrics.request(http::verb::unknown, res.result_int());
   if (srv_.log)
     srv_.log->write({remote_, "-", "-", SSL_get_version(ssl_.get()), res.result_int(), sent_, 0.0});
+  if (sent) co_await lingering_close();
+}
+
+// The client may still be sending (a body over the limit, a pipelined request): closing a socket with
+// unread data makes the kernel answer with a reset, which can reach the client before it has read the error
+// reply. So, like nginx's lingering close: close_notify and FIN first, then read and discard until the
+// client closes, bounded by linger_time, linger_idle per read and linger_bytes.
+awaitable<void> Session::lingering_close() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_.get());
+  ERR_clear_error();
+  error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_send, ec);
+  shut_down_ = true;
+  timed_out_ = false;  // a 408 arrives here after the watchdog fired; the linger has its own budget
+  auto until = Clock::now() + srv_.opt.linger_time;
+  std::size_t left = srv_.opt.linger_bytes;
+  std::unique_ptr<char[]> sink(new char[16 * 1024]);
+  while (!ec && left > 0 && !timed_out_) {
+    auto now = Clock::now();
+    if (now >= until) break;
+    arm(std::min(srv_.opt.linger_idle, std::chrono::duration_cast<std::chrono::milliseconds>(until - now) +
+                                           std::chrono::milliseconds(1)));
+    std::size_t n =
+        co_await sock_.async_read_some(asio::buffer(sink.get(), std::min<std::size_t>(left, 16 * 1024)),
+                                       asio::redirect_error(use_awaitable, ec));
+    left -= std::min(left, n);
+  }
 }
 
 awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, unsigned& status) {
@@ -422,7 +452,7 @@ awaitable<void> Session::run() {
   }
   done_ = true;
   timer_.cancel();
-  if (!timed_out_) {
+  if (!timed_out_ && !shut_down_) {
     // close_notify, without waiting for the peer's: a clean close for close-delimited clients.
     ERR_clear_error();
     SSL_shutdown(ssl_.get());
