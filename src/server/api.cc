@@ -248,12 +248,17 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   fw.channel = channel.empty() ? std::string(kDefaultChannel) : channel;
   fw.uploaded_at = unix_now();
   // File first, record second, under the blob's lock (Store::add_firmware_with_blob): a record never points
-  // at a file that is not there yet, and a concurrent delete cannot remove the file in between.
+  // at a file that is not there yet, and a concurrent delete cannot remove the file in between. The slow
+  // write (up to --max-upload, fsync) happens before the lock, which other servers' uploads and deletes of
+  // the image wait for; under the lock the file is only checked, and written again if a delete removed it.
   std::optional<Error> io_failure;
+  auto put = api.blobs.put(as_bytes(req.body()));
+  if (!put) return json_error(http::status::internal_server_error, "io_error", put.error().message(), req);
   auto added = api.store->add_firmware_with_blob(fw, [&]() -> Result<void> {
-    auto put = api.blobs.put(as_bytes(req.body()));
-    if (!put) io_failure = put.error();
-    if (!put) return put.error();
+    if (api.blobs.exists(fw.sha256)) return {};
+    auto again = api.blobs.put(as_bytes(req.body()));
+    if (!again) io_failure = again.error();
+    if (!again) return again.error();
     return {};
   });
   if (io_failure)
