@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "agent/update_client.h"
 #include "core/file_io.h"
@@ -115,6 +116,11 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
     progress.emplace(dev.dir() / kOtaProgressFile);
     cfg.progress = &*progress;
   }
+  // Waiting between reconnects takes real time (the server may be restarting) and virtual time in the log.
+  cfg.sleep = [&log](std::chrono::milliseconds d) {
+    log.spend_ms(static_cast<uint32_t>(d.count()));
+    std::this_thread::sleep_for(d);
+  };
   BootLogSink sink(log);
   return agent::https_ota(dev.flash(), table, &boot.app->partition, cfg, sink);
 }
