@@ -212,6 +212,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
 awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::string_body>& parser) {
   parser.header_limit(static_cast<std::uint32_t>(srv_.opt.header_limit));
+  // Beast checks Content-Length against its body limit (default 1 MB) as the header completes, before the
+  // route's limit can be set below: lift it here, the route's limit is applied once the header is known.
+  parser.body_limit(boost::none);
   parser.eager(false);
   bool started = buf_.size() > 0, body_phase = false;
   idle_ = !started;
