@@ -116,7 +116,7 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
     log.error(kTag, "Given staging partition or another suitable Passive OTA partition could not be found");
     return Error(ErrorCode::not_found, "the partition table has no OTA app slot (ota_0) to write to");
   }
-  result.slot = slot;
+  result.slot = *slot;
   if (cfg.expected_size && *cfg.expected_size > slot->size) {
     return Error(ErrorCode::out_of_range,
                  fmt::format("firmware is {} bytes, larger than the {} partition ({} = {:#x} bytes)",

@@ -78,7 +78,7 @@ struct HttpsOtaConfig {
 };
 
 struct HttpsOtaResult {
-  const PartitionEntry* slot = nullptr;
+  PartitionEntry slot;  // the OTA slot written (a copy: the result outlives the table it was found in)
   VerifiedImage image;
   int connections = 0;        // requests made (1 = no resume)
   uint32_t resumed_from = 0;  // byte where a download interrupted by a reboot continued (0 = fresh)

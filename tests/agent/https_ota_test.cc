@@ -101,7 +101,7 @@ TEST_F(HttpsOtaTest, SeedFlowAgainstOpensslSServer) {
   c.http.tls.ca_name = "ca_cert.pem";
   auto r = ota(c);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(r->slot->name, "ota_0");
+  EXPECT_EQ(r->slot.name, "ota_0");
   EXPECT_EQ(r->image.size, img.size());
   EXPECT_EQ(r->connections, 1);
   EXPECT_EQ(slot0(img.size()), img);
