@@ -280,29 +280,11 @@ Result<void> check_slot(uint32_t slot, size_t count) {
   return {};
 }
 
-}  // namespace
-
-Result<OtadataWrite> plan_set_boot_partition(const Otadata& current, uint32_t slot, size_t count,
-                                             bool rollback_enabled) {
+// The rule esp_ota_set_boot_partition and otatool share (§2, §7), from the entry they take as the base
+// (-1: none): the other sector gets the next seq that maps to `slot`; without a base, sector 0 gets slot + 1.
+// The written entry starts as what that sector held; only seq and crc are set here.
+Result<OtadataWrite> plan_next_seq(const Otadata& current, int base, uint32_t slot, size_t count) {
   OTA32_TRY(check_slot(slot, count));
-  int active = active_otadata_entry(current);
-  OtadataWrite w{0, current.entries[0]};
-  uint32_t seq = slot + 1;
-  if (active >= 0) {
-    OTA32_ASSIGN(seq, next_seq(current.entries[static_cast<size_t>(active)].ota_seq, slot, count));
-    w.sector = 1 - active;
-    w.entry = current.entries[static_cast<size_t>(w.sector)];
-  }
-  w.entry.ota_seq = seq;
-  w.entry.ota_state = rollback_enabled ? kOtaStateNew : kOtaStateUndefined;
-  w.entry.crc = otadata_crc(seq);
-  return w;
-}
-
-Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, size_t count) {
-  OTA32_TRY(check_slot(slot, count));
-  auto ok = [](const OtaSelectEntry& e) { return e.ota_seq < kOtaSeqEmpty && ota_entry_crc_ok(e); };
-  int base = select_entry(current, ok(current.entries[0]), ok(current.entries[1]));
   OtadataWrite w{0, current.entries[0]};
   uint32_t seq = slot + 1;
   if (base >= 0) {
@@ -313,6 +295,22 @@ Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, 
   w.entry.ota_seq = seq;
   w.entry.crc = otadata_crc(seq);
   return w;
+}
+
+}  // namespace
+
+Result<OtadataWrite> plan_set_boot_partition(const Otadata& current, uint32_t slot, size_t count,
+                                             bool rollback_enabled) {
+  OTA32_ASSIGN(OtadataWrite w, plan_next_seq(current, active_otadata_entry(current), slot, count));
+  w.entry.ota_state = rollback_enabled ? kOtaStateNew : kOtaStateUndefined;
+  return w;
+}
+
+Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, size_t count) {
+  // The tool's base: CRC-good with seq < 0xFFFFFFFF, whatever the state.
+  auto ok = [](const OtaSelectEntry& e) { return e.ota_seq < kOtaSeqEmpty && ota_entry_crc_ok(e); };
+  return plan_next_seq(current, select_entry(current, ok(current.entries[0]), ok(current.entries[1])), slot,
+                       count);
 }
 
 Bytes apply_otadata_write(ByteView image, const OtadataWrite& w) {
