@@ -256,7 +256,7 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const Partitio
   if (w->opt_.rollback_enabled && running != nullptr) {
     // An update must not replace the only image known to work while the running one is unconfirmed.
     OTA32_ASSIGN(auto state, ota_state_of_partition(flash, table, *running));
-    if (state && *state == static_cast<uint32_t>(OtaImgState::kPendingVerify)) {
+    if (state && *state == kOtaStatePendingVerify) {
       w->log_->error(kTag, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
       return Error(ErrorCode::rollback_refused,
                    fmt::format("{}: the running app has not confirmed its state (still PENDING_VERIFY): "

@@ -347,8 +347,8 @@ TEST_F(HttpsOtaTest, ErrorsThatRetryingCannotFixDoNotWait) {
 TEST_F(HttpsOtaTest, UnconfirmedRunningAppIsRefusedAtBegin) {
   // ota_0 runs, booted once and not yet confirmed (rollback build).
   ASSERT_TRUE(flash_.erase(0xd000, 0x1000));
-  ASSERT_TRUE(flash_.program(0xd000, serialize_ota_select_entry(make_ota_select_entry(
-                                         1, static_cast<uint32_t>(OtaImgState::kPendingVerify)))));
+  ASSERT_TRUE(
+      flash_.program(0xd000, serialize_ota_select_entry(make_ota_select_entry(1, kOtaStatePendingVerify))));
   Bytes img = image("esp32", "2", 96 * 1024);
   std::string body(as_chars(img));
   ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });

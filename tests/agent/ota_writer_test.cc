@@ -303,9 +303,7 @@ namespace {
 // the running app's state and the inactive otadata entry, all through Flash.
 class BeginRollbackTest : public OtaWriterTest {
  protected:
-  static OtaSelectEntry entry_of(uint32_t seq, OtaImgState state) {
-    return make_ota_select_entry(seq, static_cast<uint32_t>(state));
-  }
+  static OtaSelectEntry entry_of(uint32_t seq, uint32_t state) { return make_ota_select_entry(seq, state); }
   void put(int sector, const OtaSelectEntry& e) {
     ASSERT_TRUE(flash_.erase(0xd000 + sector * 0x1000, 0x1000));
     ASSERT_TRUE(flash_.program(0xd000 + sector * 0x1000, serialize_ota_select_entry(e)));
@@ -327,7 +325,7 @@ class BeginRollbackTest : public OtaWriterTest {
 };
 
 TEST_F(BeginRollbackTest, PendingVerifyRunningAppRefusesTheUpdate) {
-  put(0, entry_of(1, OtaImgState::kPendingVerify));  // ota_0, booted once, not confirmed
+  put(0, entry_of(1, kOtaStatePendingVerify));  // ota_0, booted once, not confirmed
   // Something in ota_1 that a bulk erase would wipe.
   ASSERT_TRUE(flash_.program(0x210000, Bytes(16, 0x00)));
   auto o = options();
@@ -343,7 +341,7 @@ TEST_F(BeginRollbackTest, PendingVerifyRunningAppRefusesTheUpdate) {
   EXPECT_EQ(log_.lines.back(),
             "E esp_ota_ops: Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
   EXPECT_EQ(slot_bytes("ota_1", 16), Bytes(16, 0x00));  // nothing erased
-  EXPECT_EQ(get(0), entry_of(1, OtaImgState::kPendingVerify));
+  EXPECT_EQ(get(0), entry_of(1, kOtaStatePendingVerify));
 
   // Without rollback support esp_ota_begin does not look at the state.
   auto off = OtaWriter::begin(flash_, table_, slot("ota_1"), &slot("ota_0"), options(), &log_);
@@ -358,23 +356,23 @@ TEST_F(BeginRollbackTest, OnlyTheRunningSlotsFirstCrcGoodEntryCounts) {
     bool refused;
   };
   OtaSelectEntry empty;
-  OtaSelectEntry bad_crc = entry_of(1, OtaImgState::kPendingVerify);
+  OtaSelectEntry bad_crc = entry_of(1, kOtaStatePendingVerify);
   bad_crc.crc ^= 1;
   std::vector<Row> rows = {
-      {"confirmed", "ota_0", entry_of(1, OtaImgState::kValid), empty, false},
-      {"state NEW (not PENDING_VERIFY)", "ota_0", entry_of(1, OtaImgState::kNew), empty, false},
-      {"rollback disabled build's UNDEFINED", "ota_0", entry_of(1, OtaImgState::kUndefined), empty, false},
-      {"the PENDING_VERIFY entry is another slot's", "ota_0", entry_of(1, OtaImgState::kValid),
-       entry_of(2, OtaImgState::kPendingVerify), false},
-      {"running ota_1, PENDING_VERIFY", "ota_1", entry_of(1, OtaImgState::kValid),
-       entry_of(2, OtaImgState::kPendingVerify), true},
+      {"confirmed", "ota_0", entry_of(1, kOtaStateValid), empty, false},
+      {"state NEW (not PENDING_VERIFY)", "ota_0", entry_of(1, kOtaStateNew), empty, false},
+      {"rollback disabled build's UNDEFINED", "ota_0", entry_of(1, kOtaStateUndefined), empty, false},
+      {"the PENDING_VERIFY entry is another slot's", "ota_0", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStatePendingVerify), false},
+      {"running ota_1, PENDING_VERIFY", "ota_1", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStatePendingVerify), true},
       {"bad CRC: no state for the slot", "ota_0", bad_crc, empty, false},
-      {"factory is not an OTA slot", "factory", entry_of(1, OtaImgState::kPendingVerify), empty, false},
+      {"factory is not an OTA slot", "factory", entry_of(1, kOtaStatePendingVerify), empty, false},
       // esp_ota_get_state_partition takes entry 0 first, whichever is active.
-      {"entry 0 first (PENDING_VERIFY)", "ota_0", entry_of(1, OtaImgState::kPendingVerify),
-       entry_of(3, OtaImgState::kValid), true},
-      {"entry 0 first (VALID)", "ota_0", entry_of(3, OtaImgState::kValid),
-       entry_of(1, OtaImgState::kPendingVerify), false},
+      {"entry 0 first (PENDING_VERIFY)", "ota_0", entry_of(1, kOtaStatePendingVerify),
+       entry_of(3, kOtaStateValid), true},
+      {"entry 0 first (VALID)", "ota_0", entry_of(3, kOtaStateValid), entry_of(1, kOtaStatePendingVerify),
+       false},
   };
   for (const auto& row : rows) {
     put(0, row.e0);
@@ -398,26 +396,24 @@ TEST_F(BeginRollbackTest, InvalidatesTheInactiveEntryOnlyWhenTheSpecSaysSo) {
     bool rollback = true;
   };
   OtaSelectEntry empty;
-  OtaSelectEntry bad_crc = entry_of(2, OtaImgState::kValid);
+  OtaSelectEntry bad_crc = entry_of(2, kOtaStateValid);
   bad_crc.crc ^= 1;
   std::vector<Row> rows = {
-      {"inactive names ota_1, running ota_0", "ota_0", entry_of(3, OtaImgState::kValid),
-       entry_of(2, OtaImgState::kValid), 1},
-      {"inactive names ota_0, running ota_1", "ota_1", entry_of(1, OtaImgState::kValid),
-       entry_of(2, OtaImgState::kValid), 0},
-      {"inactive state is ignored (INVALID)", "ota_0", entry_of(3, OtaImgState::kValid),
-       entry_of(2, OtaImgState::kInvalid), 1},
-      {"running factory: any OTA slot is not running", "factory", entry_of(2, OtaImgState::kValid),
-       entry_of(1, OtaImgState::kValid), 1},
-      {"inactive names the running slot", "ota_0", entry_of(3, OtaImgState::kValid),
-       entry_of(1, OtaImgState::kValid), -1},
-      {"inactive empty", "ota_0", entry_of(1, OtaImgState::kValid), empty, -1},
-      {"inactive bad CRC", "ota_0", entry_of(3, OtaImgState::kValid), bad_crc, -1},
-      {"no active entry", "factory", entry_of(1, OtaImgState::kInvalid), entry_of(2, OtaImgState::kAborted),
+      {"inactive names ota_1, running ota_0", "ota_0", entry_of(3, kOtaStateValid),
+       entry_of(2, kOtaStateValid), 1},
+      {"inactive names ota_0, running ota_1", "ota_1", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStateValid), 0},
+      {"inactive state is ignored (INVALID)", "ota_0", entry_of(3, kOtaStateValid),
+       entry_of(2, kOtaStateInvalid), 1},
+      {"running factory: any OTA slot is not running", "factory", entry_of(2, kOtaStateValid),
+       entry_of(1, kOtaStateValid), 1},
+      {"inactive names the running slot", "ota_0", entry_of(3, kOtaStateValid), entry_of(1, kOtaStateValid),
        -1},
-      {"running unknown", "", entry_of(3, OtaImgState::kValid), entry_of(2, OtaImgState::kValid), -1},
-      {"rollback disabled", "ota_0", entry_of(3, OtaImgState::kValid), entry_of(2, OtaImgState::kValid), -1,
-       false},
+      {"inactive empty", "ota_0", entry_of(1, kOtaStateValid), empty, -1},
+      {"inactive bad CRC", "ota_0", entry_of(3, kOtaStateValid), bad_crc, -1},
+      {"no active entry", "factory", entry_of(1, kOtaStateInvalid), entry_of(2, kOtaStateAborted), -1},
+      {"running unknown", "", entry_of(3, kOtaStateValid), entry_of(2, kOtaStateValid), -1},
+      {"rollback disabled", "ota_0", entry_of(3, kOtaStateValid), entry_of(2, kOtaStateValid), -1, false},
   };
   for (const auto& row : rows) {
     put(0, row.e0);
@@ -430,8 +426,8 @@ TEST_F(BeginRollbackTest, InvalidatesTheInactiveEntryOnlyWhenTheSpecSaysSo) {
 }
 
 TEST_F(BeginRollbackTest, ThePublicFunctionReportsWhetherItErased) {
-  put(0, entry_of(3, OtaImgState::kValid));
-  put(1, entry_of(2, OtaImgState::kValid));
+  put(0, entry_of(3, kOtaStateValid));
+  put(1, entry_of(2, kOtaStateValid));
   auto again = invalidate_inactive_ota_data_slot(flash_, table_, &slot("ota_0"));
   ASSERT_TRUE(again);
   EXPECT_TRUE(*again);
@@ -446,8 +442,8 @@ TEST_F(BeginRollbackTest, ThePublicFunctionReportsWhetherItErased) {
 }
 
 TEST_F(BeginRollbackTest, APowerCutDuringTheInvalidationStopsBegin) {
-  put(0, entry_of(3, OtaImgState::kValid));
-  put(1, entry_of(2, OtaImgState::kValid));
+  put(0, entry_of(3, kOtaStateValid));
+  put(1, entry_of(2, kOtaStateValid));
   FaultFlash faulty(flash_);
   faulty.cut_power_at(0);  // sequential erase: the otadata erase is begin's only flash write
   auto o = options();
@@ -458,7 +454,7 @@ TEST_F(BeginRollbackTest, APowerCutDuringTheInvalidationStopsBegin) {
   ASSERT_EQ(faulty.log().size(), 1u);
   EXPECT_EQ(faulty.log()[0].kind, FlashOp::Kind::erase);
   EXPECT_EQ(faulty.log()[0].addr, 0xe000u);
-  EXPECT_EQ(get(0), entry_of(3, OtaImgState::kValid));  // the active entry is never touched
+  EXPECT_EQ(get(0), entry_of(3, kOtaStateValid));  // the active entry is never touched
 }
 
 }  // namespace
