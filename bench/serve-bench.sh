@@ -74,18 +74,21 @@ if [[ "$SLOW" -gt 0 ]]; then
   ( peak=0; while kill -0 $SRV 2>/dev/null; do
       r=$(awk '/^VmRSS/ { print $2 }' /proc/$SRV/status 2>/dev/null || echo 0)
       a=$(curl -s --max-time 2 --cacert "$CA" "https://127.0.0.1:$PORT/metrics" | awk '/^ota32_connections_active/ { print $2 }')
-      echo "$(date +%s) rss_kb=$r active=${a:-?}"; sleep 1; done ) >"$OUT/logs/slow-rss.log" 2>&1 &
+      m=$(awk '/^TCP:/ { print $NF }' /proc/net/sockstat)
+      echo "$(date +%s) tcp_mem_pages=$m rss_kb=$r active=${a:-?}"; sleep 1; done ) >"$OUT/logs/slow-rss.log" 2>&1 &
   SAMPLER=$!
   set +e
-  "$CLIENT" --host 127.0.0.1 --port $PORT --path /fw.bin --clients "$SLOW" --rate 65536 --ramp 10 --duration 60 \
+  "$CLIENT" --host 127.0.0.1 --port $PORT --path /fw.bin --clients "$SLOW" --rate 65536 --ramp 10 --duration 60 --threads "$(nproc)" \
     | tee "$OUT/logs/slow-clients.log" | tail -n 3
   rc=${PIPESTATUS[0]}
   set -e
   kill $SAMPLER 2>/dev/null || true
   peak_kb=$(sed -E 's/.*rss_kb=([0-9]+).*/\1/' "$OUT/logs/slow-rss.log" | sort -n | tail -1)
+  tcp_pages=$(sed -E 's/.*tcp_mem_pages=([0-9]+).*/\1/' "$OUT/logs/slow-rss.log" | sort -n | tail -1)
   peak_active=$(sed -nE 's/.*active=([0-9]+)$/\1/p' "$OUT/logs/slow-rss.log" | sort -n | tail -1)
   echo "slow clients: $SLOW at 64 KB/s, client exit $rc; server RSS base ${base_kb} KiB, peak ${peak_kb} KiB," \
-       "peak active connections ${peak_active}; per connection $(( (peak_kb - base_kb) / (peak_active > 0 ? peak_active : 1) )) KiB" \
+       "peak active connections ${peak_active}; per connection $(( (peak_kb - base_kb) / (peak_active > 0 ? peak_active : 1) )) KiB;" \
+       "kernel TCP memory peak $((tcp_pages * 4)) KiB for server and client sockets together" \
     | tee "$OUT/slow-summary.txt"
 fi
 echo "serve-bench: results in $CSV (raw logs in $OUT/logs)"

@@ -4,8 +4,14 @@
 // rate/10 bytes per 100 ms tick, so the server's socket buffer fills and its writes wait (backpressure).
 // Prints one line per second (connected, active, completed, errors) and a summary; exit 1 on any error.
 //
+// Each socket's receive buffer is set small (--rcvbuf, default 16 KiB): an ESP32's lwIP advertises a TCP
+// window of a few KiB, so a real device never lets the server queue megabytes in flight. Without it, 10 000
+// loopback clients each autotune a 128 KiB+ receive queue and the kernel's tcp_mem limit resets connections
+// ("TCP: out of memory", TcpExtTCPAbortOnMemory) -- a limit of the one-machine setup, not of the server.
+// --threads spreads the clients over that many event loops (TLS decryption is the client's main cost).
+//
 //   serve_slow_clients --host 127.0.0.1 --port 8070 --path /fw.bin --clients 10000 --rate 65536
-//       --ramp 10 --duration 40
+//       --ramp 10 --duration 40 [--threads 2] [--rcvbuf 16384]
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -13,13 +19,17 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
@@ -30,14 +40,22 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string host = "127.0.0.1", path = "/";
   unsigned short port = 8070;
-  int clients = 100, ramp_s = 5, duration_s = 30;
+  int clients = 100, ramp_s = 5, duration_s = 30, threads = 1;
   std::size_t rate = 65536;  // bytes per second per client
+  int rcvbuf = 16384;        // SO_RCVBUF per socket (0 = the kernel's default, autotuned)
 };
 
+// Shared by every event-loop thread.
 struct Stats {
-  long connected = 0, active = 0, completed = 0, errors = 0;
-  uint64_t body_bytes = 0;
+  std::atomic<long> connected{0}, active{0}, completed{0}, errors{0};
+  std::atomic<uint64_t> body_bytes{0};
+  std::mutex m;
   std::string first_error;
+  void error(std::string what) {
+    ++errors;
+    std::lock_guard lk(m);
+    if (first_error.empty()) first_error = std::move(what);
+  }
 };
 
 class Client : public std::enable_shared_from_this<Client> {
@@ -47,6 +65,12 @@ class Client : public std::enable_shared_from_this<Client> {
 
   void start(const tcp::endpoint& ep) {
     SSL_set_tlsext_host_name(stream_.native_handle(), o_.host.c_str());
+    error_code ec;
+    stream_.lowest_layer().open(ep.protocol(), ec);
+    if (ec) return fail("socket", ec);
+    // Before connect, so that the window scale offered in the SYN matches the small buffer.
+    if (o_.rcvbuf > 0)
+      stream_.lowest_layer().set_option(asio::socket_base::receive_buffer_size(o_.rcvbuf), ec);
     stream_.lowest_layer().async_connect(ep, [self = shared_from_this()](error_code ec) {
       if (ec) return self->fail("connect", ec);
       self->stream_.async_handshake(ssl::stream_base::client, [self](error_code ec) {
@@ -68,8 +92,7 @@ class Client : public std::enable_shared_from_this<Client> {
  private:
   void fail(const char* what, error_code ec) {
     if (active_counted()) --st_.active;
-    ++st_.errors;
-    if (st_.first_error.empty()) st_.first_error = fmt::format("{}: {}", what, ec.message());
+    st_.error(fmt::format("{}: {}", what, ec.message()));
   }
   bool active_counted() const { return !request_.empty() && !finished_; }
 
@@ -97,8 +120,7 @@ class Client : public std::enable_shared_from_this<Client> {
       if (header_.compare(0, 12, "HTTP/1.1 200") != 0) {
         finished_ = true;
         --st_.active;
-        ++st_.errors;
-        if (st_.first_error.empty()) st_.first_error = "status: " + header_.substr(0, header_.find('\r'));
+        st_.error("status: " + header_.substr(0, header_.find('\r')));
         return;
       }
       auto cl = header_.find("Content-Length: ");
@@ -107,7 +129,7 @@ class Client : public std::enable_shared_from_this<Client> {
     } else {
       received_ += n;
     }
-    st_.body_bytes += header_done_ ? n : 0;
+    if (header_done_) st_.body_bytes += n;
     if (header_done_ && received_ >= length_) {
       finished_ = true;
       --st_.active;
@@ -146,16 +168,28 @@ int main(int argc, char** argv) {
       o.ramp_s = std::stoi(v);
     else if (k == "--duration")
       o.duration_s = std::stoi(v);
+    else if (k == "--threads")
+      o.threads = std::stoi(v);
+    else if (k == "--rcvbuf")
+      o.rcvbuf = std::stoi(v);
     else {
       fmt::print(stderr, "serve_slow_clients: unknown option {}\n", k);
       return 2;
     }
   }
-  if (o.clients < 1 || o.clients > 100000 || o.duration_s < 1 || o.duration_s > 600 || o.rate < 10) {
-    fmt::print(stderr, "serve_slow_clients: --clients 1..100000, --duration 1..600, --rate >= 10\n");
+  if (o.clients < 1 || o.clients > 100000 || o.duration_s < 1 || o.duration_s > 600 || o.rate < 10 ||
+      o.threads < 1 || o.threads > 64 || o.rcvbuf < 0) {
+    fmt::print(stderr,
+               "serve_slow_clients: --clients 1..100000, --duration 1..600, --rate >= 10, --threads 1..64, "
+               "--rcvbuf >= 0\n");
     return 2;
   }
-  asio::io_context ioc(1);
+  // Loop 0 runs the ramp and the report; every loop runs its share of the clients.
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  for (int i = 0; i < o.threads; ++i) loops.push_back(std::make_unique<asio::io_context>(1));
+  asio::io_context& ioc = *loops[0];
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& l : loops) guards.push_back(asio::make_work_guard(*l));
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_verify_mode(
       ssl::verify_none);  // the load generator checks bytes, not the certificate (e2e tests do)
@@ -172,7 +206,12 @@ int main(int argc, char** argv) {
     auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     int target = o.ramp_s > 0 ? std::min<int>(o.clients, static_cast<int>(o.clients * elapsed / o.ramp_s) + 1)
                               : o.clients;
-    for (; started < target; ++started) std::make_shared<Client>(ioc, ctx, o, st, end)->start(ep);
+    for (; started < target; ++started) {
+      auto& loop = *loops[started % loops.size()];
+      asio::post(loop, [&loop, &ctx, &o, &st, end, ep] {
+        std::make_shared<Client>(loop, ctx, o, st, end)->start(ep);
+      });
+    }
     if (started < o.clients) {
       ramp.expires_after(std::chrono::milliseconds(10));
       ramp.async_wait([&](error_code) { ramp_step(); });
@@ -181,27 +220,32 @@ int main(int argc, char** argv) {
   ramp_step();
   long peak_active = 0;
   std::function<void()> tick = [&] {
-    peak_active = std::max(peak_active, st.active);
+    peak_active = std::max(peak_active, st.active.load());
     auto t = std::chrono::duration<double>(Clock::now() - start).count();
     fmt::print("t={:5.1f}s started={} connected={} active={} completed={} errors={} MB={:.1f}\n", t, started,
-               st.connected, st.active, st.completed, st.errors, st.body_bytes / 1e6);
+               st.connected.load(), st.active.load(), st.completed.load(), st.errors.load(),
+               st.body_bytes.load() / 1e6);
     std::fflush(stdout);
     if (Clock::now() >= end ||
         (started == o.clients && st.active == 0 && st.connected + st.errors >= o.clients)) {
-      ioc.stop();
+      for (auto& l : loops) l->stop();
       return;
     }
     report.expires_after(std::chrono::seconds(1));
     report.async_wait([&](error_code) { tick(); });
   };
   tick();
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < loops.size(); ++i) threads.emplace_back([&l = *loops[i]] { l.run(); });
   ioc.run();
+  for (auto& t : threads) t.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   fmt::print(
       "summary: clients={} connected={} peak_active={} completed={} errors={} body_MB={:.1f} seconds={:.1f} "
       "mean_rate_per_active_client_KBps={:.1f}{}\n",
-      o.clients, st.connected, peak_active, st.completed, st.errors, st.body_bytes / 1e6, secs,
-      st.connected ? st.body_bytes / 1024.0 / secs / st.connected : 0.0,
+      o.clients, st.connected.load(), peak_active, st.completed.load(), st.errors.load(),
+      st.body_bytes.load() / 1e6, secs,
+      st.connected ? st.body_bytes.load() / 1024.0 / secs / st.connected : 0.0,
       st.first_error.empty() ? "" : " first_error=\"" + st.first_error + "\"");
   return st.errors ? 1 : 0;
 }

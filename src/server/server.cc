@@ -1,21 +1,25 @@
 #include "server/server.h"
 
-#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <sys/stat.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <ctime>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "server/file_response.h"
+#include "server/open_file_cache.h"
 
 namespace ota32::server {
 
@@ -74,6 +78,10 @@ class Session;
 struct Worker {
   std::unordered_set<Session*> sessions;
   bool draining = false;
+  // Plaintext of the record being written. Shared by the thread's sessions: it is filled and handed to
+  // SSL_write with no suspension in between, so a session waiting for its client holds no copy of the file.
+  std::vector<char> file_buf;
+  OpenFileCache files;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
 };
@@ -164,6 +172,12 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  void count_sent(std::size_t n) {
+    sent_ += n;
+    srv_.metrics.bytes_sent(n);
+    arm(srv_.opt.io_timeout);
+  }
+
   awaitable<bool> write_all(const char* p, std::size_t n) {
     while (n > 0) {
       std::size_t wrote = 0;
@@ -171,11 +185,19 @@ class Session : public std::enable_shared_from_this<Session> {
       if (r != 1) co_return false;
       p += wrote;
       n -= wrote;
-      sent_ += wrote;
-      srv_.metrics.bytes_sent(wrote);
-      arm(srv_.opt.io_timeout);
+      count_sent(wrote);
     }
     co_return true;
+  }
+
+  // Waits, holding no buffer, until the socket takes more data (with TCP_NOTSENT_LOWAT: until the unsent
+  // queue is below the mark). poll() first: a fast client's socket is usually writable at once.
+  awaitable<bool> wait_writable() {
+    pollfd p{sock_.native_handle(), POLLOUT, 0};
+    if (::poll(&p, 1, 0) == 1) co_return true;  // writable, or an error SSL_write will report
+    error_code ec;
+    co_await sock_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+    co_return !ec;
   }
 
   // Reads more bytes into buf_: >0 bytes read, 0 = peer closed, -1 = error/timeout/buffer full.
@@ -214,6 +236,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
 awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::string_body>& parser) {
   parser.header_limit(static_cast<std::uint32_t>(srv_.opt.header_limit));
+  // Beast checks Content-Length against its body limit (default 1 MB) as the header completes, before the
+  // route's limit can be set below: lift it here, the route's limit is applied once the header is known.
+  parser.body_limit(boost::none);
   parser.eager(false);
   bool started = buf_.size() > 0, body_phase = false;
   idle_ = !started;
@@ -313,33 +338,51 @@ awaitable<void> Session::lingering_close() {
 }
 
 awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, unsigned& status) {
-  int fd = ::open(reply.path.c_str(), O_RDONLY | O_CLOEXEC);
-  struct stat st {};
-  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    if (fd >= 0) ::close(fd);
-    auto res = json_error(http::status::not_found, "not_found", "file is gone", req);
+  int err = 0;
+  std::shared_ptr<OpenFile> file = w_.files.open(reply.path, err);
+  if (!file) {
+    // Out of descriptors is the server's state, not the file's: 503 and the client retries (ESP-IDF's
+    // esp_https_ota gives up on a 404 for good).
+    bool busy = err == EMFILE || err == ENFILE || err == ENOMEM;
+    auto res = busy ? json_error(http::status::service_unavailable, "busy",
+                                 "too many open files on the server, retry later", req)
+                    : json_error(http::status::not_found, "not_found", "file is gone", req);
+    if (busy) res.set(http::field::retry_after, "5");
     status = res.result_int();
     co_return co_await send_response(res);
   }
-  FileStat fs{static_cast<uint64_t>(st.st_size),
-              std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec) +
-                                                    std::chrono::nanoseconds(st.st_mtim.tv_nsec))};
+  const int fd = file->fd;
+  FileStat fs{file->size,
+              std::chrono::system_clock::time_point(std::chrono::seconds(file->mtime.tv_sec) +
+                                                    std::chrono::nanoseconds(file->mtime.tv_nsec))};
   FilePlan plan = plan_file_response(req, reply, fs);
   if (w_.draining) plan.header.keep_alive(false);
   status = plan.header.result_int();
   std::string head;
   serialize_header(plan.header, head);
-  // The header and the first piece of the file go out in one TLS record.
-  std::size_t chunk = std::max(srv_.opt.file_chunk, head.size() + 1024);
-  std::unique_ptr<char[]> buf(new char[chunk]);
-  std::memcpy(buf.get(), head.data(), head.size());
-  std::size_t fill = head.size();
-  uint64_t off = plan.offset, left = plan.length;
   bool ok = true;
-  for (;;) {
+  constexpr std::size_t kMaxRecord = 16 * 1024;
+  std::size_t chunk = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
+  if (head.size() + 512 > chunk) {  // an unusually large header goes out on its own
+    ok = co_await write_all(head.data(), head.size());
+    head.clear();
+  }
+  auto& buf = w_.file_buf;
+  if (buf.size() < chunk) buf.resize(chunk);
+  uint64_t off = plan.offset, left = plan.length;
+  // One record per round: wait until the client's socket takes data, fill the thread's buffer (the header
+  // and the first piece of the file share the first record), encrypt and send it.
+  while (ok) {
+    if (!co_await wait_writable()) {
+      ok = false;
+      break;
+    }
+    std::size_t fill = head.size();
+    std::memcpy(buf.data(), head.data(), fill);
+    head.clear();
     while (left > 0 && fill < chunk) {
       std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left, chunk - fill));
-      ssize_t n = ::pread(fd, buf.get() + fill, want, static_cast<off_t>(off));
+      ssize_t n = ::pread(fd, buf.data() + fill, want, static_cast<off_t>(off));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {  // the file shrank under us: the response cannot be completed, close the connection
         ok = false;
@@ -349,11 +392,25 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
       off += static_cast<uint64_t>(n);
       left -= static_cast<uint64_t>(n);
     }
-    if (fill > 0 && !co_await write_all(buf.get(), fill)) ok = false;
-    fill = 0;
-    if (!ok || left == 0) break;
+    if (!ok || fill == 0) break;
+    std::size_t wrote = 0;
+    if (SSL_write_ex(ssl_.get(), buf.data(), fill, &wrote) == 1) {
+      count_sent(wrote);
+    } else {
+      int e = SSL_get_error(ssl_.get(), 0);
+      ERR_clear_error();
+      if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+        ok = false;
+        break;
+      }
+      // The kernel took part of the record: OpenSSL keeps the rest and must be called again with the same
+      // plaintext, which now lives in the session until it is sent (the thread's buffer is shared).
+      std::vector<char> pending(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(fill));
+      ok = co_await write_all(pending.data(), pending.size());
+    }
+    if (left == 0) break;
   }
-  ::close(fd);
+  file.reset();
   if (ok && plan.reaches_end && reply.on_complete) reply.on_complete();
   co_return ok;
 }
@@ -373,6 +430,10 @@ awaitable<void> Session::run() {
   remote_ = ec ? "?" : ep.address().to_string();
   sock_.non_blocking(true, ec);
   sock_.set_option(tcp::no_delay(true), ec);
+  if (srv_.opt.notsent_lowat > 0) {
+    int lowat = static_cast<int>(std::min<std::size_t>(srv_.opt.notsent_lowat, 1u << 30));
+    ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+  }
   ssl_.reset(SSL_new(srv_.tls));
   if (!ssl_ || SSL_set_fd(ssl_.get(), sock_.native_handle()) != 1) {
     ERR_clear_error();

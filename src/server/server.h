@@ -35,7 +35,11 @@ struct ServerOptions {
   std::size_t linger_bytes = 64 * 1024 * 1024;
   std::size_t header_limit = 8 * 1024;
   std::size_t max_connections = 16'384;
-  std::size_t file_chunk = 16 * 1024;  // one TLS record per write
+  std::size_t file_chunk = 16 * 1024;  // plaintext per TLS record written (at most 16 KiB: one record)
+  // TCP_NOTSENT_LOWAT: the kernel queues at most about this many not-yet-sent bytes per connection (plus what
+  // the peer's window has in flight), and the socket is writable only below it. Bounds kernel memory per slow
+  // client (an ESP32 advertises a window of a few KiB) without limiting a fast client's window. 0 = off.
+  std::size_t notsent_lowat = 32 * 1024;
 };
 
 class Server {
