@@ -190,11 +190,14 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return true;
   }
 
-  // Waits, holding no buffer, until the socket takes more data (with TCP_NOTSENT_LOWAT: until the unsent
-  // queue is below the mark). poll() first: a fast client's socket is usually writable at once.
-  awaitable<bool> wait_writable() {
+  // True when the socket takes more data now (with TCP_NOTSENT_LOWAT: the unsent queue is below the mark),
+  // or has an error that SSL_write will report.
+  bool writable_now() {
     pollfd p{sock_.native_handle(), POLLOUT, 0};
-    if (::poll(&p, 1, 0) == 1) co_return true;  // writable, or an error SSL_write will report
+    return ::poll(&p, 1, 0) == 1;
+  }
+  // Waits, holding no buffer, until the socket takes more data.
+  awaitable<bool> wait_writable() {
     error_code ec;
     co_await sock_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
     co_return !ec;
@@ -228,6 +231,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point deadline_, timer_at_;
   uint64_t timer_gen_ = 0;
   bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
+  bool behind_ = false;  // the client's socket was full lately (send_file's pace)
+  int writable_streak_ = 0;
   bool shut_down_ = false;  // close_notify and FIN already sent (lingering_close)
   boost::beast::flat_buffer buf_;
   std::string remote_;
@@ -361,22 +366,35 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
   std::string head;
   serialize_header(plan.header, head);
   bool ok = true;
-  constexpr std::size_t kMaxRecord = 16 * 1024;
-  std::size_t chunk = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
-  if (head.size() + 512 > chunk) {  // an unusually large header goes out on its own
+  constexpr std::size_t kMaxRecord = 16 * 1024, kFastRecords = 4;
+  const std::size_t record = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
+  if (head.size() + 512 > record) {  // an unusually large header goes out on its own
     ok = co_await write_all(head.data(), head.size());
     head.clear();
   }
   auto& buf = w_.file_buf;
-  if (buf.size() < chunk) buf.resize(chunk);
+  if (buf.size() < record * kFastRecords) buf.resize(record * kFastRecords);
   uint64_t off = plan.offset, left = plan.length;
-  // One record per round: wait until the client's socket takes data, fill the thread's buffer (the header
-  // and the first piece of the file share the first record), encrypt and send it.
+  // Rounds: fill the thread's buffer (the header and the first piece of the file share the first record),
+  // then encrypt and send it record by record. Two paces (design.md "Server shape": memory per slow client):
+  // - keeping up (the default): several records per round, no check before writing;
+  // - behind (the socket was full): before each record, check that the socket takes data and otherwise
+  //   wait holding no buffer, so a slow client's session owns no copy of the file while it waits; after
+  //   kCatchUp rounds in a row that found the socket writable, back to the first pace.
+  constexpr int kCatchUp = 8;
   while (ok) {
-    if (!co_await wait_writable()) {
-      ok = false;
-      break;
+    if (behind_) {
+      if (writable_now()) {
+        if (++writable_streak_ >= kCatchUp) behind_ = false;
+      } else {
+        writable_streak_ = 0;
+        if (!co_await wait_writable()) {
+          ok = false;
+          break;
+        }
+      }
     }
+    const std::size_t chunk = behind_ ? record : record * kFastRecords;
     std::size_t fill = head.size();
     std::memcpy(buf.data(), head.data(), fill);
     head.clear();
@@ -393,20 +411,27 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
       left -= static_cast<uint64_t>(n);
     }
     if (!ok || fill == 0) break;
-    std::size_t wrote = 0;
-    if (SSL_write_ex(ssl_.get(), buf.data(), fill, &wrote) == 1) {
-      count_sent(wrote);
-    } else {
+    for (std::size_t at = 0; ok && at < fill;) {
+      std::size_t n = std::min(record, fill - at), wrote = 0;
+      if (SSL_write_ex(ssl_.get(), buf.data() + at, n, &wrote) == 1) {
+        count_sent(wrote);
+        at += wrote;
+        continue;
+      }
       int e = SSL_get_error(ssl_.get(), 0);
       ERR_clear_error();
       if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
         ok = false;
         break;
       }
-      // The kernel took part of the record: OpenSSL keeps the rest and must be called again with the same
-      // plaintext, which now lives in the session until it is sent (the thread's buffer is shared).
-      std::vector<char> pending(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(fill));
+      // The socket is full. OpenSSL holds the record it could not finish and must be called again with the
+      // same plaintext: the rest of this round moves into the session (the thread's buffer is shared).
+      behind_ = true;
+      writable_streak_ = 0;
+      std::vector<char> pending(buf.begin() + static_cast<std::ptrdiff_t>(at),
+                                buf.begin() + static_cast<std::ptrdiff_t>(fill));
       ok = co_await write_all(pending.data(), pending.size());
+      break;
     }
     if (left == 0) break;
   }
