@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <thread>
 
 #include "core/file_io.h"
 #include "core/numbers.h"
@@ -54,7 +55,28 @@ bool looks_like_text(ByteView b) {
   return true;
 }
 
+// The ESP_ERR name esp_https_ota prints for an esp_ota_begin failure ("esp_ota_begin failed (%s)"). The
+// target is always the next update partition, never the running one, so these are the codes left.
+std::string_view begin_error_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::rollback_refused:
+      return "ESP_ERR_OTA_ROLLBACK_INVALID_STATE";
+    case ErrorCode::out_of_range:
+      return "ESP_ERR_INVALID_SIZE";
+    case ErrorCode::invalid_argument:
+      return "ESP_ERR_INVALID_ARG";
+    default:
+      return "ESP_ERR_FLASH_OP_FAIL";
+  }
+}
+
 }  // namespace
+
+std::chrono::milliseconds reconnect_delay(const ReconnectBackoff& b, int failures_in_a_row) {
+  std::chrono::milliseconds d = b.initial;
+  for (int i = 1; i < failures_in_a_row && d < b.max; ++i) d *= 2;
+  return std::min(d, b.max);
+}
 
 Result<std::optional<DownloadProgress>> FileProgressStore::load() {
   if (!std::filesystem::exists(path_)) return std::optional<DownloadProgress>();
@@ -94,7 +116,7 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
     log.error(kTag, "Given staging partition or another suitable Passive OTA partition could not be found");
     return Error(ErrorCode::not_found, "the partition table has no OTA app slot (ota_0) to write to");
   }
-  result.slot = slot;
+  result.slot = *slot;
   if (cfg.expected_size && *cfg.expected_size > slot->size) {
     return Error(ErrorCode::out_of_range,
                  fmt::format("firmware is {} bytes, larger than the {} partition ({} = {:#x} bytes)",
@@ -131,10 +153,30 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
     return e;
   };
 
+  // Reconnects after unavailable / timeout wait (config.backoff); the decision is by ErrorCode only.
+  int failures_in_a_row = 0;
+  bool wait_before_next = false;
+  auto connection_failed = [&](uint64_t offset_at_start) {
+    if (writer && writer->written() > offset_at_start) failures_in_a_row = 0;  // it made progress
+    ++failures_in_a_row;
+    wait_before_next = true;
+  };
+
   bool announced = false;
   std::vector<uint8_t> buf(1024);  // esp_https_ota's buffer: max(buffer_size, 1024)
   std::optional<Error> last_error;
   for (int attempt = 0; attempt < cfg.max_connections; ++attempt) {
+    if (wait_before_next) {
+      auto delay = reconnect_delay(cfg.backoff, failures_in_a_row);
+      log.info(kTag, fmt::format("Reconnecting in {} ms (connection {} of {})", delay.count(), attempt + 1,
+                                 cfg.max_connections));
+      if (cfg.sleep) {
+        cfg.sleep(delay);
+      } else {
+        std::this_thread::sleep_for(delay);
+      }
+      wait_before_next = false;
+    }
     uint64_t offset = writer ? writer->written() : 0;
     HttpRequest req;
     req.url = cfg.url;
@@ -145,6 +187,7 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
       if (!retryable(sent.error())) return give_up(sent.error());
       log.error(kTag, fmt::format("Failed to open HTTP connection: {}", sent.error().message()));
       last_error = sent.error();
+      connection_failed(offset);
       continue;
     }
     HttpResponse& resp = **sent;
@@ -169,6 +212,7 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
       log.error(kTag, fmt::format("Server error ({})", status));
       last_error = Error(ErrorCode::unavailable,
                          fmt::format("{}: server error HTTP {} {}", cfg.url, status, resp.reason()));
+      connection_failed(offset);
       continue;
     }
     if (status < 200 || status >= 300) {
@@ -211,7 +255,10 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
     }
     if (!writer) {
       auto w = OtaWriter::begin(flash, table, *slot, running, cfg.writer, &log);
-      if (!w) return give_up(w.error());
+      if (!w) {
+        log.error(kTag, fmt::format("esp_ota_begin failed ({})", begin_error_name(w.error().code())));
+        return give_up(w.error());
+      }
       writer = std::move(*w);
     }
     // Perform: stream the body into flash.
@@ -268,11 +315,13 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
         OTA32_TRY(cfg.progress->save({cfg.url, slot->offset, writer->written(), total}));
       }
       last_error = read_error;
+      connection_failed(offset);
       continue;  // reconnect with Range: bytes=<written>-
     }
     if (total && writer->written() < *total) {  // close-delimited body cut short of a known size
       last_error = Error(ErrorCode::unavailable, fmt::format("{}: connection closed after {} of {} bytes",
                                                              cfg.url, writer->written(), *total));
+      connection_failed(offset);
       continue;
     }
     // Complete data received.

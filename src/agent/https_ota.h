@@ -3,6 +3,7 @@
 // switch otadata. spec/https-ota-client.md §1.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -46,13 +47,28 @@ class FileProgressStore final : public ProgressStore {
   std::filesystem::path path_;
 };
 
+// The wait before reconnecting after a connection failed with unavailable / timeout (refused, reset, 5xx,
+// cut short): `initial` after the first such failure, doubled for each further failure in a row, never more
+// than `max`. A connection that brought image bytes into flash starts the count again. No randomness, so a
+// replayed run waits exactly as the original did. (esp_https_ota itself never reconnects; this is ota32's.)
+struct ReconnectBackoff {
+  std::chrono::milliseconds initial{500};
+  std::chrono::milliseconds max{8000};
+};
+// The wait after `failures_in_a_row` (>= 1) failed connections.
+std::chrono::milliseconds reconnect_delay(const ReconnectBackoff& b, int failures_in_a_row);
+
 struct HttpsOtaConfig {
   std::string url;
   HttpOptions http;
   OtaWriterOptions writer;
   std::optional<uint64_t> expected_size;        // from the update check, when known
   std::optional<Sha256Digest> expected_sha256;  // from the update check, when known
-  int max_connections = 5;              // the first request plus resumes after dropped connections (bounded)
+  int max_connections = 5;  // the first request plus reconnects after dropped connections (bounded)
+  ReconnectBackoff backoff;
+  // How to wait between connections; empty = std::this_thread::sleep_for. Tests record the waits instead of
+  // sleeping; the virtual device also advances its log clock.
+  std::function<void(std::chrono::milliseconds)> sleep;
   uint32_t progress_every = 64 * 1024;  // save progress each time this many more bytes are in flash
   ProgressStore* progress = nullptr;    // resume after a reboot when set
   // Called after every write with the bytes in flash and the total when known.
@@ -62,7 +78,7 @@ struct HttpsOtaConfig {
 };
 
 struct HttpsOtaResult {
-  const PartitionEntry* slot = nullptr;
+  PartitionEntry slot;  // the OTA slot written (a copy: the result outlives the table it was found in)
   VerifiedImage image;
   int connections = 0;        // requests made (1 = no resume)
   uint32_t resumed_from = 0;  // byte where a download interrupted by a reboot continued (0 = fresh)
@@ -70,12 +86,13 @@ struct HttpsOtaResult {
 
 // The whole esp_https_ota(): begin, perform until complete, finish (verify + set boot partition).
 // Errors by what the caller does next:
-// - unavailable / timeout: the network failed more than max_connections times; progress is kept so a
-//   later call (after a reboot) resumes;
+// - unavailable / timeout: all max_connections connections failed (with config.backoff waits between
+//   them); progress is kept so a later call (after a reboot) resumes;
 // - not_found: "firmware not found at URL" (HTTP 403/404, or s_server's "Error opening" page);
 // - bad_signature / invalid_argument: TLS trust or configuration problems;
 // - unsupported (another chip), out_of_range (too large for the slot), corrupt (not an image, truncated,
-//   failed verification), already_exists (same version), rollback_refused (lower secure_version).
+//   failed verification), already_exists (same version), rollback_refused (lower secure_version, a version
+//   rolled back before, or the running app still PENDING_VERIFY with rollback enabled).
 // In every failure the otadata is untouched, so the running image keeps booting.
 Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, const PartitionEntry* running,
                                  const HttpsOtaConfig& config, AgentLog& log);

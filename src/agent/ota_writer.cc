@@ -158,10 +158,77 @@ OtaWriter::OtaWriter(Flash& flash, const PartitionTable& table, const PartitionE
       opt_(std::move(options)),
       log_(log != nullptr ? log : &null_log_) {}
 
-Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const PartitionTable& table,
-                                                    const PartitionEntry& target,
-                                                    const PartitionEntry* running, OtaWriterOptions options,
-                                                    AgentLog* log) {
+Result<Otadata> read_otadata_entries(Flash& flash, const PartitionTable& table) {
+  const PartitionEntry* od = table.otadata();
+  if (od == nullptr)
+    return Error(ErrorCode::not_found, "not found otadata: the partition table has no otadata");
+  if (od->size < 2 * kFlashSectorSize) {
+    return Error(ErrorCode::corrupt,
+                 fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
+  }
+  Region otadata(flash, od->offset, od->size, od->name);
+  // Only the first 32 bytes of each sector matter: read those, not the whole 8 KiB.
+  Bytes image(2 * kFlashSectorSize, 0xFF);
+  for (uint32_t i = 0; i < 2; ++i) {
+    OTA32_TRY(otadata.read(i * kFlashSectorSize,
+                           std::span<uint8_t>(image.data() + i * kFlashSectorSize, kOtaSelectEntrySize)));
+  }
+  return parse_otadata(image);
+}
+
+namespace {
+
+// Errors of reading otadata that ESP-IDF's app side turns into "not found" (no otadata partition, one too
+// small): everything else (flash failures) is passed on.
+bool otadata_missing(const Error& e) {
+  return e.code() == ErrorCode::not_found || e.code() == ErrorCode::corrupt;
+}
+
+}  // namespace
+
+Result<std::optional<uint32_t>> ota_state_of_partition(Flash& flash, const PartitionTable& table,
+                                                       const PartitionEntry& p) {
+  if (!is_ota_slot(p)) return std::optional<uint32_t>();  // ESP_ERR_NOT_SUPPORTED
+  size_t count = table.ota_apps().size();
+  auto od = read_otadata_entries(flash, table);
+  if (!od) {
+    if (otadata_missing(od.error())) return std::optional<uint32_t>();  // ESP_ERR_NOT_FOUND
+    return od.error();
+  }
+  if (count == 0) return std::optional<uint32_t>();
+  for (const OtaSelectEntry& e : od->entries) {
+    if (ota_entry_crc_ok(e) && ota_slot_of_seq(e.ota_seq, count) == (p.subtype & 0x0Fu)) {
+      return std::optional<uint32_t>(e.ota_state);
+    }
+  }
+  return std::optional<uint32_t>();
+}
+
+Result<bool> invalidate_inactive_ota_data_slot(Flash& flash, const PartitionTable& table,
+                                               const PartitionEntry* running) {
+  auto od = read_otadata_entries(flash, table);
+  if (!od) {
+    if (otadata_missing(od.error())) return false;
+    return od.error();
+  }
+  auto slots = table.ota_apps();
+  int active = active_otadata_entry(*od);
+  if (active < 0 || slots.empty()) return false;
+  int inactive = 1 - active;
+  const OtaSelectEntry& e = od->entries[inactive];
+  if (e.ota_seq == kOtaSeqEmpty || !ota_entry_crc_ok(e)) return false;
+  const PartitionEntry* named = slots[ota_slot_of_seq(e.ota_seq, slots.size())];
+  if (running == nullptr || named->offset == running->offset) return false;
+  const PartitionEntry* part = table.otadata();
+  Region otadata(flash, part->offset, part->size, part->name);
+  OTA32_TRY(otadata.erase(static_cast<uint32_t>(inactive) * kFlashSectorSize, kFlashSectorSize));
+  return true;
+}
+
+Result<std::unique_ptr<OtaWriter>> OtaWriter::open(Flash& flash, const PartitionTable& table,
+                                                   const PartitionEntry& target,
+                                                   const PartitionEntry* running, OtaWriterOptions options,
+                                                   AgentLog* log) {
   if (options.chip == nullptr) return Error(ErrorCode::invalid_argument, "OtaWriter: no chip given");
   if (!is_ota_slot(target)) {
     return Error(ErrorCode::invalid_argument,
@@ -178,7 +245,26 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const Partitio
                              "the {:#x}-byte flash",
                              target.name, target.offset, target.size, flash.size()));
   }
-  std::unique_ptr<OtaWriter> w(new OtaWriter(flash, table, target, std::move(options), log));
+  return std::unique_ptr<OtaWriter>(new OtaWriter(flash, table, target, std::move(options), log));
+}
+
+Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const PartitionTable& table,
+                                                    const PartitionEntry& target,
+                                                    const PartitionEntry* running, OtaWriterOptions options,
+                                                    AgentLog* log) {
+  OTA32_ASSIGN(auto w, open(flash, table, target, running, std::move(options), log));
+  if (w->opt_.rollback_enabled && running != nullptr) {
+    // An update must not replace the only image known to work while the running one is unconfirmed.
+    OTA32_ASSIGN(auto state, ota_state_of_partition(flash, table, *running));
+    if (state && *state == kOtaStatePendingVerify) {
+      w->log_->error(kTag, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
+      return Error(ErrorCode::rollback_refused,
+                   fmt::format("{}: the running app has not confirmed its state (still PENDING_VERIFY): "
+                               "call esp_ota_mark_app_valid_cancel_rollback() before an update "
+                               "(ESP_ERR_OTA_ROLLBACK_INVALID_STATE)",
+                               running->name));
+    }
+  }
   if (w->opt_.bulk_erase) {
     uint32_t len = target.size;
     if (w->opt_.image_size && *w->opt_.image_size != 0 && *w->opt_.image_size != 0xFFFFFFFF) {
@@ -194,6 +280,11 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const Partitio
     w->log_->spend_bytes(len / 16);
     w->erased_end_ = len;
   }
+  if (w->opt_.rollback_enabled) {
+    // ESP-IDF ignores the result (ESP_FAIL just means "nothing to invalidate"); a power cut still stops us.
+    auto r = invalidate_inactive_ota_data_slot(flash, table, running);
+    if (!r && r.error().code() == ErrorCode::power_lost) return r.error();
+  }
   return w;
 }
 
@@ -202,7 +293,7 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::resume(Flash& flash, const Partiti
                                                      const PartitionEntry* running, OtaWriterOptions options,
                                                      uint32_t written, AgentLog* log) {
   options.bulk_erase = false;
-  OTA32_ASSIGN(auto w, begin(flash, table, target, running, std::move(options), log));
+  OTA32_ASSIGN(auto w, open(flash, table, target, running, std::move(options), log));
   uint32_t from = written / kFlashSectorSize * kFlashSectorSize;
   if (from < kCheckBytes || from > target.size) {
     return Error(
@@ -342,21 +433,9 @@ Result<void> OtaWriter::set_boot_partition() {
   }
   // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice).
   OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format));
+  OTA32_ASSIGN(Otadata current, read_otadata_entries(flash_, table_));
   const PartitionEntry* od = table_.otadata();
-  if (od == nullptr)
-    return Error(ErrorCode::not_found, "not found otadata: the partition table has no otadata");
-  if (od->size < 2 * kFlashSectorSize) {
-    return Error(ErrorCode::corrupt,
-                 fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
-  }
   Region otadata(flash_, od->offset, od->size, od->name);
-  // Only the first 32 bytes of each sector matter: read those, not the whole 8 KiB.
-  Bytes image(2 * kFlashSectorSize, 0xFF);
-  for (uint32_t i = 0; i < 2; ++i) {
-    OTA32_TRY(
-        otadata.read(i * kFlashSectorSize, std::span<uint8_t>(image.data() + i * kFlashSectorSize, 32)));
-  }
-  OTA32_ASSIGN(Otadata current, parse_otadata(image));
   OTA32_ASSIGN(OtadataWrite w, plan_set_boot_partition(current, target_.subtype & 0x0F,
                                                        table_.ota_apps().size(), opt_.rollback_enabled));
   uint32_t at = static_cast<uint32_t>(w.sector) * kFlashSectorSize;

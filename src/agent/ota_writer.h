@@ -14,6 +14,7 @@
 #include "flash/flash.h"
 #include "format/app_image.h"
 #include "format/chip.h"
+#include "format/otadata.h"
 #include "format/partition_table.h"
 
 namespace ota32::agent {
@@ -30,8 +31,9 @@ struct OtaWriterOptions {
   std::vector<std::string> invalid_versions;
   // Anti-rollback: images whose secure_version is below the eFuse value are refused (rollback_refused).
   std::optional<uint32_t> efuse_secure_version;
-  // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE: the new otadata entry is NEW (the bootloader makes it
-  // PENDING_VERIFY) instead of UNDEFINED.
+  // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE: esp_ota_begin refuses to start while the running app is still
+  // PENDING_VERIFY and invalidates the inactive otadata entry; the new otadata entry is NEW (the bootloader
+  // makes it PENDING_VERIFY) instead of UNDEFINED.
   bool rollback_enabled = false;
   // esp_ota_begin's erase: sequential (OTA_WITH_SEQUENTIAL_WRITES, esp_https_ota's default) or bulk
   // (image_size rounded up to 4 KiB, or the whole partition when the size is unknown).
@@ -60,16 +62,39 @@ struct VerifiedImage {
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
                                            AgentLog& log, bool old_log_format);
 
+// The otadata entries as the app reads them (the first 32 bytes of each sector). not_found without an
+// otadata partition, corrupt when it is smaller than 0x2000; flash errors.
+Result<Otadata> read_otadata_entries(Flash& flash, const PartitionTable& table);
+
+// esp_ota_get_state_partition(p): the state of the first CRC-good entry (0, then 1) whose slot
+// ((seq - 1) % ota_app_count) is p's. nullopt where ESP-IDF returns an error (p not an OTA slot, no
+// otadata, no OTA slots, no such entry). Only flash errors are errors.
+Result<std::optional<uint32_t>> ota_state_of_partition(Flash& flash, const PartitionTable& table,
+                                                       const PartitionEntry& p);
+
+// esp_ota_invalidate_inactive_ota_data_slot() (spec otadata-and-boot.md §4): erases the inactive otadata
+// sector (1 - active) when there is an active entry, the inactive entry has a seq other than 0xFFFFFFFF and
+// a good CRC (its state does not matter), and the OTA slot it names exists and is not `running`. Returns
+// whether it erased (false = ESP-IDF's ESP_FAIL: nothing done). Only flash errors are errors.
+Result<bool> invalidate_inactive_ota_data_slot(Flash& flash, const PartitionTable& table,
+                                               const PartitionEntry* running);
+
 class OtaWriter {
  public:
-  // esp_ota_begin. `target` must be an OTA app slot other than `running`. Errors: invalid_argument (not an
-  // OTA slot, the running partition, no chip), out_of_range (bulk erase larger than the slot), flash errors.
+  // esp_ota_begin. `target` must be an OTA app slot other than `running`. With rollback_enabled, a running
+  // OTA app still in PENDING_VERIFY refuses the update (rollback_refused, "Running app has not confirmed
+  // state (ESP_OTA_IMG_PENDING_VERIFY)" = ESP_ERR_OTA_ROLLBACK_INVALID_STATE): the app must confirm itself
+  // first; after the erase the inactive otadata entry is invalidated (invalidate_inactive_ota_data_slot) so
+  // that it can no longer point at the slot being overwritten. Errors: invalid_argument (not an OTA slot,
+  // the running partition, no chip), rollback_refused, out_of_range (bulk erase larger than the slot), flash
+  // errors.
   static Result<std::unique_ptr<OtaWriter>> begin(Flash& flash, const PartitionTable& table,
                                                   const PartitionEntry& target, const PartitionEntry* running,
                                                   OtaWriterOptions options, AgentLog* log = nullptr);
   // Continues an update interrupted by a reboot: the first `written` bytes of `target` hold the start of
   // the image (written by an earlier OtaWriter). The sector holding byte `written` may be torn, so writing
   // restarts at the start of that sector: call resume_offset() to know where the data must continue.
+  // Like esp_ota_resume, it neither checks the running app's state nor touches otadata (begin did).
   static Result<std::unique_ptr<OtaWriter>> resume(Flash& flash, const PartitionTable& table,
                                                    const PartitionEntry& target,
                                                    const PartitionEntry* running, OtaWriterOptions options,
@@ -100,6 +125,9 @@ class OtaWriter {
  private:
   OtaWriter(Flash& flash, const PartitionTable& table, const PartitionEntry& target, OtaWriterOptions options,
             AgentLog* log);
+  static Result<std::unique_ptr<OtaWriter>> open(Flash& flash, const PartitionTable& table,
+                                                 const PartitionEntry& target, const PartitionEntry* running,
+                                                 OtaWriterOptions options, AgentLog* log);
   Result<void> check_header(ByteView first);
   Result<void> program(ByteView data);
 

@@ -89,6 +89,8 @@ Result<void> report_state(HttpClient& client, const std::string& server, const s
   std::string url = fmt::format("{}/api/v1/devices/{}/report", base, url_encode(device_id));
   nlohmann::json j = {{"state", std::string(to_string(report.state))}, {"version", report.version}};
   if (!report.error.empty()) j["error"] = report.error;
+  if (!report.project.empty()) j["project"] = report.project;
+  if (!report.chip.empty()) j["chip"] = report.chip;
   HttpRequest req{"POST",
                   url,
                   {{"Content-Type", "application/json"}},

@@ -1,6 +1,6 @@
 // The device side of `ota32 serve`'s API: ask whether there is an update, and report what happened.
 //   GET  /api/v1/update?project=&version=&chip=&device=  -> 204, or 200 {url, size, sha256, version}
-//   POST /api/v1/devices/{id}/report  {state, version, error}
+//   POST /api/v1/devices/{id}/report  {state, version, error, project, chip}
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,9 @@ struct DeviceReport {
   ReportState state = ReportState::booted;
   std::string version;  // the running version
   std::string error;    // why, for failed / rolled_back
+  // The running app's project_name and the chip ("esp32"): the server fills the device record with them
+  // (left out of the JSON when empty).
+  std::string project, chip;
 };
 
 Result<void> report_state(HttpClient& client, const std::string& server, const std::string& device_id,

@@ -117,17 +117,17 @@ Result<std::optional<AppDescription>> read_app_desc(Flash& flash, const Partitio
   return std::optional<AppDescription>(*d);
 }
 
-}  // namespace
-
-EntryView OtaEntryBytes::view() const {
-  return EntryView{seq(), state(), ota_entry_crc_ok(parse_ota_select_entry(raw))};
-}
-
-OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state) {
+OtaEntryBytes entry_bytes(const OtaSelectEntry& entry) {
   OtaEntryBytes e;
-  const Bytes b = serialize_ota_select_entry(make_ota_select_entry(seq, state));
+  const Bytes b = serialize_ota_select_entry(entry);
   std::copy(b.begin(), b.end(), e.raw.begin());
   return e;
+}
+
+}  // namespace
+
+OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state) {
+  return entry_bytes(make_ota_select_entry(seq, state));
 }
 
 Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata) {
@@ -139,6 +139,10 @@ Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata) {
 Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e) {
   OTA32_TRY(otadata.erase(index * kFlashSectorSize, kFlashSectorSize));
   return otadata.program(index * kFlashSectorSize, e.raw);
+}
+
+Result<void> write_otadata_entry(const Region& otadata, const OtadataWrite& w) {
+  return write_otadata_entry(otadata, w.sector, entry_bytes(w.entry));
 }
 
 std::string segment_log_text(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, std::string_view kind,
@@ -240,7 +244,6 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
                                   const BootEfuse& efuse) {
   BootResult result;
   result.efuse = efuse;
-  const bool rollback = cfg.rollback || cfg.anti_rollback;
 
   // The ROM loads the 2nd-stage bootloader from its offset; without a valid one it prints its complaint and
   // resets, forever.
@@ -301,15 +304,15 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
   log.info("boot", "End of partition table");
   const Slots slots = scan_slots(*table);
 
-  // otadata: rollback rewrites, then the selection.
-  SelectInput in;
-  in.ota_app_count = slots.app_count;
-  in.has_factory = slots.factory != nullptr;
-  in.anti_rollback = cfg.anti_rollback;
-  in.efuse_secure_version = efuse.secure_version;
-  in.has_otadata = slots.otadata != nullptr;
+  // otadata: the selection (format/otadata.h's decision table), then its rollback rewrites.
+  BootSelectOptions opt;
+  opt.has_otadata = slots.otadata != nullptr;
+  opt.rollback = cfg.rollback;
+  opt.has_factory = slots.factory != nullptr;
+  opt.anti_rollback = cfg.anti_rollback;
+  opt.efuse_secure_version = efuse.secure_version;
   std::optional<Region> otadata;
-  std::array<OtaEntryBytes, 2> entries;
+  Otadata current;  // as read, then as rewritten
   if (slots.otadata) {
     if (slots.otadata->size < 2 * kFlashSectorSize) {
       log.error("boot", fmt::format("ota_info partition size {} is too small (minimum 8192 bytes)",
@@ -317,30 +320,26 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
       return fail("otadata partition too small");
     }
     otadata.emplace(flash, slots.otadata->offset, slots.otadata->size, slots.otadata->name);
-    OTA32_ASSIGN(entries, read_otadata(*otadata));
-    std::array<EntryView, 2> views{entries[0].view(), entries[1].view()};
-    for (int i : entries_to_abort(views, rollback)) {
-      entries[i].set_state(kOtaStateAborted);
-      OTA32_TRY(write_otadata_entry(*otadata, i, entries[i]));
-    }
-    in.entries = {entries[0].view(), entries[1].view()};
+    OTA32_ASSIGN(auto raw, read_otadata(*otadata));
+    current.entries = {raw[0].entry(), raw[1].entry()};
     if (cfg.anti_rollback) {
       for (int s = 0; s < kMaxOtaSlots && s < slots.app_count; ++s) {
         if (!slots.ota[s]) continue;
         OTA32_ASSIGN(auto d, read_app_desc(flash, *slots.ota[s]));
-        if (d) in.slot_secure_version[s] = d->secure_version;
+        if (d) opt.slot_secure_version[s] = d->secure_version;
       }
     }
   }
-  Selection sel = select_boot_partition(in);
-  for (const auto& l : sel.log) log.log(l.level, "boot", l.text);
-  if (sel.active_entry >= 0 && promote_new_to_pending(in.entries[sel.active_entry], rollback)) {
-    entries[sel.active_entry].set_state(kOtaStatePendingVerify);
-    OTA32_TRY(write_otadata_entry(*otadata, sel.active_entry, entries[sel.active_entry]));
+  const BootSelection sel = select_boot_slot(current, static_cast<size_t>(slots.app_count), opt);
+  for (const auto& w : sel.writes) {  // PENDING_VERIFY -> ABORTED, then the active NEW -> PENDING_VERIFY
+    OTA32_TRY(write_otadata_entry(*otadata, w));
+    current.entries[static_cast<size_t>(w.sector)] = w.entry;
   }
+  for (const auto& l : sel.log) log.log(l.level, "boot", l.text);
+  const int start_index = sel.start_index();
 
   // Load with fallback.
-  for (int index : boot_attempt_order(sel.start_index, slots.app_count, slots.test != nullptr)) {
+  for (int index : boot_attempt_order(start_index, slots.app_count, slots.test != nullptr)) {
     const PartitionEntry* p = partition_for(slots, index);
     if (!p || p->size == 0) continue;
     bool bootable = true;
@@ -362,18 +361,18 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
       continue;
     }
     log.info("boot", fmt::format("Loaded app from partition at offset {:#x}", p->offset));
-    if (index == kTestAppIndex && sel.start_index != kTestAppIndex) {
+    if (index == kTestAppIndex && start_index != kTestAppIndex) {
       log.warn("boot", "Falling back to test app as only bootable partition");
     }
     const uint32_t app_sv = loaded->desc ? loaded->desc->secure_version : 0;
     if (sel.initial_contents && index >= 0) {
-      OtaEntryBytes e = make_ota_entry(static_cast<uint32_t>(index + 1), kOtaStateValid);
-      OTA32_TRY(write_otadata_entry(*otadata, 0, e));
+      OTA32_TRY(write_otadata_entry(*otadata, initial_seq_write(static_cast<uint32_t>(index))));
       log.info("boot", fmt::format("Set actual ota_seq={} in otadata[0]", index + 1));
     }
-    const bool raise = cfg.anti_rollback && ((sel.initial_contents && index >= 0) ||
-                                             (sel.active_entry >= 0 && index == sel.start_index &&
-                                              entries[sel.active_entry].state() == kOtaStateValid));
+    const bool raise = cfg.anti_rollback &&
+                       ((sel.initial_contents && index >= 0) ||
+                        (sel.entry_index >= 0 && index == start_index &&
+                         current.entries[static_cast<size_t>(sel.entry_index)].ota_state == kOtaStateValid));
     if (raise && app_sv > result.efuse.secure_version) {
       if (app_sv > efuse.secure_version_bits) {
         log.error("efuse", fmt::format("Max secure version is {}. Given {} version can not be written.",

@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "boot/boot_log.h"
-#include "boot/boot_select.h"
 #include "core/bytes.h"
 #include "core/result.h"
 #include "flash/flash.h"
 #include "format/app_image.h"
 #include "format/chip.h"
+#include "format/otadata.h"
 #include "format/partition_table.h"
 
 namespace ota32 {
@@ -81,12 +81,13 @@ struct OtaEntryBytes {
   uint32_t seq() const { return load_le32(raw.data()); }
   uint32_t state() const { return load_le32(raw.data() + 24); }
   uint32_t crc() const { return load_le32(raw.data() + 28); }
-  void set_state(uint32_t s) { store_le32(raw.data() + 24, s); }
-  EntryView view() const;
+  OtaSelectEntry entry() const { return parse_ota_select_entry(raw); }
 };
 Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata);
 // write_otadata: erase the entry's sector, program its 32 bytes.
 Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e);
+// A write planned by format/otadata.h (select_boot_slot, initial_seq_write), done the same way.
+Result<void> write_otadata_entry(const Region& otadata, const OtadataWrite& w);
 OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state);
 
 }  // namespace ota32

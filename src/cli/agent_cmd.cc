@@ -65,8 +65,8 @@ void add_ota(CLI::App& device) {
       j["ok"] = static_cast<bool>(r);
       j["running"] = boot->app->partition.name;
       if (r) {
-        j["partition"] = r->slot->name;
-        j["offset"] = r->slot->offset;
+        j["partition"] = r->slot.name;
+        j["offset"] = r->slot.offset;
         j["size"] = r->image.size;
         j["sha256"] = to_hex(r->image.sha256);
         if (r->image.desc) j["version"] = r->image.desc->version;
@@ -85,7 +85,7 @@ void add_ota(CLI::App& device) {
     if (!r) return set_exit_code(fail(r.error()));
     if (!opts->json) {
       std::printf("OTA done: %s at 0x%x now holds %s %s (%u bytes, sha256 %s); the next boot starts it\n",
-                  r->slot->name.c_str(), r->slot->offset,
+                  r->slot.name.c_str(), r->slot.offset,
                   r->image.desc ? r->image.desc->project_name.c_str() : "an app",
                   r->image.desc ? r->image.desc->version.c_str() : "", r->image.size,
                   to_hex(r->image.sha256).c_str());

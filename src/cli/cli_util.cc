@@ -21,6 +21,24 @@ int fail(std::string_view message) {
 void set_exit_code(int code) { g_exit_code = code; }
 int exit_code() { return g_exit_code; }
 
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "{}: {}\n", app.get_name(), e.what());
+    fmt::print(stderr, "Run with --help for more information.\n");
+    return kExitUsage;
+  }
+  return std::nullopt;
+}
+
 CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value,
                                const std::string& help) {
   std::string flag = name.substr(0, name.find(','));

@@ -1,8 +1,10 @@
-// Shared helpers of the ota32 command line: exit codes and one-line error reporting.
+// Shared helpers of the ota32 command line: exit codes, one-line error reporting and the parse step. Built as
+// the small library ota32_cli_util (core, CLI11, fmt only), which ota32-serve links too.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string_view>
 
 #include "core/result.h"
@@ -22,6 +24,11 @@ int fail(std::string_view message);
 // CLI11 callbacks return void, so commands store their code here and main() returns it.
 void set_exit_code(int code);
 int exit_code();
+
+// app.parse as both executables do it: --help and --version print CLI11's text and give 0; any other parse
+// error prints "<app name>: <what>" and a --help hint on stderr and gives kExitUsage. nullopt: the command
+// line parsed and the chosen command's callback ran; main returns the command's own exit code.
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
 
 // A number option accepting 0x.., decimal and K/M suffixes (core/numbers.h); validated when parsed.
 CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value,

@@ -1,10 +1,8 @@
 // ota32: the one binary for formats and the virtual device. The server lives in ota32-serve (design.md:
 // start-up cost), which `ota32 serve` execs.
-#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -28,19 +26,6 @@ int main(int argc, char** argv) {
   std::sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.order < b.order; });
   for (const auto& g : groups) g.fn(app);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "ota32: {}\n", e.what());
-    fmt::print(stderr, "Run with --help for more information.\n");
-    return kExitUsage;
-  }
+  if (auto code = parse_command_line(app, argc, argv)) return *code;
   return exit_code();
 }

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cassert>
+
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/file_io.h"
@@ -103,12 +105,15 @@ void run_read(const OtadataArgs& a) {
   Otadata d = *parse_otadata(src->view());
   auto slots = t->ota_apps();
   BootSelectOptions o;
+  o.has_otadata = t->otadata() != nullptr;
   o.rollback = a.rollback;
   o.has_factory = t->factory() != nullptr;
   BootSelection s = select_boot_slot(d, slots.size(), o);
-  if (!t->otadata()) {
-    // The bootloader does not read otadata at all then: it starts at the factory index, silently.
-    s = BootSelection{};
+  // Without anti-rollback the decision logs at most one line.
+  assert(s.log.size() <= 1);
+  const std::string log_level = s.log.empty() ? "" : std::string(1, s.log[0].level);
+  const std::string log_text = s.log.empty() ? "" : s.log[0].text;
+  if (!o.has_otadata) {
     s.reason = fmt::format("{} has no otadata partition: the bootloader ignores otadata", a.partitions);
   }
   const PartitionEntry* boot = boot_partition_for(*t, s);
@@ -127,8 +132,8 @@ void run_read(const OtadataArgs& a) {
     j["boot"] = boot ? nlohmann::json(boot->name) : nlohmann::json(nullptr);
     j["boot_offset"] = boot ? nlohmann::json(boot->offset) : nlohmann::json(nullptr);
     j["reason"] = s.reason;
-    j["log"] = s.log;
-    j["log_level"] = s.log.empty() ? "" : s.log_is_error ? "E" : "I";
+    j["log"] = log_text;
+    j["log_level"] = log_level;
     j["initial_contents"] = s.initial_contents;
     j["writes"] = nlohmann::json::array();
     for (const auto& w : s.writes) {
@@ -148,7 +153,7 @@ void run_read(const OtadataArgs& a) {
   for (const auto& w : s.writes) {
     fmt::print("bootloader rewrites entry {}: state {}\n", w.sector, ota_state_name(w.entry.ota_state));
   }
-  if (!s.log.empty()) fmt::print("bootloader log: {} boot: {}\n", s.log_is_error ? "E" : "I", s.log);
+  if (!s.log.empty()) fmt::print("bootloader log: {} boot: {}\n", log_level, log_text);
   if (boot) {
     fmt::print("boot: {} at 0x{:x} ({})\n", boot->name, boot->offset, s.reason);
   } else {
@@ -190,7 +195,7 @@ void run_write(const OtadataArgs& a) {
           a.slot)));
     }
   }
-  uint32_t state = static_cast<uint32_t>(OtaImgState::kUndefined);
+  uint32_t state = kOtaStateUndefined;
   if (!a.state.empty()) {
     auto s = parse_ota_state(a.state);
     if (!s) return set_exit_code(fail(s.error()));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "agent/update_client.h"
 #include "core/file_io.h"
@@ -115,6 +116,11 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
     progress.emplace(dev.dir() / kOtaProgressFile);
     cfg.progress = &*progress;
   }
+  // Waiting between reconnects takes real time (the server may be restarting) and virtual time in the log.
+  cfg.sleep = [&log](std::chrono::milliseconds d) {
+    log.spend_ms(static_cast<uint32_t>(d.count()));
+    std::this_thread::sleep_for(d);
+  };
   BootLogSink sink(log);
   return agent::https_ota(dev.flash(), table, &boot.app->partition, cfg, sink);
 }
@@ -127,8 +133,9 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
   const std::string running = boot.app->desc ? boot.app->desc->version : "";
   OTA32_ASSIGN(nlohmann::json state, load_agent_state(dev, memory_state_));
   if (first == AppExit::reboot) {
+    // The self-test failed and the image marked itself invalid. "installed" stays, so that the next boot
+    // (the previous image again) sees that it is not running the installed version and reports rolled_back.
     if (!rejected(state, running)) state["rolled_back"].push_back(running);
-    state.erase("installed");
     OTA32_TRY(save_agent_state(dev, memory_state_, state));
     return AppExit::reboot;
   }
@@ -155,10 +162,11 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
   http.tls.skip_cert_common_name_check = s.skip_cert_common_name_check;
   http.timeout = std::chrono::milliseconds(s.timeout_ms);
   agent::HttpClient client(http);
+  const std::string project = boot.app->desc ? boot.app->desc->project_name : "";
   auto report = [&](agent::ReportState st, std::string version, std::string error) {
     if (s.update_server.empty()) return;
-    auto r =
-        agent::report_state(client, s.update_server, s.device_id, {st, std::move(version), std::move(error)});
+    agent::DeviceReport rep{st, std::move(version), std::move(error), project, std::string(dev.chip().name)};
+    auto r = agent::report_state(client, s.update_server, s.device_id, rep);
     if (!r) log.warn(kTag, fmt::format("report to {} failed: {}", s.update_server, r.error().message()));
   };
 
@@ -190,8 +198,7 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
     }
   }
   if (!s.update_server.empty()) {
-    agent::UpdateQuery q{s.update_server, boot.app->desc ? boot.app->desc->project_name : "", running,
-                         std::string(dev.chip().name), s.device_id};
+    agent::UpdateQuery q{s.update_server, project, running, std::string(dev.chip().name), s.device_id};
     auto offer = agent::check_for_update(client, q);
     if (!offer) {
       log.error(kTag, fmt::format("update check failed: {}", offer.error().message()));

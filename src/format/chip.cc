@@ -117,6 +117,9 @@ constexpr MemRegion kEsp32P4Map[] = {
     {0x600FE000, 0x60100000, "MEM_INTERNAL2"},
 };
 
+// The rows without a memory map (the ESP32-H2 betas).
+constexpr std::span<const MemRegion> kNoMemoryMap{};
+
 constexpr FlashFreq kEsp32Freqs[] = {{"80m", 0xF}, {"40m", 0x0}, {"26m", 0x1}, {"20m", 0x2}};
 constexpr FlashFreq kEsp32C2Freqs[] = {{"60m", 0xF}, {"30m", 0x0}, {"20m", 0x1}, {"15m", 0x2}};
 constexpr FlashFreq kEsp32C6Freqs[] = {{"80m", 0x0}, {"40m", 0x0}, {"20m", 0x2}};
@@ -159,32 +162,10 @@ constexpr ChipInfo kChips[] = {
      kEsp32Freqs, 0x3FC90000, 0x40374000},
     {"esp32c6beta", "ESP32-C6(beta)", 0x0007, false, 0x0, k64K, false, kC3Irom, kC3Drom, kEsp32C3Map,
      kEsp32Freqs, 0x3FC88000, 0x40380000},
-    {"esp32h2beta1",
-     "ESP32-H2(beta1)",
-     0x000A,
-     false,
-     0x0,
-     k64K,
-     false,
-     kC3Irom,
-     kC3Drom,
-     {},
-     kEsp32H2Freqs,
-     0,
-     0},
-    {"esp32h2beta2",
-     "ESP32-H2(beta2)",
-     0x000E,
-     false,
-     0x0,
-     k64K,
-     false,
-     kC3Irom,
-     kC3Drom,
-     {},
-     kEsp32H2Freqs,
-     0,
-     0},
+    {"esp32h2beta1", "ESP32-H2(beta1)", 0x000A, false, 0x0, k64K, false, kC3Irom, kC3Drom, kNoMemoryMap,
+     kEsp32H2Freqs, 0, 0},
+    {"esp32h2beta2", "ESP32-H2(beta2)", 0x000E, false, 0x0, k64K, false, kC3Irom, kC3Drom, kNoMemoryMap,
+     kEsp32H2Freqs, 0, 0},
     {"esp32c5beta3", "ESP32-C5(beta3)", 0x0011, false, 0x0, k64K, true, kC5B3Win, kC5B3Win, kEsp32C5Beta3Map,
      kEsp32C5Freqs, 0x40820000, 0x40800000},
 };

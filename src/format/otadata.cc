@@ -12,8 +12,6 @@
 namespace ota32 {
 namespace {
 
-constexpr uint32_t state_value(OtaImgState s) { return static_cast<uint32_t>(s); }
-
 const char* const kStateNames[] = {"NEW", "PENDING_VERIFY", "VALID", "INVALID", "ABORTED"};
 
 std::string upper(std::string_view s) {
@@ -42,7 +40,7 @@ std::string describe_entry(const Otadata& d, int i) {
 
 std::string ota_state_name(uint32_t state) {
   if (state < 5) return kStateNames[state];
-  if (state == state_value(OtaImgState::kUndefined)) return "UNDEFINED";
+  if (state == kOtaStateUndefined) return "UNDEFINED";
   return fmt::format("0x{:08x}", state);
 }
 
@@ -51,7 +49,7 @@ Result<uint32_t> parse_ota_state(std::string_view text) {
   if (u.starts_with("ESP_OTA_IMG_")) u = u.substr(12);
   for (uint32_t i = 0; i < 5; ++i)
     if (u == kStateNames[i]) return i;
-  if (u == "UNDEFINED") return state_value(OtaImgState::kUndefined);
+  if (u == "UNDEFINED") return uint32_t{kOtaStateUndefined};
   auto n = parse_u32(text, "state");
   if (n) return *n;
   return Error(
@@ -96,8 +94,7 @@ Bytes serialize_ota_select_entry(const OtaSelectEntry& e) {
 }
 
 bool ota_entry_invalid(const OtaSelectEntry& e) {
-  return e.ota_seq == kOtaSeqEmpty || e.ota_state == state_value(OtaImgState::kInvalid) ||
-         e.ota_state == state_value(OtaImgState::kAborted);
+  return e.ota_seq == kOtaSeqEmpty || e.ota_state == kOtaStateInvalid || e.ota_state == kOtaStateAborted;
 }
 bool ota_entry_crc_ok(const OtaSelectEntry& e) { return e.crc == otadata_crc(e.ota_seq); }
 bool ota_entry_valid(const OtaSelectEntry& e) { return !ota_entry_invalid(e) && ota_entry_crc_ok(e); }
@@ -133,9 +130,7 @@ uint32_t ota_slot_of_seq(uint32_t ota_seq, size_t ota_app_count) {
   return static_cast<uint32_t>((ota_seq - 1u) % static_cast<uint32_t>(ota_app_count));
 }
 
-OtadataWrite initial_seq_write(uint32_t slot) {
-  return {0, make_ota_select_entry(slot + 1, state_value(OtaImgState::kValid))};
-}
+OtadataWrite initial_seq_write(uint32_t slot) { return {0, make_ota_select_entry(slot + 1, kOtaStateValid)}; }
 
 BootSelection select_boot_slot(const Otadata& d, size_t ota_app_count, bool rollback_enabled) {
   BootSelectOptions o;
@@ -145,23 +140,27 @@ BootSelection select_boot_slot(const Otadata& d, size_t ota_app_count, bool roll
 
 BootSelection select_boot_slot(const Otadata& input, size_t count, const BootSelectOptions& opt) {
   BootSelection s;
+  if (!opt.has_otadata) {
+    s.reason = "no otadata partition: the bootloader starts at the factory index without reading otadata";
+    return s;  // silently
+  }
   Otadata d = input;
   const bool rollback = opt.rollback || opt.anti_rollback;
   // §3.2: an app that was booted once and never confirmed is aborted before anything is selected.
   if (rollback) {
     for (int i = 0; i < 2; ++i) {
       auto& e = d.entries[static_cast<size_t>(i)];
-      if (e.ota_state == state_value(OtaImgState::kPendingVerify)) {
-        e.ota_state = state_value(OtaImgState::kAborted);
+      if (e.ota_state == kOtaStatePendingVerify) {  // whatever its CRC or seq
+        e.ota_state = kOtaStateAborted;
         s.writes.push_back({i, e});
       }
     }
   }
   std::string aborted = s.writes.empty() ? "" : " (PENDING_VERIFY entries aborted: the app never confirmed)";
   auto no_active = [&](std::string why) {
-    s.log_is_error = true;
-    s.log = opt.has_factory ? "ota data partition invalid, falling back to factory"
-                            : "ota data partition invalid and no factory, will try all partitions";
+    s.log.push_back({'E', opt.has_factory
+                              ? "ota data partition invalid, falling back to factory"
+                              : "ota data partition invalid and no factory, will try all partitions"});
     s.reason =
         why + (opt.has_factory ? "; falling back to factory" : "; no factory, trying every slot") + aborted;
   };
@@ -172,26 +171,31 @@ BootSelection select_boot_slot(const Otadata& input, size_t count, const BootSel
     s.reason = fmt::format("{} is the active entry: slot ({} - 1) % {} = {}", describe_entry(d, i), e.ota_seq,
                            count, *s.ota_slot) +
                aborted;
-    if (rollback && e.ota_state == state_value(OtaImgState::kNew)) {
+    if (rollback && e.ota_state == kOtaStateNew) {
       auto& w = d.entries[static_cast<size_t>(i)];
-      w.ota_state = state_value(OtaImgState::kPendingVerify);
+      w.ota_state = kOtaStatePendingVerify;
       s.writes.push_back({i, w});
       s.reason += "; NEW becomes PENDING_VERIFY until the app confirms it";
     }
   };
 
   if (opt.anti_rollback) {
-    s.log = "Enabled a check secure version of app for anti rollback";
+    s.log.push_back({'I', "Enabled a check secure version of app for anti rollback"});
+    s.log.push_back({'I', fmt::format("Secure version (from eFuse) = {}", opt.efuse_secure_version)});
     if (blank_or_bad_crc(d.entries[0]) && blank_or_bad_crc(d.entries[1])) {
-      s.log = "otadata[0..1] in initial state";
+      s.log.push_back({'I', "otadata[0..1] in initial state"});
       s.initial_contents = true;
       s.reason = "both entries empty or with a bad CRC (initial state)" + aborted;
       return s;
     }
     bool ok[2];
     for (size_t i = 0; i < 2; ++i) {
-      ok[i] = ota_entry_valid(d.entries[i]) && count > 0 &&
-              (!opt.secure_version_ok || opt.secure_version_ok(ota_slot_of_seq(d.entries[i].ota_seq, count)));
+      ok[i] = ota_entry_valid(d.entries[i]) && count > 0;
+      if (!ok[i]) continue;
+      const uint32_t slot = ota_slot_of_seq(d.entries[i].ota_seq, count);
+      const auto& v = opt.slot_secure_version[slot];
+      if (!v) s.log.push_back({'E', fmt::format("Failed to get partition description {}", slot)});
+      ok[i] = v && *v >= opt.efuse_secure_version;
     }
     int i = select_entry(d, ok[0], ok[1]);
     if (i < 0) {
@@ -199,17 +203,16 @@ BootSelection select_boot_slot(const Otadata& input, size_t count, const BootSel
       return s;
     }
     choose(i);
-    s.log.clear();
     return s;
   }
 
   if ((ota_entry_invalid(d.entries[0]) && ota_entry_invalid(d.entries[1])) || count == 0) {
     std::string why = count == 0 ? "no OTA app partitions" : "both entries are empty, INVALID or ABORTED";
     if (opt.has_factory) {
-      s.log = "Defaulting to factory image";
+      s.log.push_back({'I', "Defaulting to factory image"});
       s.reason = why + "; booting factory" + aborted;
     } else {
-      s.log = "No factory image, trying OTA 0";
+      s.log.push_back({'I', "No factory image, trying OTA 0"});
       s.ota_slot = 0;
       s.initial_contents = blank_or_bad_crc(d.entries[0]) && blank_or_bad_crc(d.entries[1]);
       s.reason = why + "; no factory, trying ota_0" +
@@ -226,21 +229,30 @@ BootSelection select_boot_slot(const Otadata& input, size_t count, const BootSel
   return s;
 }
 
+std::vector<int> boot_attempt_order(int start, int ota_app_count, bool has_test) {
+  std::vector<int> order;
+  if (start == kTestAppIndex) {
+    order.push_back(kTestAppIndex);
+    return order;
+  }
+  for (int i = start; i >= kFactoryIndex; --i) order.push_back(i);
+  for (int i = start + 1; i < ota_app_count; ++i) order.push_back(i);
+  if (has_test) order.push_back(kTestAppIndex);
+  return order;
+}
+
 const PartitionEntry* boot_partition_for(const PartitionTable& t, const BootSelection& s) {
-  auto slots = t.ota_apps();
-  // index -1 = factory; a missing or zero-size partition is skipped, as the loader does.
-  auto at = [&](long index) -> const PartitionEntry* {
-    const PartitionEntry* p = index < 0                                   ? t.factory()
-                              : static_cast<size_t>(index) < slots.size() ? slots[static_cast<size_t>(index)]
-                                                                          : nullptr;
-    return p && p->size > 0 ? p : nullptr;
-  };
-  long start = s.ota_slot ? static_cast<long>(*s.ota_slot) : -1;
-  for (long i = start; i >= -1; --i)
-    if (const auto* p = at(i)) return p;
-  for (long i = start + 1; i < static_cast<long>(slots.size()); ++i)
-    if (const auto* p = at(i)) return p;
-  return t.find_first(kPartitionTypeApp, kAppSubtypeTest);
+  const auto slots = t.ota_apps();
+  const PartitionEntry* test = t.find_first(kPartitionTypeApp, kAppSubtypeTest);
+  for (int i : boot_attempt_order(s.start_index(), static_cast<int>(slots.size()), test != nullptr)) {
+    if (i == kTestAppIndex) return test;
+    // A missing or zero-size partition is skipped, as the loader does.
+    const PartitionEntry* p = i == kFactoryIndex                      ? t.factory()
+                              : static_cast<size_t>(i) < slots.size() ? slots[static_cast<size_t>(i)]
+                                                                      : nullptr;
+    if (p && p->size > 0) return p;
+  }
+  return nullptr;
 }
 
 namespace {
@@ -270,29 +282,11 @@ Result<void> check_slot(uint32_t slot, size_t count) {
   return {};
 }
 
-}  // namespace
-
-Result<OtadataWrite> plan_set_boot_partition(const Otadata& current, uint32_t slot, size_t count,
-                                             bool rollback_enabled) {
+// The rule esp_ota_set_boot_partition and otatool share (§2, §7), from the entry they take as the base
+// (-1: none): the other sector gets the next seq that maps to `slot`; without a base, sector 0 gets slot + 1.
+// The written entry starts as what that sector held; only seq and crc are set here.
+Result<OtadataWrite> plan_next_seq(const Otadata& current, int base, uint32_t slot, size_t count) {
   OTA32_TRY(check_slot(slot, count));
-  int active = active_otadata_entry(current);
-  OtadataWrite w{0, current.entries[0]};
-  uint32_t seq = slot + 1;
-  if (active >= 0) {
-    OTA32_ASSIGN(seq, next_seq(current.entries[static_cast<size_t>(active)].ota_seq, slot, count));
-    w.sector = 1 - active;
-    w.entry = current.entries[static_cast<size_t>(w.sector)];
-  }
-  w.entry.ota_seq = seq;
-  w.entry.ota_state = state_value(rollback_enabled ? OtaImgState::kNew : OtaImgState::kUndefined);
-  w.entry.crc = otadata_crc(seq);
-  return w;
-}
-
-Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, size_t count) {
-  OTA32_TRY(check_slot(slot, count));
-  auto ok = [](const OtaSelectEntry& e) { return e.ota_seq < kOtaSeqEmpty && ota_entry_crc_ok(e); };
-  int base = select_entry(current, ok(current.entries[0]), ok(current.entries[1]));
   OtadataWrite w{0, current.entries[0]};
   uint32_t seq = slot + 1;
   if (base >= 0) {
@@ -303,6 +297,22 @@ Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, 
   w.entry.ota_seq = seq;
   w.entry.crc = otadata_crc(seq);
   return w;
+}
+
+}  // namespace
+
+Result<OtadataWrite> plan_set_boot_partition(const Otadata& current, uint32_t slot, size_t count,
+                                             bool rollback_enabled) {
+  OTA32_ASSIGN(OtadataWrite w, plan_next_seq(current, active_otadata_entry(current), slot, count));
+  w.entry.ota_state = rollback_enabled ? kOtaStateNew : kOtaStateUndefined;
+  return w;
+}
+
+Result<OtadataWrite> plan_otatool_switch(const Otadata& current, uint32_t slot, size_t count) {
+  // The tool's base: CRC-good with seq < 0xFFFFFFFF, whatever the state.
+  auto ok = [](const OtaSelectEntry& e) { return e.ota_seq < kOtaSeqEmpty && ota_entry_crc_ok(e); };
+  return plan_next_seq(current, select_entry(current, ok(current.entries[0]), ok(current.entries[1])), slot,
+                       count);
 }
 
 Bytes apply_otadata_write(ByteView image, const OtadataWrite& w) {

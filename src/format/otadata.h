@@ -6,7 +6,6 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,13 +21,15 @@ constexpr size_t kOtadataSectorSize = 0x1000;  // entry 1 lives at partition off
 constexpr size_t kOtaSelectEntrySize = 32;
 constexpr uint32_t kOtaSeqEmpty = 0xFFFFFFFF;
 
-enum class OtaImgState : uint32_t {
-  kNew = 0,
-  kPendingVerify = 1,
-  kValid = 2,
-  kInvalid = 3,
-  kAborted = 4,
-  kUndefined = 0xFFFFFFFF,
+// esp_ota_img_states_t. ota_state is kept as a uint32_t: any other value is legal on flash (treated like
+// VALID).
+enum OtaState : uint32_t {
+  kOtaStateNew = 0,
+  kOtaStatePendingVerify = 1,
+  kOtaStateValid = 2,
+  kOtaStateInvalid = 3,
+  kOtaStateAborted = 4,
+  kOtaStateUndefined = 0xFFFFFFFF,
 };
 // "NEW", "PENDING_VERIFY", ... ; other values print as their hex number.
 std::string ota_state_name(uint32_t state);
@@ -46,7 +47,7 @@ struct OtaSelectEntry {
   uint32_t ota_seq = kOtaSeqEmpty;
   std::array<uint8_t, 20> seq_label =
       erased_seq_label();  // unused by ESP-IDF; writers keep what the sector held
-  uint32_t ota_state = static_cast<uint32_t>(OtaImgState::kUndefined);
+  uint32_t ota_state = kOtaStateUndefined;
   uint32_t crc = 0xFFFFFFFF;
 
   bool operator==(const OtaSelectEntry&) const = default;
@@ -87,31 +88,52 @@ struct OtadataWrite {
   OtaSelectEntry entry;
 };
 
-// The bootloader's choice (spec otadata-and-boot.md §3.1-3.3), one rule per row of its decision table.
+// The bootloader's partition indices (bootloader_config.h): OTA slots are 0..15.
+constexpr int kFactoryIndex = -1;   // FACTORY_INDEX
+constexpr int kTestAppIndex = -2;   // TEST_APP_INDEX
+constexpr int kInvalidIndex = -99;  // INVALID_INDEX
+constexpr int kMaxOtaSlots = 16;    // MAX_OTA_SLOTS
+
+// The bootloader's choice (spec otadata-and-boot.md §3.1-3.3), one rule per row of its decision table:
+// src/boot's run_bootloader and `ota32 otadata read` both call it.
 struct BootSelectOptions {
+  bool has_otadata = true;     // false: the table has no otadata partition; the entries are not looked at
   bool rollback = false;       // CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE
   bool has_factory = true;     // the table has an app/factory partition
   bool anti_rollback = false;  // CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK (implies rollback)
-  // Anti-rollback only: the app in this slot has a readable descriptor and secure_version >= the eFuse value.
-  std::function<bool(uint32_t slot)> secure_version_ok;
+  // Anti-rollback only: the eFuse secure version, and the secure_version of the app in each OTA slot
+  // (nullopt: no readable app descriptor, which the bootloader logs and treats as too old).
+  uint32_t efuse_secure_version = 0;
+  std::array<std::optional<uint32_t>, kMaxOtaSlots> slot_secure_version{};
+};
+// A line of the bootloader's log (tag "boot") for this decision.
+struct BootSelectLine {
+  char level;  // 'I' or 'E'
+  std::string text;
 };
 struct BootSelection {
   int entry_index = -1;              // the active otadata entry, -1 = none
   std::optional<uint32_t> ota_slot;  // start slot; nullopt = FACTORY_INDEX (factory, then the OTA slots)
   std::string reason;                // why, in words
-  std::string log;                   // the bootloader's log text for this decision ("" = none at info level)
-  bool log_is_error = false;         // E (...) rather than I (...)
+  std::vector<BootSelectLine> log;   // the bootloader's log lines for this decision, in order
   bool initial_contents =
       false;  // after loading an OTA slot, entry 0 := {slot+1, VALID} ("Set actual ota_seq")
   std::vector<OtadataWrite> writes;  // rollback rewrites, in the order the bootloader does them
+
+  // The index load_boot_image starts from: the OTA slot or kFactoryIndex.
+  int start_index() const { return ota_slot ? static_cast<int>(*ota_slot) : kFactoryIndex; }
 };
 BootSelection select_boot_slot(const Otadata& d, size_t ota_app_count, const BootSelectOptions& opt);
 BootSelection select_boot_slot(const Otadata& d, size_t ota_app_count, bool rollback_enabled);
 // The write the bootloader does after loading OTA slot `slot` from "initial contents" (§3.3).
 OtadataWrite initial_seq_write(uint32_t slot);
 
-// Which partition the selection boots when every image verifies (bootloader_utility_load_boot_image's
-// order: start slot, down to factory, then up through the slots, then test). nullptr = no app at all.
+// The indices bootloader_utility_load_boot_image tries from `start` (§3.5): start, start-1, ..., factory
+// (-1), then start+1 ... up to ota_app_count-1, then the test app (-2) if there is one. The caller skips
+// empty slots.
+std::vector<int> boot_attempt_order(int start, int ota_app_count, bool has_test);
+// Which partition the selection boots when every image verifies (the first non-empty partition of
+// boot_attempt_order, OTA slots counted as the app side does). nullptr = no app at all.
 const PartitionEntry* boot_partition_for(const PartitionTable& t, const BootSelection& s);
 
 // esp_ota_set_boot_partition(ota_<slot>) (§2): new seq and which sector gets it. The entry keeps the

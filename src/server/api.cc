@@ -247,10 +247,22 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   FirmwareRecord fw = std::move(*described);
   fw.channel = channel.empty() ? std::string(kDefaultChannel) : channel;
   fw.uploaded_at = unix_now();
-  // Blob first, record second: a record never points at a file that is not there yet.
+  // File first, record second, under the blob's lock (Store::add_firmware_with_blob): a record never points
+  // at a file that is not there yet, and a concurrent delete cannot remove the file in between. The slow
+  // write (up to --max-upload, fsync) happens before the lock, which other servers' uploads and deletes of
+  // the image wait for; under the lock the file is only checked, and written again if a delete removed it.
+  std::optional<Error> io_failure;
   auto put = api.blobs.put(as_bytes(req.body()));
   if (!put) return json_error(http::status::internal_server_error, "io_error", put.error().message(), req);
-  auto added = api.store->add_firmware(fw);
+  auto added = api.store->add_firmware_with_blob(fw, [&]() -> Result<void> {
+    if (api.blobs.exists(fw.sha256)) return {};
+    auto again = api.blobs.put(as_bytes(req.body()));
+    if (!again) io_failure = again.error();
+    if (!again) return again.error();
+    return {};
+  });
+  if (io_failure)
+    return json_error(http::status::internal_server_error, "io_error", io_failure->message(), req);
   if (!added) return store_error(added.error(), req);
   auto stored = api.store->get_firmware(fw.sha256);
   if (!stored) return store_error(stored.error(), req);
@@ -304,14 +316,22 @@ Reply delete_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   auto sha_v = sha_param(req, ctx);
   if (auto* r = std::get_if<HttpResponse>(&sha_v)) return *r;
   const auto& sha = std::get<std::string>(sha_v);
-  auto deleted = api.store->delete_firmware(sha);
+  // Record first, file second, and the file only if no upload of the same image re-added the record
+  // meanwhile (Store::delete_firmware_with_blob): a download racing the delete sees both or a clean 404.
+  std::optional<Error> io_failure;
+  auto deleted = api.store->delete_firmware_with_blob(sha, [&]() -> Result<void> {
+    auto rm = api.blobs.remove(sha);
+    if (!rm) io_failure = rm.error();
+    return rm;
+  });
+  if (io_failure)
+    return json_error(http::status::internal_server_error, "io_error",
+                      fmt::format("the record is deleted but its file is not: {}", io_failure->message()),
+                      req);
   if (!deleted) return store_error(deleted.error(), req);
   if (!*deleted)
     return json_error(http::status::not_found, "unknown_firmware",
                       fmt::format("no firmware {} in the catalog", sha), req);
-  // Record first, file second: a download racing the delete sees either both or a clean 404.
-  if (auto rm = api.blobs.remove(sha); !rm)
-    return json_error(http::status::internal_server_error, "io_error", rm.error().message(), req);
   return json_reply(http::status::ok, json{{"deleted", sha}}, req);
 }
 
@@ -326,7 +346,16 @@ Reply download_firmware(ApiContext& api, const HttpRequest& req, const RequestCo
   if (!fw->has_value())
     return json_error(http::status::not_found, "unknown_firmware",
                       fmt::format("no firmware {} in the catalog", sha), req);
-  return firmware_file(api, **fw, req);
+  Reply reply = firmware_file(api, **fw, req);
+  if (std::holds_alternative<HttpResponse>(reply)) {
+    // No file: either a delete removed record and file since the lookup above (then the record is gone
+    // too: answer as if the lookup had come later), or the file really is missing (blob_missing).
+    auto again = api.store->get_firmware(sha);
+    if (again && !again->has_value())
+      return json_error(http::status::not_found, "unknown_firmware",
+                        fmt::format("no firmware {} in the catalog", sha), req);
+  }
+  return reply;
 }
 
 // GET /api/v1/update?project=&version=&chip=[&device=][&channel=]: 204 when the device is current (or the

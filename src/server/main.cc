@@ -1,10 +1,8 @@
 // ota32-serve: the server executable. `ota32 serve ...` and `ota32 fw ...` exec it (design.md: start-up
 // cost keeps OpenSSL, Beast and the store drivers out of the ota32 binary).
-#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
-
+#include "cli/cli_util.h"
 #include "server/fw_client.h"
 #include "server/serve_main.h"
 
@@ -15,18 +13,6 @@ int main(int argc, char** argv) {
   int code = 0;
   ota32::server::add_serve_command(app, &code);
   ota32::server::register_fw_commands(app, code);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "ota32-serve: {}\nRun with --help for more information.\n", e.what());
-    return 2;
-  }
+  if (auto early = ota32::cli::parse_command_line(app, argc, argv)) return *early;
   return code;
 }

@@ -85,6 +85,7 @@ int serve(const ServeArgs& a) {
   }
 
   fs::path cert = a.cert, key = a.key;
+  std::shared_ptr<void> tls_lock;  // zero-config: held until the files are loaded
   std::vector<std::string> ips = local_ip_addresses();
   if (cert.empty()) {
     std::vector<std::string> names = local_host_names(), addrs = ips;
@@ -101,9 +102,11 @@ int serve(const ServeArgs& a) {
                     z->ca_cert.string()));
     cert = z->server_cert;
     key = z->server_key;
+    tls_lock = z->lock;
   }
   print_certificate("server certificate", cert);
   auto ctx = make_server_context(cert, key);
+  tls_lock.reset();
   if (!ctx) return fail(ctx.error().message());
 
   auto log = AccessLog::open(a.access_log);

@@ -190,11 +190,14 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return true;
   }
 
-  // Waits, holding no buffer, until the socket takes more data (with TCP_NOTSENT_LOWAT: until the unsent
-  // queue is below the mark). poll() first: a fast client's socket is usually writable at once.
-  awaitable<bool> wait_writable() {
+  // True when the socket takes more data now (with TCP_NOTSENT_LOWAT: the unsent queue is below the mark),
+  // or has an error that SSL_write will report.
+  bool writable_now() {
     pollfd p{sock_.native_handle(), POLLOUT, 0};
-    if (::poll(&p, 1, 0) == 1) co_return true;  // writable, or an error SSL_write will report
+    return ::poll(&p, 1, 0) == 1;
+  }
+  // Waits, holding no buffer, until the socket takes more data.
+  awaitable<bool> wait_writable() {
     error_code ec;
     co_await sock_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
     co_return !ec;
@@ -217,6 +220,7 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<bool> send_response(HttpResponse& res);
   awaitable<bool> send_file(const HttpRequest& req, FileReply& reply, unsigned& status);
   awaitable<void> send_error_and_close(http::status status, std::string_view code, std::string_view message);
+  awaitable<void> lingering_close();
   void log(const HttpRequest& req, unsigned status, Clock::time_point start);
 
   Server::Impl& srv_;
@@ -227,6 +231,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point deadline_, timer_at_;
   uint64_t timer_gen_ = 0;
   bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
+  bool behind_ = false;  // the client's socket was full lately (send_file's pace)
+  int writable_streak_ = 0;
+  bool shut_down_ = false;  // close_notify and FIN already sent (lingering_close)
   boost::beast::flat_buffer buf_;
   std::string remote_;
   uint64_t sent_ = 0;  // bytes of the current response
@@ -234,6 +241,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
 awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::string_body>& parser) {
   parser.header_limit(static_cast<std::uint32_t>(srv_.opt.header_limit));
+  // Beast checks Content-Length against its body limit (default 1 MB) as the header completes, before the
+  // route's limit can be set below: lift it here, the route's limit is applied once the header is known.
+  parser.body_limit(boost::none);
   parser.eager(false);
   bool started = buf_.size() > 0, body_phase = false;
   idle_ = !started;
@@ -298,10 +308,38 @@ awaitable<void> Session::send_error_and_close(http::status status, std::string_v
   res.keep_alive(false);
   sent_ = 0;
   arm(srv_.opt.io_timeout);
-  co_await send_response(res);
+  bool sent = co_await send_response(res);
   srv_.metrics.request(http::verb::unknown, res.result_int());
   if (srv_.log)
     srv_.log->write({remote_, "-", "-", SSL_get_version(ssl_.get()), res.result_int(), sent_, 0.0});
+  if (sent) co_await lingering_close();
+}
+
+// The client may still be sending (a body over the limit, a pipelined request): closing a socket with
+// unread data makes the kernel answer with a reset, which can reach the client before it has read the error
+// reply. So, like nginx's lingering close: close_notify and FIN first, then read and discard until the
+// client closes, bounded by linger_time, linger_idle per read and linger_bytes.
+awaitable<void> Session::lingering_close() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_.get());
+  ERR_clear_error();
+  error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_send, ec);
+  shut_down_ = true;
+  timed_out_ = false;  // a 408 arrives here after the watchdog fired; the linger has its own budget
+  auto until = Clock::now() + srv_.opt.linger_time;
+  std::size_t left = srv_.opt.linger_bytes;
+  std::unique_ptr<char[]> sink(new char[16 * 1024]);
+  while (!ec && left > 0 && !timed_out_) {
+    auto now = Clock::now();
+    if (now >= until) break;
+    arm(std::min(srv_.opt.linger_idle, std::chrono::duration_cast<std::chrono::milliseconds>(until - now) +
+                                           std::chrono::milliseconds(1)));
+    std::size_t n =
+        co_await sock_.async_read_some(asio::buffer(sink.get(), std::min<std::size_t>(left, 16 * 1024)),
+                                       asio::redirect_error(use_awaitable, ec));
+    left -= std::min(left, n);
+  }
 }
 
 awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, unsigned& status) {
@@ -328,22 +366,35 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
   std::string head;
   serialize_header(plan.header, head);
   bool ok = true;
-  constexpr std::size_t kMaxRecord = 16 * 1024;
-  std::size_t chunk = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
-  if (head.size() + 512 > chunk) {  // an unusually large header goes out on its own
+  constexpr std::size_t kMaxRecord = 16 * 1024, kFastRecords = 4;
+  const std::size_t record = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
+  if (head.size() + 512 > record) {  // an unusually large header goes out on its own
     ok = co_await write_all(head.data(), head.size());
     head.clear();
   }
   auto& buf = w_.file_buf;
-  if (buf.size() < chunk) buf.resize(chunk);
+  if (buf.size() < record * kFastRecords) buf.resize(record * kFastRecords);
   uint64_t off = plan.offset, left = plan.length;
-  // One record per round: wait until the client's socket takes data, fill the thread's buffer (the header
-  // and the first piece of the file share the first record), encrypt and send it.
+  // Rounds: fill the thread's buffer (the header and the first piece of the file share the first record),
+  // then encrypt and send it record by record. Two paces (design.md "Server shape": memory per slow client):
+  // - keeping up (the default): several records per round, no check before writing;
+  // - behind (the socket was full): before each record, check that the socket takes data and otherwise
+  //   wait holding no buffer, so a slow client's session owns no copy of the file while it waits; after
+  //   kCatchUp rounds in a row that found the socket writable, back to the first pace.
+  constexpr int kCatchUp = 8;
   while (ok) {
-    if (!co_await wait_writable()) {
-      ok = false;
-      break;
+    if (behind_) {
+      if (writable_now()) {
+        if (++writable_streak_ >= kCatchUp) behind_ = false;
+      } else {
+        writable_streak_ = 0;
+        if (!co_await wait_writable()) {
+          ok = false;
+          break;
+        }
+      }
     }
+    const std::size_t chunk = behind_ ? record : record * kFastRecords;
     std::size_t fill = head.size();
     std::memcpy(buf.data(), head.data(), fill);
     head.clear();
@@ -360,20 +411,27 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
       left -= static_cast<uint64_t>(n);
     }
     if (!ok || fill == 0) break;
-    std::size_t wrote = 0;
-    if (SSL_write_ex(ssl_.get(), buf.data(), fill, &wrote) == 1) {
-      count_sent(wrote);
-    } else {
+    for (std::size_t at = 0; ok && at < fill;) {
+      std::size_t n = std::min(record, fill - at), wrote = 0;
+      if (SSL_write_ex(ssl_.get(), buf.data() + at, n, &wrote) == 1) {
+        count_sent(wrote);
+        at += wrote;
+        continue;
+      }
       int e = SSL_get_error(ssl_.get(), 0);
       ERR_clear_error();
       if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
         ok = false;
         break;
       }
-      // The kernel took part of the record: OpenSSL keeps the rest and must be called again with the same
-      // plaintext, which now lives in the session until it is sent (the thread's buffer is shared).
-      std::vector<char> pending(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(fill));
+      // The socket is full. OpenSSL holds the record it could not finish and must be called again with the
+      // same plaintext: the rest of this round moves into the session (the thread's buffer is shared).
+      behind_ = true;
+      writable_streak_ = 0;
+      std::vector<char> pending(buf.begin() + static_cast<std::ptrdiff_t>(at),
+                                buf.begin() + static_cast<std::ptrdiff_t>(fill));
       ok = co_await write_all(pending.data(), pending.size());
+      break;
     }
     if (left == 0) break;
   }
@@ -480,7 +538,7 @@ awaitable<void> Session::run() {
   }
   done_ = true;
   timer_.cancel();
-  if (!timed_out_) {
+  if (!timed_out_ && !shut_down_) {
     // close_notify, without waiting for the peer's: a clean close for close-delimited clients.
     ERR_clear_error();
     SSL_shutdown(ssl_.get());

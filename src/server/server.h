@@ -28,6 +28,11 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{30'000};    // keep-alive wait for the next request
   std::chrono::milliseconds io_timeout{30'000};      // no progress while reading a body or writing a response
   std::chrono::milliseconds drain_timeout{10'000};   // graceful stop: how long running responses may finish
+  // Lingering close after an error reply (400/408/413/431): how long, and how many bytes, the server reads
+  // and discards what the client is still sending before it closes (nginx's lingering_time).
+  std::chrono::milliseconds linger_time{5'000};
+  std::chrono::milliseconds linger_idle{1'000};  // ... and how long it waits for the next piece
+  std::size_t linger_bytes = 64 * 1024 * 1024;
   std::size_t header_limit = 8 * 1024;
   std::size_t max_connections = 16'384;
   std::size_t file_chunk = 16 * 1024;  // plaintext per TLS record written (at most 16 KiB: one record)

@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -303,6 +304,18 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
                  fmt::format("{}: cannot create data directory: {}", data_dir.string(), ec.message()));
   ZeroConfigTls z{data_dir / "ca_cert.pem", data_dir / "ca_key.pem", data_dir / "server_cert.pem",
                   data_dir / "server_key.pem"};
+  // Servers sharing the data directory start one at a time here: two first starts would each make a CA and
+  // overwrite the other's, and a reader could pair one start's server key with another's certificate.
+  fs::path lock_path = data_dir / ".tls.lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0)
+    return Error(ErrorCode::io_error,
+                 fmt::format("{}: cannot open: {}", lock_path.string(), std::strerror(errno)));
+  z.lock = std::shared_ptr<void>(nullptr, [lock_fd](void*) { ::close(lock_fd); });
+  while (::flock(lock_fd, LOCK_EX) != 0)
+    if (errno != EINTR)
+      return Error(ErrorCode::io_error,
+                   fmt::format("{}: cannot lock: {}", lock_path.string(), std::strerror(errno)));
 
   PkeyPtr ca_key;
   X509Ptr ca_cert;
@@ -337,6 +350,9 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
   for (const auto& a : ip_addresses) want_ip.insert(canonical_ip(a));
 
   // Keep the server certificate when the CA signed it, its key matches, and it covers every wanted name.
+  // When it lacks some, the new one keeps the names it had: servers on several hosts sharing the data
+  // directory converge on one certificate covering all of them instead of reissuing it at every start.
+  std::set<std::string> keep_dns, keep_ip;
   std::string reason;
   if (!fs::exists(z.server_cert) || !fs::exists(z.server_key)) {
     reason = "no server certificate yet";
@@ -359,12 +375,18 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
         if (!have_dns.count(n)) missing.push_back(n);
       for (auto& a : want_ip)
         if (!have_ip.count(a)) missing.push_back(a);
-      if (!missing.empty()) reason = fmt::format("new local names/addresses: {}", fmt::join(missing, ", "));
+      if (!missing.empty()) {
+        reason = fmt::format("new local names/addresses: {}", fmt::join(missing, ", "));
+        keep_dns = std::move(have_dns);
+        keep_ip = std::move(have_ip);
+      }
     }
     ERR_clear_error();
   }
   if (reason.empty()) return z;
 
+  want_dns.insert(keep_dns.begin(), keep_dns.end());
+  want_ip.insert(keep_ip.begin(), keep_ip.end());
   std::string san;
   for (auto& n : want_dns) san += (san.empty() ? "" : ",") + ("DNS:" + n);
   for (auto& a : want_ip) san += (san.empty() ? "" : ",") + ("IP:" + a);

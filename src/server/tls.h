@@ -42,11 +42,17 @@ struct ZeroConfigTls {
   bool created_ca = false;          // first start: a new CA was made
   bool issued_server_cert = false;  // a server certificate was (re)issued by the CA
   std::string reason;               // why it was (re)issued, for the start-up message
+  // An exclusive lock on DATA/.tls.lock, held while this object (or a copy) lives: load the files
+  // (make_server_context) before releasing it, so that another server starting on the same data
+  // directory cannot rewrite them in between.
+  std::shared_ptr<void> lock;
 };
 
 // Makes sure the data directory holds a CA (kept once made) and a server certificate signed by it whose SANs
 // include every name and address given. A server certificate missing any of them (the host got a new
-// address) is reissued by the same CA, so devices that trust ca_cert.pem keep working.
+// address) is reissued by the same CA, so devices that trust ca_cert.pem keep working; the new certificate
+// keeps the names the old one had (several hosts sharing one data directory end up in one certificate).
+// Servers sharing the directory are serialised by a lock file (see ZeroConfigTls::lock).
 // Keys are ECDSA P-256 (mbedTLS on the ESP32 verifies ECDSA and negotiates ECDHE-ECDSA), written 0600.
 Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_dir,
                                              const std::vector<std::string>& dns_names,

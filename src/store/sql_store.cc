@@ -154,13 +154,7 @@ class SqlStore final : public Store {
 
   Result<bool> add_firmware(const FirmwareRecord& f) override {
     std::lock_guard lock(mu_);
-    OTA32_TRY(conn_->query(fmt::format("INSERT INTO firmware ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                                       "$9, $10, $11, $12, $13, $14, $15) "
-                                       "ON CONFLICT (sha256) DO NOTHING",
-                                       kFirmwareColumns),
-                           {f.sha256, f.project, f.version, f.chip, f.channel, int64_t{f.secure_version},
-                            static_cast<int64_t>(f.size), f.md5, f.image_hash, f.idf_version, f.compile_date,
-                            f.compile_time, f.elf_sha256, f.file_name, f.uploaded_at}));
+    OTA32_TRY(insert_firmware(f));
     return conn_->changes() > 0;
   }
 
@@ -192,6 +186,40 @@ class SqlStore final : public Store {
     std::lock_guard lock(mu_);
     OTA32_TRY(conn_->query("DELETE FROM firmware WHERE sha256 = $1", {std::string(sha256)}));
     return conn_->changes() > 0;
+  }
+
+  Result<bool> add_firmware_with_blob(const FirmwareRecord& f,
+                                      const std::function<Result<void>()>& write_blob) override {
+    std::lock_guard lock(mu_);
+    bool added = false;
+    OTA32_TRY(in_transaction([&]() -> Result<void> {
+      OTA32_TRY(lock_blob(f.sha256));
+      OTA32_TRY(write_blob());
+      OTA32_TRY(insert_firmware(f));
+      added = conn_->changes() > 0;
+      return {};
+    }));
+    return added;
+  }
+
+  Result<bool> delete_firmware_with_blob(std::string_view sha256,
+                                         const std::function<Result<void>()>& remove_blob) override {
+    std::lock_guard lock(mu_);
+    // The record goes first, in its own transaction: once it commits no reader can find it, so the file can
+    // go. Removing the file inside this transaction instead would let readers (who see the old snapshot
+    // until the commit) find a record whose file is already gone.
+    OTA32_TRY(conn_->query("DELETE FROM firmware WHERE sha256 = $1", {std::string(sha256)}));
+    if (conn_->changes() == 0) return false;
+    OTA32_TRY(in_transaction([&]() -> Result<void> {
+      OTA32_TRY(lock_blob(sha256));
+      // Read after the lock is granted (READ COMMITTED: a fresh snapshot), so an upload that held the lock
+      // and committed its record is seen here.
+      OTA32_ASSIGN(auto rows,
+                   conn_->query("SELECT 1 FROM firmware WHERE sha256 = $1", {std::string(sha256)}));
+      if (!rows.empty()) return {};
+      return remove_blob();
+    }));
+    return true;
   }
 
   Result<void> register_device(const DeviceRecord& d) override {
@@ -295,6 +323,34 @@ class SqlStore final : public Store {
   Result<int> current_version() {
     OTA32_ASSIGN(auto rows, conn_->query("SELECT MAX(version) FROM schema_version", {}));
     return rows.empty() ? 0 : static_cast<int>(to_i64(rows[0][0]));
+  }
+
+  Result<void> insert_firmware(const FirmwareRecord& f) {
+    OTA32_TRY(conn_->query(fmt::format("INSERT INTO firmware ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                                       "$9, $10, $11, $12, $13, $14, $15) "
+                                       "ON CONFLICT (sha256) DO NOTHING",
+                                       kFirmwareColumns),
+                           {f.sha256, f.project, f.version, f.chip, f.channel, int64_t{f.secure_version},
+                            static_cast<int64_t>(f.size), f.md5, f.image_hash, f.idf_version, f.compile_date,
+                            f.compile_time, f.elf_sha256, f.file_name, f.uploaded_at}));
+    return {};
+  }
+
+  // The lock of one firmware file, held until the end of the current transaction (see
+  // add_firmware_with_blob). PostgreSQL: an advisory lock keyed (kBlobLockClass, first 32 bits of the
+  // SHA-256); a rare collision only serialises two unrelated uploads. SQLite: BEGIN IMMEDIATE already holds
+  // the database's write lock.
+  Result<void> lock_blob(std::string_view sha256) {
+    if (conn_->dialect() != Dialect::postgresql) return {};
+    uint32_t key = 0;
+    for (size_t i = 0; i < 8 && i < sha256.size(); ++i) {
+      char c = sha256[i];
+      key = key << 4 | static_cast<uint32_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    constexpr int64_t kBlobLockClass = 0x07a32b;
+    OTA32_TRY(conn_->query("SELECT pg_advisory_xact_lock($1::int, $2::int)",
+                           {kBlobLockClass, static_cast<int64_t>(static_cast<int32_t>(key))}));
+    return {};
   }
 
   // Runs fn inside a write transaction; rolls back when it fails. SQLite needs BEGIN IMMEDIATE so that

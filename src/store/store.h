@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,22 @@ class Store {
   virtual Result<std::vector<FirmwareRecord>> list_firmware(const FirmwareFilter& filter) = 0;
   // Returns false when there was no such record.
   virtual Result<bool> delete_firmware(std::string_view sha256) = 0;
+
+  // The catalog's rule for records and their content-addressed files (BlobStore): a visible record always
+  // has its file. An upload and a delete of the same SHA-256 take a lock that every process sharing the
+  // database respects (PostgreSQL: pg_advisory_xact_lock on the SHA-256; SQLite: the database write lock of
+  // BEGIN IMMEDIATE) and do their file step while holding it.
+  // Runs write_blob, then inserts the record, in one transaction: the record becomes visible only once its
+  // file is complete, and no delete can remove the file in between. Returns false when a record with that
+  // sha256 already existed (write_blob ran anyway: rewriting the file repairs one that went missing).
+  virtual Result<bool> add_firmware_with_blob(const FirmwareRecord& fw,
+                                              const std::function<Result<void>()>& write_blob) = 0;
+  // Deletes the record (invisible at once), then, under the lock, runs remove_blob unless a record with that
+  // sha256 exists again (an upload that won the lock meanwhile wrote the file for its record). Returns false,
+  // and leaves the file alone, when there was no record. A failed remove_blob leaves an unreferenced file
+  // (harmless; a later upload of the same image reuses it), never a record without its file.
+  virtual Result<bool> delete_firmware_with_blob(std::string_view sha256,
+                                                 const std::function<Result<void>()>& remove_blob) = 0;
 
   // Creates the device if needed, overwriting project/chip/channel when non-empty; the other fields are kept.
   virtual Result<void> register_device(const DeviceRecord& device) = 0;

@@ -64,6 +64,7 @@ class HttpsOtaTest : public ::testing::Test {
     c.writer.chip = find_chip("esp32");
     c.writer.running_version = "1";
     c.writer.old_log_format = true;
+    c.sleep = [this](std::chrono::milliseconds d) { sleeps_.push_back(d.count()); };  // never really waits
     return c;
   }
   Result<HttpsOtaResult> ota(const HttpsOtaConfig& c) {
@@ -84,6 +85,7 @@ class HttpsOtaTest : public ::testing::Test {
   PartitionTable table_;
   CollectLog log_;
   TempDir dir_;
+  std::vector<long> sleeps_;  // the waits between connections, in ms
 };
 
 TEST_F(HttpsOtaTest, SeedFlowAgainstOpensslSServer) {
@@ -99,7 +101,7 @@ TEST_F(HttpsOtaTest, SeedFlowAgainstOpensslSServer) {
   c.http.tls.ca_name = "ca_cert.pem";
   auto r = ota(c);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(r->slot->name, "ota_0");
+  EXPECT_EQ(r->slot.name, "ota_0");
   EXPECT_EQ(r->image.size, img.size());
   EXPECT_EQ(r->connections, 1);
   EXPECT_EQ(slot0(img.size()), img);
@@ -249,6 +251,8 @@ TEST_F(HttpsOtaTest, GivesUpAfterMaxConnectionsAndKeepsProgress) {
   EXPECT_NE(r.error().message().find("after 3 connections"), std::string::npos) << r.error().message();
   ASSERT_TRUE(*progress.load());
   EXPECT_GT((*progress.load())->written, 40000u);
+  // Every connection brought bytes, so the wait never grew; none after the last connection.
+  EXPECT_EQ(sleeps_, (std::vector<long>{500, 500}));
 }
 
 TEST_F(HttpsOtaTest, ExpectedShaMismatchIsCorrupt) {
@@ -261,6 +265,103 @@ TEST_F(HttpsOtaTest, ExpectedShaMismatchIsCorrupt) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::corrupt);
   EXPECT_NE(r.error().message().find("does not match the expected"), std::string::npos);
+}
+
+TEST(ReconnectDelay, DoublesUpToTheCap) {
+  ReconnectBackoff b;
+  std::vector<long> got;
+  for (int n : {1, 2, 3, 4, 5, 6, 7, 1000}) got.push_back(reconnect_delay(b, n).count());
+  EXPECT_EQ(got, (std::vector<long>{500, 1000, 2000, 4000, 8000, 8000, 8000, 8000}));
+  b.initial = std::chrono::milliseconds(300);
+  b.max = std::chrono::milliseconds(1000);
+  EXPECT_EQ(reconnect_delay(b, 1).count(), 300);
+  EXPECT_EQ(reconnect_delay(b, 2).count(), 600);
+  EXPECT_EQ(reconnect_delay(b, 3).count(), 1000);
+  b.initial = std::chrono::milliseconds(0);
+  EXPECT_EQ(reconnect_delay(b, 9).count(), 0);
+}
+
+TEST_F(HttpsOtaTest, ServerErrorsBackOffThenSucceed) {
+  Bytes img = image("esp32", "2", 96 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) {
+    if (i < 3) return ScriptedReply{http_response(503, "", "Content-Length: 0\r\n")};
+    return ranged_reply(body, head, 0, i);
+  });
+  auto r = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin"));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->connections, 4);
+  EXPECT_EQ(sleeps_, (std::vector<long>{500, 1000, 2000}));
+  EXPECT_TRUE(log_.has("I esp_https_ota: Reconnecting in 1000 ms (connection 3 of 5)"));
+  EXPECT_EQ(slot0(img.size()), img);
+}
+
+TEST_F(HttpsOtaTest, GivingUpWaitsOnlyBetweenConnections) {
+  ScriptedServer server(
+      [](const std::string&, int) { return ScriptedReply{http_response(503, "", "Content-Length: 0\r\n")}; });
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.max_connections = 4;
+  c.backoff.initial = std::chrono::milliseconds(100);
+  c.backoff.max = std::chrono::milliseconds(250);
+  auto r = ota(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::unavailable);
+  EXPECT_NE(r.error().message().find("after 4 connections"), std::string::npos) << r.error().message();
+  EXPECT_EQ(sleeps_, (std::vector<long>{100, 200, 250}));
+}
+
+TEST_F(HttpsOtaTest, RefusedConnectionsBackOff) {
+  int port = 0;
+  {
+    ScriptedServer gone([](const std::string&, int) { return ScriptedReply{}; }, 0);
+    port = gone.port();
+  }  // closed: connections to it are refused
+  auto c = config("http://127.0.0.1:" + std::to_string(port) + "/fw.bin");
+  c.max_connections = 3;
+  auto r = ota(c);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().code() == ErrorCode::unavailable || r.error().code() == ErrorCode::timeout)
+      << r.error().message();
+  EXPECT_EQ(sleeps_, (std::vector<long>{500, 1000}));
+}
+
+TEST_F(HttpsOtaTest, ErrorsThatRetryingCannotFixDoNotWait) {
+  Bytes c3 = image("esp32c3", "2", 96 * 1024);
+  std::string c3_body(as_chars(c3));
+  ScriptedServer server([&](const std::string& head, int i) {
+    if (head.starts_with("GET /missing.bin")) {
+      return ScriptedReply{http_response(404, "", "Content-Length: 0\r\n")};
+    }
+    return ranged_reply(c3_body, head, 0, i);
+  });
+  auto missing = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/missing.bin"));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::not_found);
+  auto wrong_chip = ota(config("http://127.0.0.1:" + std::to_string(server.port()) + "/c3.bin"));
+  ASSERT_FALSE(wrong_chip);
+  EXPECT_EQ(wrong_chip.error().code(), ErrorCode::unsupported);
+  EXPECT_TRUE(sleeps_.empty());
+  EXPECT_EQ(server.requests().size(), 2u);
+}
+
+TEST_F(HttpsOtaTest, UnconfirmedRunningAppIsRefusedAtBegin) {
+  // ota_0 runs, booted once and not yet confirmed (rollback build).
+  ASSERT_TRUE(flash_.erase(0xd000, 0x1000));
+  ASSERT_TRUE(
+      flash_.program(0xd000, serialize_ota_select_entry(make_ota_select_entry(1, kOtaStatePendingVerify))));
+  Bytes img = image("esp32", "2", 96 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.writer.rollback_enabled = true;
+  Bytes before = otadata();
+  auto r = https_ota(flash_, table_, table_.find("ota_0"), c, log_);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::rollback_refused);
+  EXPECT_TRUE(log_.has("E esp_ota_ops: Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)"));
+  EXPECT_TRUE(log_.has("E esp_https_ota: esp_ota_begin failed (ESP_ERR_OTA_ROLLBACK_INVALID_STATE)"));
+  EXPECT_EQ(otadata(), before);
+  EXPECT_TRUE(sleeps_.empty());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "agent/ota_writer.h"
 #include "core/hash.h"
+#include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "format/image_make.h"
 #include "ota_test_layout.h"
@@ -290,6 +291,170 @@ TEST_F(SetBootTest, RefusedWithoutAVerifiedImage) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::invalid_argument);
   EXPECT_EQ(entry(0)[0], 0xFFFFFFFFu);
+}
+
+}  // namespace
+}  // namespace ota32::agent
+
+namespace ota32::agent {
+namespace {
+
+// esp_ota_begin with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE (spec otadata-and-boot.md §5.1 steps 2 and 5):
+// the running app's state and the inactive otadata entry, all through Flash.
+class BeginRollbackTest : public OtaWriterTest {
+ protected:
+  static OtaSelectEntry entry_of(uint32_t seq, uint32_t state) { return make_ota_select_entry(seq, state); }
+  void put(int sector, const OtaSelectEntry& e) {
+    ASSERT_TRUE(flash_.erase(0xd000 + sector * 0x1000, 0x1000));
+    ASSERT_TRUE(flash_.program(0xd000 + sector * 0x1000, serialize_ota_select_entry(e)));
+  }
+  OtaSelectEntry get(int sector) {
+    uint8_t b[32];
+    EXPECT_TRUE(flash_.read(0xd000 + sector * 0x1000, std::span<uint8_t>(b, 32)));
+    return parse_ota_select_entry(ByteView(b, 32));
+  }
+  const PartitionEntry* running(const std::string& name) {
+    return name.empty() ? nullptr : table_.find(name);
+  }
+  Result<std::unique_ptr<OtaWriter>> begin_from(const std::string& running_name, bool rollback = true) {
+    auto o = options();
+    o.rollback_enabled = rollback;
+    const PartitionEntry* run = running(running_name);
+    return OtaWriter::begin(flash_, table_, *next_update_partition(table_, run), run, o, &log_);
+  }
+};
+
+TEST_F(BeginRollbackTest, PendingVerifyRunningAppRefusesTheUpdate) {
+  put(0, entry_of(1, kOtaStatePendingVerify));  // ota_0, booted once, not confirmed
+  // Something in ota_1 that a bulk erase would wipe.
+  ASSERT_TRUE(flash_.program(0x210000, Bytes(16, 0x00)));
+  auto o = options();
+  o.rollback_enabled = true;
+  o.bulk_erase = true;
+  auto w = OtaWriter::begin(flash_, table_, slot("ota_1"), &slot("ota_0"), o, &log_);
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::rollback_refused);
+  EXPECT_NE(w.error().message().find("ESP_ERR_OTA_ROLLBACK_INVALID_STATE"), std::string::npos)
+      << w.error().message();
+  EXPECT_NE(w.error().message().find("ota_0"), std::string::npos) << w.error().message();
+  ASSERT_FALSE(log_.lines.empty());
+  EXPECT_EQ(log_.lines.back(),
+            "E esp_ota_ops: Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
+  EXPECT_EQ(slot_bytes("ota_1", 16), Bytes(16, 0x00));  // nothing erased
+  EXPECT_EQ(get(0), entry_of(1, kOtaStatePendingVerify));
+
+  // Without rollback support esp_ota_begin does not look at the state.
+  auto off = OtaWriter::begin(flash_, table_, slot("ota_1"), &slot("ota_0"), options(), &log_);
+  EXPECT_TRUE(off) << off.error().message();
+}
+
+TEST_F(BeginRollbackTest, OnlyTheRunningSlotsFirstCrcGoodEntryCounts) {
+  struct Row {
+    const char* what;
+    std::string running;
+    OtaSelectEntry e0, e1;
+    bool refused;
+  };
+  OtaSelectEntry empty;
+  OtaSelectEntry bad_crc = entry_of(1, kOtaStatePendingVerify);
+  bad_crc.crc ^= 1;
+  std::vector<Row> rows = {
+      {"confirmed", "ota_0", entry_of(1, kOtaStateValid), empty, false},
+      {"state NEW (not PENDING_VERIFY)", "ota_0", entry_of(1, kOtaStateNew), empty, false},
+      {"rollback disabled build's UNDEFINED", "ota_0", entry_of(1, kOtaStateUndefined), empty, false},
+      {"the PENDING_VERIFY entry is another slot's", "ota_0", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStatePendingVerify), false},
+      {"running ota_1, PENDING_VERIFY", "ota_1", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStatePendingVerify), true},
+      {"bad CRC: no state for the slot", "ota_0", bad_crc, empty, false},
+      {"factory is not an OTA slot", "factory", entry_of(1, kOtaStatePendingVerify), empty, false},
+      // esp_ota_get_state_partition takes entry 0 first, whichever is active.
+      {"entry 0 first (PENDING_VERIFY)", "ota_0", entry_of(1, kOtaStatePendingVerify),
+       entry_of(3, kOtaStateValid), true},
+      {"entry 0 first (VALID)", "ota_0", entry_of(3, kOtaStateValid), entry_of(1, kOtaStatePendingVerify),
+       false},
+  };
+  for (const auto& row : rows) {
+    put(0, row.e0);
+    put(1, row.e1);
+    auto w = begin_from(row.running);
+    if (row.refused) {
+      ASSERT_FALSE(w) << row.what;
+      EXPECT_EQ(w.error().code(), ErrorCode::rollback_refused) << row.what;
+    } else {
+      EXPECT_TRUE(w) << row.what << ": " << w.error().message();
+    }
+  }
+}
+
+TEST_F(BeginRollbackTest, InvalidatesTheInactiveEntryOnlyWhenTheSpecSaysSo) {
+  struct Row {
+    const char* what;
+    std::string running;
+    OtaSelectEntry e0, e1;
+    int erased;  // the sector erased, -1 = none
+    bool rollback = true;
+  };
+  OtaSelectEntry empty;
+  OtaSelectEntry bad_crc = entry_of(2, kOtaStateValid);
+  bad_crc.crc ^= 1;
+  std::vector<Row> rows = {
+      {"inactive names ota_1, running ota_0", "ota_0", entry_of(3, kOtaStateValid),
+       entry_of(2, kOtaStateValid), 1},
+      {"inactive names ota_0, running ota_1", "ota_1", entry_of(1, kOtaStateValid),
+       entry_of(2, kOtaStateValid), 0},
+      {"inactive state is ignored (INVALID)", "ota_0", entry_of(3, kOtaStateValid),
+       entry_of(2, kOtaStateInvalid), 1},
+      {"running factory: any OTA slot is not running", "factory", entry_of(2, kOtaStateValid),
+       entry_of(1, kOtaStateValid), 1},
+      {"inactive names the running slot", "ota_0", entry_of(3, kOtaStateValid), entry_of(1, kOtaStateValid),
+       -1},
+      {"inactive empty", "ota_0", entry_of(1, kOtaStateValid), empty, -1},
+      {"inactive bad CRC", "ota_0", entry_of(3, kOtaStateValid), bad_crc, -1},
+      {"no active entry", "factory", entry_of(1, kOtaStateInvalid), entry_of(2, kOtaStateAborted), -1},
+      {"running unknown", "", entry_of(3, kOtaStateValid), entry_of(2, kOtaStateValid), -1},
+      {"rollback disabled", "ota_0", entry_of(3, kOtaStateValid), entry_of(2, kOtaStateValid), -1, false},
+  };
+  for (const auto& row : rows) {
+    put(0, row.e0);
+    put(1, row.e1);
+    auto w = begin_from(row.running, row.rollback);
+    ASSERT_TRUE(w) << row.what << ": " << w.error().message();
+    EXPECT_EQ(get(0), row.erased == 0 ? empty : row.e0) << row.what;
+    EXPECT_EQ(get(1), row.erased == 1 ? empty : row.e1) << row.what;
+  }
+}
+
+TEST_F(BeginRollbackTest, ThePublicFunctionReportsWhetherItErased) {
+  put(0, entry_of(3, kOtaStateValid));
+  put(1, entry_of(2, kOtaStateValid));
+  auto again = invalidate_inactive_ota_data_slot(flash_, table_, &slot("ota_0"));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(*again);
+  auto twice = invalidate_inactive_ota_data_slot(flash_, table_, &slot("ota_0"));
+  ASSERT_TRUE(twice);
+  EXPECT_FALSE(*twice);  // now empty: ESP_FAIL, nothing done
+  PartitionTable no_otadata = table_;
+  no_otadata.entries.erase(no_otadata.entries.begin() + 1);
+  auto none = invalidate_inactive_ota_data_slot(flash_, no_otadata, no_otadata.find("ota_0"));
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+}
+
+TEST_F(BeginRollbackTest, APowerCutDuringTheInvalidationStopsBegin) {
+  put(0, entry_of(3, kOtaStateValid));
+  put(1, entry_of(2, kOtaStateValid));
+  FaultFlash faulty(flash_);
+  faulty.cut_power_at(0);  // sequential erase: the otadata erase is begin's only flash write
+  auto o = options();
+  o.rollback_enabled = true;
+  auto w = OtaWriter::begin(faulty, table_, slot("ota_1"), &slot("ota_0"), o, &log_);
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::power_lost);
+  ASSERT_EQ(faulty.log().size(), 1u);
+  EXPECT_EQ(faulty.log()[0].kind, FlashOp::Kind::erase);
+  EXPECT_EQ(faulty.log()[0].addr, 0xe000u);
+  EXPECT_EQ(get(0), entry_of(3, kOtaStateValid));  // the active entry is never touched
 }
 
 }  // namespace

@@ -81,5 +81,20 @@ TEST(UpdateClient, ReportPostsJson) {
       << reqs[0];
 }
 
+TEST(UpdateClient, ReportNamesProjectAndChipWhenKnown) {
+  ScriptedServer server([](const std::string&, int) { return ScriptedReply{http_response(204, "")}; });
+  HttpClient client{HttpOptions{}};
+  auto r = report_state(client, base_of(server), "24:0a:c4:00:00:01",
+                        {ReportState::booted, "2", "", "simple_ota", "esp32"});
+  ASSERT_TRUE(r) << r.error().message();
+  auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_TRUE(reqs[0].starts_with("POST /api/v1/devices/24%3A0a%3Ac4%3A00%3A00%3A01/report HTTP/1.1\r\n"))
+      << reqs[0];
+  EXPECT_NE(reqs[0].find(R"({"chip":"esp32","project":"simple_ota","state":"booted","version":"2"})"),
+            std::string::npos)
+      << reqs[0];
+}
+
 }  // namespace
 }  // namespace ota32::agent

@@ -13,23 +13,6 @@
 namespace ota32 {
 namespace {
 
-uint32_t otadata_crc(uint32_t seq) {
-  uint8_t b[4];
-  store_le32(b, seq);
-  return crc32_le(0xFFFFFFFF, ByteView(b, 4));
-}
-
-TEST(Crc32, MatchesOtadataTableFromSpec) {
-  EXPECT_EQ(otadata_crc(1), 0x4743989Au);
-  EXPECT_EQ(otadata_crc(2), 0x55F63774u);
-  EXPECT_EQ(otadata_crc(3), 0xED4A5011u);
-  EXPECT_EQ(otadata_crc(4), 0x709D68A8u);
-  EXPECT_EQ(otadata_crc(5), 0xC8210FCDu);
-  EXPECT_EQ(otadata_crc(0xFFFFFFFF), 0x2144DF1Cu);
-  EXPECT_EQ(otadata_crc(0), 0xFFFFFFFFu);
-  EXPECT_EQ(otadata_crc(0xFFFFFFFE), 0x99F8B879u);
-}
-
 TEST(Crc32, ZeroSeedIsPlainZlibCrc) {
   // zlib.crc32(b"123456789") == 0xCBF43926
   EXPECT_EQ(crc32_le(0, as_bytes("123456789")), 0xCBF43926u);

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/file_io.h"
@@ -138,6 +140,50 @@ TEST_F(ApiE2e, BadUploadsAreRefusedWithTheReason) {
   EXPECT_THAT(raw.out, ::testing::EndsWith("422"));
   auto list = fw({"list", "--json"}, token_);
   EXPECT_EQ(nlohmann::json::parse(list.out, nullptr, false)["firmware"].size(), 0u);
+}
+
+// A body over --max-upload gets 413 and the JSON error even while the client is still sending it: the server
+// reads and discards the rest (lingering close) instead of closing on unread data, which would make the
+// kernel reset the connection before curl has read the reply. "Expect:" stops curl from waiting for
+// 100-continue, so the body is on its way when the 413 is sent.
+TEST_F(ApiE2e, OversizedUploadGets413AndTheJsonErrorNotAReset) {
+  ASSERT_EQ(server_->stop(SIGTERM), 0);
+  std::string why;
+  server_ = ServeProcess::start(
+      {"--data", (tmp_ / "data").string(), "--access-log", "off", "--max-upload", "64K"}, tmp_.path(), &why);
+  ASSERT_TRUE(server_) << why;
+  ASSERT_TRUE(write_file_atomic(tmp_ / "big.bin", std::string(8 << 20, '\x5a')));
+  for (int i = 0; i < 5; ++i) {
+    for (bool chunked : {false, true}) {
+      std::vector<std::string> args = {"-X",
+                                       "POST",
+                                       "-H",
+                                       "Expect:",
+                                       "-H",
+                                       "Authorization: Bearer " + token_,
+                                       "--data-binary",
+                                       "@big.bin",
+                                       "-o",
+                                       "reply.json",
+                                       "-w",
+                                       "%{http_code}"};
+      if (chunked) args.insert(args.end(), {"-H", "Transfer-Encoding: chunked"});
+      args.push_back(server_->url("/api/v1/firmware"));
+      std::filesystem::remove(tmp_ / "reply.json");
+      auto r = curl(args);
+      EXPECT_EQ(r.exit_code, 0) << (chunked ? "chunked: " : "content-length: ") << r.err;
+      EXPECT_EQ(r.out, "413") << (chunked ? "chunked" : "content-length");
+      auto body = read_text_file(tmp_ / "reply.json");
+      ASSERT_TRUE(body) << "no reply body";
+      auto j = nlohmann::json::parse(*body, nullptr, false);
+      EXPECT_EQ(j["error"], "body_too_large") << *body;
+      EXPECT_THAT(j["message"].get<std::string>(), HasSubstr("larger than")) << *body;
+    }
+  }
+  // The connection was closed, the server goes on serving.
+  auto ok = curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer " + token_,
+                  server_->url("/api/v1/firmware")});
+  EXPECT_EQ(ok.out, "200");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -27,8 +28,8 @@ std::unique_ptr<ServeProcess> ServeProcess::start(const std::vector<std::string>
                                                   const std::filesystem::path& dir, std::string* why,
                                                   std::chrono::milliseconds ready_timeout) {
   std::unique_ptr<ServeProcess> p(new ServeProcess);
-  static int counter = 0;
-  ++counter;
+  static std::atomic<int> next{0};  // servers may be started from several threads at once
+  int counter = ++next;
   p->out_ = dir / ("serve-" + std::to_string(counter) + ".out");
   p->err_ = dir / ("serve-" + std::to_string(counter) + ".err");
   std::vector<std::string> argv_s = {ota32_binary().string(), "serve", "--bind", "127.0.0.1", "--port", "0"};

@@ -1,5 +1,6 @@
-// otadata: entry layout and CRC (spec otadata-and-boot.md §1), the bootloader's decision table (§3.1-3.3, one
-// test per row), esp_ota_set_boot_partition's worked sequence (§2) and otatool's switch (§7).
+// otadata: entry layout and CRC (spec otadata-and-boot.md §1), the bootloader's decision tables (§3.1-3.5,
+// one test per row; src/boot runs them on flash), esp_ota_set_boot_partition's worked sequence (§2) and
+// otatool's switch (§7).
 #include "format/otadata.h"
 
 #include <gtest/gtest.h>
@@ -10,7 +11,6 @@ namespace {
 constexpr uint32_t kNew = 0, kPending = 1, kValid = 2, kInvalid = 3, kAborted = 4, kUndef = 0xFFFFFFFF;
 
 OtaSelectEntry ok(uint32_t seq, uint32_t state = kUndef) { return make_ota_select_entry(seq, state); }
-OtaSelectEntry empty() { return make_ota_select_entry(kOtaSeqEmpty, kUndef); }
 OtaSelectEntry erased() { return parse_ota_select_entry(Bytes(32, 0xFF)); }
 OtaSelectEntry bad(uint32_t seq, uint32_t state = kUndef) {
   auto e = ok(seq, state);
@@ -18,6 +18,13 @@ OtaSelectEntry bad(uint32_t seq, uint32_t state = kUndef) {
   return e;
 }
 Otadata od(OtaSelectEntry a, OtaSelectEntry b) { return Otadata{{a, b}}; }
+
+// The single log line of a decision that logs at most one ("" if none).
+std::string line(const BootSelection& s) {
+  EXPECT_LE(s.log.size(), 1u);
+  return s.log.empty() ? "" : s.log[0].text;
+}
+char level(const BootSelection& s) { return s.log.empty() ? ' ' : s.log[0].level; }
 
 BootSelectOptions opts(bool factory, bool rollback = false) {
   BootSelectOptions o;
@@ -95,18 +102,32 @@ TEST(Otadata, Predicates) {
 
 // ---- §3.1 decision table, one test per row ----
 
+TEST(BootSelect, NoOtadataPartitionBootsFactorySilently) {
+  BootSelectOptions o = opts(false, true);
+  o.has_otadata = false;
+  auto s = select_boot_slot(od(ok(1, kPending), ok(2, kNew)), 2, o);  // not looked at
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  EXPECT_EQ(s.start_index(), kFactoryIndex);
+  EXPECT_EQ(s.entry_index, -1);
+  EXPECT_TRUE(s.log.empty());
+  EXPECT_TRUE(s.writes.empty());
+  EXPECT_FALSE(s.initial_contents);
+}
+
 TEST(BootSelect, BothEmptyWithFactory) {
   auto s = select_boot_slot(od(erased(), erased()), 2, opts(true));
   EXPECT_EQ(s.ota_slot, std::nullopt);
-  EXPECT_EQ(s.log, "Defaulting to factory image");
-  EXPECT_FALSE(s.log_is_error);
+  EXPECT_EQ(s.start_index(), kFactoryIndex);
+  EXPECT_EQ(line(s), "Defaulting to factory image");
+  EXPECT_EQ(level(s), 'I');
   EXPECT_FALSE(s.initial_contents);
 }
 
 TEST(BootSelect, BothEmptyNoFactory) {
   auto s = select_boot_slot(od(erased(), erased()), 2, opts(false));
   EXPECT_EQ(s.ota_slot, 0u);
-  EXPECT_EQ(s.log, "No factory image, trying OTA 0");
+  EXPECT_EQ(s.start_index(), 0);
+  EXPECT_EQ(line(s), "No factory image, trying OTA 0");
   EXPECT_TRUE(s.initial_contents);
   EXPECT_EQ(initial_seq_write(0).entry, ok(1, kValid));
 }
@@ -114,10 +135,10 @@ TEST(BootSelect, BothEmptyNoFactory) {
 TEST(BootSelect, BothInvalidOrAbortedCrcGood) {
   auto f = select_boot_slot(od(ok(3, kInvalid), ok(4, kAborted)), 2, opts(true));
   EXPECT_EQ(f.ota_slot, std::nullopt);
-  EXPECT_EQ(f.log, "Defaulting to factory image");
+  EXPECT_EQ(line(f), "Defaulting to factory image");
   auto n = select_boot_slot(od(ok(3, kInvalid), erased()), 2, opts(false));
   EXPECT_EQ(n.ota_slot, 0u);
-  EXPECT_EQ(n.log, "No factory image, trying OTA 0");
+  EXPECT_EQ(line(n), "No factory image, trying OTA 0");
   EXPECT_FALSE(n.initial_contents);  // a CRC-good entry prevents "initial contents"
 }
 
@@ -128,11 +149,11 @@ TEST(BootSelect, BadCrcAbortedEntryStillAllowsInitialContents) {
 }
 
 TEST(BootSelect, OneValidEntry) {
-  for (auto other : {erased(), bad(7), ok(9, kInvalid)}) {
+  for (auto other : {erased(), bad(7), ok(9, kInvalid), ok(9, kAborted)}) {
     auto s = select_boot_slot(od(ok(2), other), 2, opts(true));
     EXPECT_EQ(s.entry_index, 0);
     EXPECT_EQ(s.ota_slot, 1u);
-    EXPECT_EQ(s.log, "");
+    EXPECT_TRUE(s.log.empty());
     auto t = select_boot_slot(od(other, ok(3)), 2, opts(true));
     EXPECT_EQ(t.entry_index, 1);
     EXPECT_EQ(t.ota_slot, 0u);
@@ -145,30 +166,43 @@ TEST(BootSelect, BothValidLargerSeqWinsTieIsEntry0) {
   EXPECT_EQ(s.ota_slot, 1u);
   auto tie = select_boot_slot(od(ok(3), ok(3)), 2, opts(true));
   EXPECT_EQ(tie.entry_index, 0);
-  auto three = select_boot_slot(od(ok(5), ok(2)), 3, opts(true));
-  EXPECT_EQ(three.ota_slot, 1u);
+}
+
+TEST(BootSelect, SlotIsSeqMinusOneModuloCount) {
+  EXPECT_EQ(select_boot_slot(od(ok(5), ok(2)), 3, opts(true)).ota_slot, 1u);
+  // seq 0 is CRC-good in the ROM CRC (0xFFFFFFFF); (0 - 1) % 2 = 1, % 3 = 0.
+  EXPECT_EQ(select_boot_slot(od(ok(0), erased()), 2, opts(true)).ota_slot, 1u);
+  EXPECT_EQ(select_boot_slot(od(ok(0), erased()), 3, opts(true)).ota_slot, 0u);
+}
+
+TEST(BootSelect, StatesOtherThanInvalidAbortedAreSelectable) {
+  for (uint32_t st : {kNew, kPending, kValid, kUndef, uint32_t{5}}) {
+    EXPECT_EQ(select_boot_slot(od(ok(2, st), erased()), 2, opts(true)).ota_slot, 1u) << st;
+  }
 }
 
 TEST(BootSelect, BadCrcWithFactory) {
   auto s = select_boot_slot(od(bad(2), erased()), 2, opts(true));
   EXPECT_EQ(s.ota_slot, std::nullopt);
   EXPECT_EQ(s.entry_index, -1);
-  EXPECT_EQ(s.log, "ota data partition invalid, falling back to factory");
-  EXPECT_TRUE(s.log_is_error);
+  EXPECT_EQ(line(s), "ota data partition invalid, falling back to factory");
+  EXPECT_EQ(level(s), 'E');
   EXPECT_FALSE(s.initial_contents);
 }
 
 TEST(BootSelect, BadCrcNoFactory) {
   auto s = select_boot_slot(od(ok(4, kAborted), bad(2)), 2, opts(false));
   EXPECT_EQ(s.ota_slot, std::nullopt);
-  EXPECT_EQ(s.log, "ota data partition invalid and no factory, will try all partitions");
-  EXPECT_TRUE(s.log_is_error);
+  EXPECT_EQ(s.start_index(), kFactoryIndex);  // then every slot upwards
+  EXPECT_EQ(line(s), "ota data partition invalid and no factory, will try all partitions");
+  EXPECT_EQ(level(s), 'E');
+  EXPECT_FALSE(s.initial_contents);
 }
 
 TEST(BootSelect, NoOtaSlots) {
   auto s = select_boot_slot(od(ok(1), erased()), 0, opts(true));
   EXPECT_EQ(s.ota_slot, std::nullopt);
-  EXPECT_EQ(s.log, "Defaulting to factory image");
+  EXPECT_EQ(line(s), "Defaulting to factory image");
 }
 
 TEST(BootSelect, NonRollbackNeverWrites) {
@@ -201,12 +235,18 @@ TEST(BootSelectRollback, PendingVerifyAbortedWhateverItsCrc) {
   auto s = select_boot_slot(od(bad(1, kPending), erased()), 2, opts(true, true));
   ASSERT_EQ(s.writes.size(), 1u);
   EXPECT_EQ(s.writes[0].sector, 0);
-  EXPECT_EQ(s.log, "Defaulting to factory image");
+  EXPECT_EQ(line(s), "Defaulting to factory image");
+  // Both entries PENDING_VERIFY: both aborted, entry 0 first.
+  auto both = select_boot_slot(od(ok(1, kPending), bad(2, kPending)), 2, opts(true, true));
+  ASSERT_EQ(both.writes.size(), 2u);
+  EXPECT_EQ(both.writes[0].sector, 0);
+  EXPECT_EQ(both.writes[1].sector, 1);
+  EXPECT_EQ(both.writes[1].entry.ota_state, kAborted);
 }
 
 TEST(BootSelectRollback, OnlyEntryAbortedWithBadOther) {
   auto s = select_boot_slot(od(ok(2, kPending), bad(1)), 2, opts(true, true));
-  EXPECT_EQ(s.log, "ota data partition invalid, falling back to factory");
+  EXPECT_EQ(line(s), "ota data partition invalid, falling back to factory");
 }
 
 // ---- §3.3 anti-rollback ----
@@ -216,7 +256,11 @@ TEST(BootSelectAntiRollback, InitialState) {
   o.anti_rollback = true;
   o.has_factory = false;
   auto s = select_boot_slot(od(erased(), bad(3)), 2, o);
-  EXPECT_EQ(s.log, "otadata[0..1] in initial state");
+  ASSERT_EQ(s.log.size(), 3u);
+  EXPECT_EQ(s.log[0].text, "Enabled a check secure version of app for anti rollback");
+  EXPECT_EQ(s.log[1].text, "Secure version (from eFuse) = 0");
+  EXPECT_EQ(s.log[2].text, "otadata[0..1] in initial state");
+  EXPECT_EQ(s.log[2].level, 'I');
   EXPECT_TRUE(s.initial_contents);
   EXPECT_EQ(s.ota_slot, std::nullopt);
 }
@@ -224,18 +268,42 @@ TEST(BootSelectAntiRollback, InitialState) {
 TEST(BootSelectAntiRollback, LowSecureVersionDisqualifies) {
   BootSelectOptions o;
   o.anti_rollback = true;
-  o.secure_version_ok = [](uint32_t slot) { return slot == 0; };
+  o.efuse_secure_version = 2;
+  o.slot_secure_version[0] = 3;
+  o.slot_secure_version[1] = 1;
   auto s =
       select_boot_slot(od(ok(1, kValid), ok(2, kValid)), 2, o);  // slot 1 has the larger seq but is too old
   EXPECT_EQ(s.entry_index, 0);
   EXPECT_EQ(s.ota_slot, 0u);
-  o.secure_version_ok = [](uint32_t) { return false; };
+  ASSERT_EQ(s.log.size(), 2u);
+  EXPECT_EQ(s.log[1].text, "Secure version (from eFuse) = 2");
+  o.efuse_secure_version = 5;
   auto none = select_boot_slot(od(ok(1, kValid), ok(2, kValid)), 2, o);
   EXPECT_EQ(none.ota_slot, std::nullopt);
-  EXPECT_EQ(none.log, "ota data partition invalid, falling back to factory");
+  EXPECT_EQ(none.log.back().text, "ota data partition invalid, falling back to factory");
+  EXPECT_EQ(none.log.back().level, 'E');
 }
 
-// ---- where it boots ----
+TEST(BootSelectAntiRollback, MissingDescriptorIsLoggedAndDoesNotQualify) {
+  BootSelectOptions o;
+  o.anti_rollback = true;
+  o.has_factory = false;
+  auto s = select_boot_slot(od(ok(1, kValid), erased()), 2, o);  // slot 0 has no readable descriptor
+  EXPECT_EQ(s.ota_slot, std::nullopt);
+  ASSERT_EQ(s.log.size(), 4u);
+  EXPECT_EQ(s.log[2].text, "Failed to get partition description 0");
+  EXPECT_EQ(s.log[2].level, 'E');
+  EXPECT_EQ(s.log[3].text, "ota data partition invalid and no factory, will try all partitions");
+}
+
+// ---- where it boots (§3.5) ----
+
+TEST(BootAttemptOrder, FromStartDownToFactoryThenUpThenTest) {
+  EXPECT_EQ(boot_attempt_order(1, 2, false), (std::vector<int>{1, 0, kFactoryIndex}));
+  EXPECT_EQ(boot_attempt_order(kFactoryIndex, 2, false), (std::vector<int>{kFactoryIndex, 0, 1}));
+  EXPECT_EQ(boot_attempt_order(0, 3, true), (std::vector<int>{0, kFactoryIndex, 1, 2, kTestAppIndex}));
+  EXPECT_EQ(boot_attempt_order(kTestAppIndex, 2, true), (std::vector<int>{kTestAppIndex}));
+}
 
 TEST(BootPartition, LoaderOrder) {
   PartitionTable t;

@@ -3,6 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <random>
+#include <thread>
+
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "format/app_image.h"
@@ -207,6 +211,55 @@ TEST_F(ApiTest, ListGetAndDeleteFirmware) {
   EXPECT_EQ(response(http::verb::delete_, "/api/v1/firmware/" + sha, "", true).result(),
             http::status::not_found);
   EXPECT_EQ(response(http::verb::get, "/fw/" + sha + ".bin").result(), http::status::not_found);
+}
+
+// Issue 6: an upload racing a delete of the same image (two servers on one store and one blob directory)
+// could leave a record without its file, so downloads answered 404 blob_missing. Each round starts with the
+// image in the catalog, then uploads it again on one server while the other deletes it, the delete starting
+// at a random point of the upload; afterwards a record must have its file. Bounded: 150 rounds.
+TEST_F(ApiTest, UploadRacingDeleteNeverLeavesARecordWithoutItsFile) {
+  ApiConfig cfg;
+  cfg.data_dir = tmp_ / "data";
+  auto second = open_api(cfg);  // a second server: its own store connection, the same database and blobs
+  ASSERT_TRUE(second) << second.error().message();
+  Router router2;
+  register_api_routes(router2, *second->context);
+  Bytes img = make_image("esp32", "blink", "1.0.0");
+  std::string sha = to_hex(sha256(img));
+  auto del = [&] {
+    HttpRequest req{http::verb::delete_, "/api/v1/firmware/" + sha, 11};
+    req.set(http::field::authorization, "Bearer " + token_);
+    RequestContext ctx;
+    auto r = router2.route(req, ctx);
+    return std::get<HttpResponse>(r).result();
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(upload(img).result(), http::status::created);
+  auto upload_time = std::chrono::steady_clock::now() - t0;
+  std::mt19937 rng(6);
+  int broken = 0, rounds = 0;
+  for (; rounds < 150 && broken == 0; ++rounds) {
+    if (!api_->store->get_firmware(sha).value().has_value())
+      ASSERT_EQ(upload(img).result(), http::status::created);
+    auto delay = std::chrono::duration_cast<std::chrono::microseconds>(upload_time * 3 / 2) *
+                 std::uniform_real_distribution<double>(0, 1)(rng);
+    http::status up_status{}, del_status{};
+    std::thread deleter([&] {
+      std::this_thread::sleep_for(delay);
+      del_status = del();
+    });
+    up_status = upload(img).result();
+    deleter.join();
+    EXPECT_THAT(static_cast<int>(up_status), ::testing::AnyOf(200, 201, 409)) << "round " << rounds;
+    EXPECT_THAT(static_cast<int>(del_status), ::testing::AnyOf(200, 404)) << "round " << rounds;
+    bool record = api_->store->get_firmware(sha).value().has_value();
+    if (record && !api_->blobs.exists(sha)) ++broken;
+  }
+  EXPECT_EQ(broken, 0) << "a record without its file after round " << rounds;
+  if (api_->store->get_firmware(sha).value().has_value()) {
+    auto dl = call(http::verb::get, "/fw/" + sha + ".bin");
+    EXPECT_TRUE(std::holds_alternative<FileReply>(dl)) << "the download must not answer blob_missing";
+  }
 }
 
 TEST_F(ApiTest, DownloadIsAFileReplyWithEtagAndMd5) {

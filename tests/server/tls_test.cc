@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <thread>
+#include <vector>
 
 #include "server/tls.h"
 #include "test_support.h"
@@ -95,6 +97,50 @@ TEST(ZeroConfigTls, NewAddressReissuesServerCertWithTheSameCa) {
   EXPECT_NE(z->reason.find("192.168.4.2"), std::string::npos) << z->reason;
   EXPECT_EQ(describe_certificate(z->ca_cert)->sha256_fingerprint, ca_fp);
   EXPECT_TRUE(verifies(z->ca_cert, z->server_cert, "192.168.4.2", ""));
+}
+
+// Issue 6: servers on several hosts sharing one data directory. Each host's start adds its names to the
+// certificate instead of replacing the others', so after one start each nobody reissues it any more.
+TEST(ZeroConfigTls, HostsSharingTheDataDirectoryConvergeOnOneCertificate) {
+  ota32::testing::TempDir dir;
+  ASSERT_TRUE(ensure_zero_config_tls(dir / "d", {"host-a"}, {"192.0.2.1"}));
+  auto b = ensure_zero_config_tls(dir / "d", {"host-b"}, {"192.0.2.2"});
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_TRUE(b->issued_server_cert);
+  EXPECT_TRUE(verifies(b->ca_cert, b->server_cert, "192.0.2.1", "host-a"));
+  EXPECT_TRUE(verifies(b->ca_cert, b->server_cert, "192.0.2.2", "host-b"));
+  b->lock.reset();  // b's start has loaded its files
+  auto a_again = ensure_zero_config_tls(dir / "d", {"host-a"}, {"192.0.2.1"});
+  ASSERT_TRUE(a_again) << a_again.error().message();
+  EXPECT_FALSE(a_again->issued_server_cert) << a_again->reason;
+}
+
+// Issue 6: servers started at the same time on one data directory. Before the lock each could make its own
+// CA and overwrite the others' files; now exactly one CA is made and every start loads a matching pair.
+TEST(ZeroConfigTls, ConcurrentFirstStartsMakeOneCa) {
+  ota32::testing::TempDir dir;
+  constexpr int kStarts = 4;
+  std::vector<Result<ZeroConfigTls>> results(kStarts, Error(ErrorCode::internal, "not run"));
+  std::vector<int> loaded(kStarts, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStarts; ++i)
+    threads.emplace_back([&, i] {
+      results[i] = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
+      if (results[i])
+        loaded[i] = make_server_context(results[i]->server_cert, results[i]->server_key) ? 1 : 0;
+      if (results[i]) results[i]->lock.reset();
+    });
+  for (auto& t : threads) t.join();
+  int created = 0, issued = 0;
+  for (int i = 0; i < kStarts; ++i) {
+    ASSERT_TRUE(results[i]) << results[i].error().message();
+    created += results[i]->created_ca;
+    issued += results[i]->issued_server_cert;
+    EXPECT_EQ(loaded[i], 1) << "start " << i << " could not load its certificate and key";
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(issued, 1);
+  EXPECT_TRUE(verifies(dir / "d" / "ca_cert.pem", dir / "d" / "server_cert.pem", "127.0.0.1", ""));
 }
 
 TEST(ZeroConfigTls, BrokenFilesGiveClearErrors) {

@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <thread>
 
+#include "core/hash.h"
+#include "store/blob_store.h"
 #include "store/store.h"
 #include "store_suite.h"
 
@@ -247,6 +251,106 @@ TEST_F(StoreSuite, ConcurrentWritersAreArbitratedByUniqueKeys) {
   EXPECT_EQ(total_tokens, 1);
   EXPECT_EQ(store_->admin_token_count().value(), 1);
   EXPECT_EQ(store_->device_reports("dev", 100).value().size(), static_cast<size_t>(5 * kWriters));
+}
+
+// A record and its content-addressed file (issue 6): an upload and a delete of the same image on two
+// connections (two servers) are serialised by the blob lock, so whatever the order, a record that exists
+// has its file. The callbacks hold the lock while the other side is started and must wait.
+class BlobLockSuite : public StoreSuite {
+ protected:
+  void SetUp() override {
+    StoreSuite::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto s = open_store(url_);
+    ASSERT_TRUE(s) << s.error().message();
+    other_ = std::move(*s);
+    fw_ = firmware("0", "blink", "1.0", "esp32", 1);
+    fw_.sha256 = to_hex(sha256(as_bytes(std::string_view(kData))));
+  }
+  Result<void> put() {
+    OTA32_TRY(blobs_.put(as_bytes(std::string_view(kData))));
+    return {};
+  }
+  Result<void> remove() { return blobs_.remove(fw_.sha256); }
+  // After both finished: a record has its file.
+  void expect_consistent() {
+    bool record = store_->get_firmware(fw_.sha256).value().has_value();
+    if (record) EXPECT_TRUE(blobs_.exists(fw_.sha256)) << "a record without its file";
+  }
+
+  static constexpr const char* kData = "not really an image, but content-addressed all the same";
+  BlobStore blobs_{tmp_ / "blobs"};
+  std::unique_ptr<Store> other_;
+  FirmwareRecord fw_;
+};
+
+TEST_F(BlobLockSuite, AddWritesTheFileAndDeleteRemovesIt) {
+  ASSERT_TRUE(store_->add_firmware_with_blob(fw_, [&] { return put(); }).value());
+  EXPECT_TRUE(blobs_.exists(fw_.sha256));
+  EXPECT_FALSE(other_->add_firmware_with_blob(fw_, [&] { return put(); }).value());
+  ASSERT_TRUE(other_->delete_firmware_with_blob(fw_.sha256, [&] { return remove(); }).value());
+  EXPECT_FALSE(store_->get_firmware(fw_.sha256).value().has_value());
+  EXPECT_FALSE(blobs_.exists(fw_.sha256));
+  bool called = false;
+  EXPECT_FALSE(store_
+                   ->delete_firmware_with_blob(fw_.sha256,
+                                               [&]() -> Result<void> {
+                                                 called = true;
+                                                 return {};
+                                               })
+                   .value());
+  EXPECT_FALSE(called) << "no record: the file is not touched";
+  // A failing file step leaves no record behind.
+  auto failed = store_->add_firmware_with_blob(
+      fw_, [] { return Result<void>(Error(ErrorCode::io_error, "disk full")); });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().message(), "disk full");
+  EXPECT_FALSE(store_->get_firmware(fw_.sha256).value().has_value());
+}
+
+TEST_F(BlobLockSuite, DeleteWaitsForAnUploadThatHoldsTheLock) {
+  ASSERT_TRUE(store_->add_firmware_with_blob(fw_, [&] { return put(); }).value());
+  std::atomic<bool> delete_done{false};
+  Result<bool> deleted = false;
+  std::thread deleter;
+  auto added = store_->add_firmware_with_blob(fw_, [&]() -> Result<void> {
+    OTA32_TRY(put());
+    deleter = std::thread([&] {
+      deleted = other_->delete_firmware_with_blob(fw_.sha256, [&] { return remove(); });
+      delete_done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(delete_done.load()) << "the delete did not wait for the upload's lock";
+    return {};
+  });
+  deleter.join();
+  ASSERT_TRUE(added) << added.error().message();
+  ASSERT_TRUE(deleted) << deleted.error().message();
+  EXPECT_TRUE(*deleted);
+  expect_consistent();
+}
+
+TEST_F(BlobLockSuite, UploadWaitsForADeleteThatHoldsTheLock) {
+  ASSERT_TRUE(store_->add_firmware_with_blob(fw_, [&] { return put(); }).value());
+  std::atomic<bool> upload_done{false};
+  Result<bool> added = false;
+  std::thread uploader;
+  auto deleted = store_->delete_firmware_with_blob(fw_.sha256, [&]() -> Result<void> {
+    uploader = std::thread([&] {
+      added = other_->add_firmware_with_blob(fw_, [&] { return put(); });
+      upload_done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(upload_done.load()) << "the upload did not wait for the delete's lock";
+    return remove();
+  });
+  uploader.join();
+  ASSERT_TRUE(deleted) << deleted.error().message();
+  EXPECT_TRUE(*deleted);
+  ASSERT_TRUE(added) << added.error().message();
+  EXPECT_TRUE(*added);
+  EXPECT_TRUE(store_->get_firmware(fw_.sha256).value().has_value());
+  EXPECT_TRUE(blobs_.exists(fw_.sha256));
 }
 
 TEST_F(StoreSuite, TextIsStoredVerbatim) {
