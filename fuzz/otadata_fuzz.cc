@@ -58,14 +58,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(ota_entry_valid(d->entries[static_cast<size_t>(active)]), "active entry invalid");
 
   BootSelectOptions o;
+  o.has_otadata = (flags & 16) == 0;
   o.rollback = flags & 2;
   o.anti_rollback = flags & 4;
   o.has_factory = flags & 8;
-  o.secure_version_ok = [&](uint32_t s) {
-    FUZZ_CHECK(s < count, "secure_version_ok asked about slot %u of %zu", s, count);
-    return ((secure_ok_mask >> s) & 1) != 0;
-  };
+  // Anti-rollback: per slot, an app new enough for the eFuse, an older one, or no readable descriptor.
+  o.efuse_secure_version = 2;
+  for (size_t s = 0; s < o.slot_secure_version.size(); ++s) {
+    if ((secure_ok_mask >> s) & 1)
+      o.slot_secure_version[s] = 2 + (s % 3);
+    else if (s % 2 == 0)
+      o.slot_secure_version[s] = 1;
+  }
   BootSelection sel = select_boot_slot(*d, count, o);
+  if (!o.has_otadata) {
+    FUZZ_CHECK(sel.entry_index == -1 && !sel.ota_slot && sel.writes.empty(), "otadata used without one");
+  }
+  if (o.anti_rollback && sel.entry_index >= 0) {
+    const auto& v = o.slot_secure_version[*sel.ota_slot];
+    FUZZ_CHECK(v && *v >= o.efuse_secure_version, "anti-rollback chose slot %u with an old app",
+               *sel.ota_slot);
+  }
   FUZZ_CHECK(sel.entry_index >= -1 && sel.entry_index <= 1, "entry_index %d", sel.entry_index);
   if (sel.entry_index >= 0) {
     FUZZ_CHECK(sel.ota_slot && *sel.ota_slot < count, "an active entry gave no slot (or one past %zu)",
