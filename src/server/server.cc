@@ -590,23 +590,31 @@ Result<void> Server::listen() {
   if (ec)
     return Error(ErrorCode::invalid_argument, fmt::format("--bind {}: not an IP address", impl_->opt.bind));
   uint16_t port = impl_->opt.port;
+  // One listening socket, shared by every thread's acceptor through dup(): the thread that is free first
+  // takes the next connection. (A socket per thread with SO_REUSEPORT lets the kernel hash connections to
+  // threads whatever their load: a few busy clients could land on one thread while the other idles, and a
+  // second server started on the same port would silently share it instead of failing.)
+  tcp::endpoint ep(addr, port);
   for (unsigned i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>();
-    tcp::endpoint ep(addr, port);
     auto& a = w->acceptor;
-    a.open(ep.protocol(), ec);
-    if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) {
-      int one = 1;
-      if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        ec = error_code(errno, boost::system::system_category());
+    if (i == 0) {
+      a.open(ep.protocol(), ec);
+      if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) a.bind(ep, ec);
+      if (!ec) a.listen(4096, ec);
+      if (ec)
+        return Error(ec == asio::error::address_in_use ? ErrorCode::unavailable : ErrorCode::io_error,
+                     fmt::format("cannot listen on {}:{}: {}", impl_->opt.bind, port, ec.message()));
+      port = a.local_endpoint().port();
+    } else {
+      int fd = ::dup(impl_->workers.front()->acceptor.native_handle());
+      if (fd < 0 || (a.assign(ep.protocol(), fd, ec), ec)) {
+        if (fd >= 0 && ec) ::close(fd);
+        return Error(ErrorCode::io_error, fmt::format("cannot share the listening socket with thread {}: {}",
+                                                      i, fd < 0 ? std::strerror(errno) : ec.message()));
+      }
     }
-    if (!ec) a.bind(ep, ec);
-    if (!ec) a.listen(4096, ec);
-    if (ec)
-      return Error(ec == asio::error::address_in_use ? ErrorCode::unavailable : ErrorCode::io_error,
-                   fmt::format("cannot listen on {}:{}: {}", impl_->opt.bind, port, ec.message()));
-    if (port == 0) port = a.local_endpoint().port();
     impl_->workers.push_back(std::move(w));
   }
   port_ = port;

@@ -1,7 +1,7 @@
-// The HTTPS server: one io_context per thread, each with its own SO_REUSEPORT acceptor (the kernel spreads
-// connections), one Session per connection doing TLS over the socket directly (OpenSSL on the fd, no BIO
-// pair: less copying and ~40 KiB less memory per connection), timeouts on every phase, one response in
-// flight per connection, graceful drain on stop.
+// The HTTPS server: one io_context per thread, each accepting on one shared listening socket (the free
+// thread takes the next connection), one Session per connection doing TLS over the socket directly (OpenSSL
+// on the fd, no BIO pair: less copying and ~40 KiB less memory per connection), timeouts on every phase, one
+// response in flight per connection, graceful drain on stop.
 #pragma once
 
 #include <openssl/ssl.h>

@@ -242,6 +242,18 @@ TEST_F(ServeE2e, AStalledDownloadIsCutAfterTheIoTimeoutWhileOthersAreServed) {
   EXPECT_LT(stalled.read_to_end(), std::size_t{4 << 20});
 }
 
+TEST_F(ServeE2e, ASecondServerOnTheSamePortFailsClearly) {
+  // One listening socket shared by the threads (no SO_REUSEPORT): a second server cannot silently take half
+  // of the connections.
+  auto r = run_ota32({"serve", "--data", (tmp_ / "data2").string(), "--bind", "127.0.0.1", "--port",
+                      std::to_string(server_->port())});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(server_->port())));
+  EXPECT_THAT(r.err, HasSubstr("in use"));
+  auto ok = curl({"-o", "/dev/null", "-w", "%{http_code}", server_->url("/hello-world.bin")});
+  EXPECT_EQ(ok.out, "200");
+}
+
 TEST_F(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
   EXPECT_THAT(server_->err(), HasSubstr("created a private CA"));
   EXPECT_EQ(server_->stop(SIGTERM), 0);
