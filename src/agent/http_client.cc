@@ -48,7 +48,7 @@ Result<size_t> HttpResponse::fill() {
   return n;
 }
 
-Result<std::string> HttpResponse::read_line() {
+Result<std::string> HttpResponse::read_line(std::string_view part) {
   for (int attempt = 0; attempt < 100000; ++attempt) {
     auto* start = buf_.data() + begin_;
     auto* nl = static_cast<uint8_t*>(std::memchr(start, '\n', end_ - begin_));
@@ -64,7 +64,7 @@ Result<std::string> HttpResponse::read_line() {
     }
     if (eof_) {
       return Error(ErrorCode::unavailable,
-                   fmt::format("{}: connection closed in the middle of the response head", url_.str()));
+                   fmt::format("{}: connection closed in the middle of the {}", url_.str(), part));
     }
     OTA32_TRY(fill());
   }
@@ -152,12 +152,12 @@ Result<size_t> HttpResponse::read(std::span<uint8_t> out) {
         return n;
       }
       if (in_chunk_) {  // CRLF after the chunk data
-        OTA32_ASSIGN(std::string crlf, read_line());
+        OTA32_ASSIGN(std::string crlf, read_line("chunked body"));
         if (!crlf.empty())
           return Error(ErrorCode::corrupt, fmt::format("{}: bad chunk terminator", url_.str()));
         in_chunk_ = false;
       }
-      OTA32_ASSIGN(std::string size_line, read_line());
+      OTA32_ASSIGN(std::string size_line, read_line("chunked body"));
       std::string_view hex = trim(std::string_view(size_line).substr(0, size_line.find(';')));
       if (hex.empty() || hex.size() > 15) {
         return Error(ErrorCode::corrupt, fmt::format("{}: bad chunk size '{}'", url_.str(), size_line));
@@ -174,7 +174,7 @@ Result<size_t> HttpResponse::read(std::span<uint8_t> out) {
       }
       if (size == 0) {  // last chunk, then trailers up to an empty line
         for (int i = 0; i < kMaxHeaderLines; ++i) {
-          OTA32_ASSIGN(std::string trailer, read_line());
+          OTA32_ASSIGN(std::string trailer, read_line("chunked body"));
           if (trailer.empty()) break;
         }
         done_ = true;

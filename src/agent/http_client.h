@@ -66,7 +66,8 @@ class HttpResponse {
 
  private:
   Result<size_t> fill();
-  Result<std::string> read_line();
+  // One CRLF- (or LF-) terminated line; `part` names what is being read in the error for an early close.
+  Result<std::string> read_line(std::string_view part = "response head");
   Result<size_t> read_raw(std::span<uint8_t> out);
 
   std::unique_ptr<Connection> conn_;

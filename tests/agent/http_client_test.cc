@@ -125,6 +125,21 @@ TEST(HttpClient, ReadsChunkedBodies) {
   EXPECT_TRUE((*resp)->complete());
 }
 
+TEST(HttpClient, EarlyCloseInAChunkedBodyIsUnavailableAndSaysWhere) {
+  ScriptedServer server([](const std::string&, int) {
+    return ScriptedReply{http_response(200, "5\r\nhello\r\n5", "Transfer-Encoding: chunked\r\n")};
+  });
+  auto client = plain_client();
+  auto resp = client.send({"GET", url_of(server, "/"), {}, ""});
+  ASSERT_TRUE(resp) << resp.error().message();
+  auto body = (*resp)->read_all(100);
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().code(), ErrorCode::unavailable);
+  EXPECT_NE(body.error().message().find("connection closed in the middle of the chunked body"),
+            std::string::npos)
+      << body.error().message();
+}
+
 TEST(HttpClient, CloseDelimitedBodyEndsAtTheClose) {
   ScriptedServer server([](const std::string&, int) {
     return ScriptedReply{"HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n" + std::string(5000, 'x')};
