@@ -49,11 +49,15 @@ class FileProgressStore final : public ProgressStore {
 
 // The wait before reconnecting after a connection failed with unavailable / timeout (refused, reset, 5xx,
 // cut short): `initial` after the first such failure, doubled for each further failure in a row, never more
-// than `max`. A connection that brought image bytes into flash starts the count again. No randomness, so a
-// replayed run waits exactly as the original did. (esp_https_ota itself never reconnects; this is ota32's.)
+// than `max`. A connection that brought image bytes into flash starts the count again. (esp_https_ota itself
+// never reconnects; this is ota32's.)
+// With a jitter_seed the wait is spread over [d/2, d] by a hash of (seed, failures): a fleet that lost its
+// server at the same moment does not come back in lockstep, yet the same device (the same seed, e.g. from
+// its MAC) waits exactly the same in a replayed run. No seed = exactly d.
 struct ReconnectBackoff {
   std::chrono::milliseconds initial{500};
   std::chrono::milliseconds max{8000};
+  std::optional<uint64_t> jitter_seed;
 };
 // The wait after `failures_in_a_row` (>= 1) failed connections.
 std::chrono::milliseconds reconnect_delay(const ReconnectBackoff& b, int failures_in_a_row);

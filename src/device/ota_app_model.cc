@@ -109,6 +109,10 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
                               dev.boot_config().idf_version.starts_with("v4.1");
   cfg.expected_size = o.expected_size;
   cfg.expected_sha256 = o.expected_sha256;
+  // Reconnect waits spread by device (FNV-1a of the MAC): deterministic per device, not in lockstep.
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : dev.efuse().mac) h = (h ^ c) * 0x100000001b3ull;
+  cfg.backoff.jitter_seed = h;
   cfg.stop_after = o.stop_after;
   cfg.writer.invalid_versions = o.invalid_versions;
   std::optional<agent::FileProgressStore> progress;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "agent/https_ota.h"
 #include "core/file_io.h"
@@ -279,6 +280,32 @@ TEST(ReconnectDelay, DoublesUpToTheCap) {
   EXPECT_EQ(reconnect_delay(b, 3).count(), 1000);
   b.initial = std::chrono::milliseconds(0);
   EXPECT_EQ(reconnect_delay(b, 9).count(), 0);
+}
+
+TEST(ReconnectDelay, JitterSpreadsDevicesButRepeatsForOne) {
+  ReconnectBackoff a, b;
+  a.jitter_seed = 1;
+  b.jitter_seed = 2;
+  int differ = 0;
+  for (int n = 1; n <= 8; ++n) {
+    auto full = reconnect_delay(ReconnectBackoff{}, n).count();
+    auto da = reconnect_delay(a, n).count();
+    EXPECT_GE(da, full / 2) << n;
+    EXPECT_LE(da, full) << n;
+    EXPECT_EQ(da, reconnect_delay(a, n).count()) << n;  // the same device waits the same in a replay
+    differ += da != reconnect_delay(b, n).count();
+  }
+  EXPECT_GE(differ, 6);  // two devices rarely wait alike
+  // Over many devices the waits cover the range instead of piling on one value.
+  std::set<long> seen;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    ReconnectBackoff c;
+    c.jitter_seed = seed;
+    seen.insert(reconnect_delay(c, 1).count());
+  }
+  EXPECT_GT(seen.size(), 100u);
+  EXPECT_GE(*seen.begin(), 250);
+  EXPECT_LE(*seen.rbegin(), 500);
 }
 
 TEST_F(HttpsOtaTest, ServerErrorsBackOffThenSucceed) {
