@@ -206,6 +206,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // Reads more bytes into buf_: >0 bytes read, 0 = peer closed, -1 = error/timeout/buffer full.
   awaitable<long> read_more() {
     if (buf_.size() >= buf_.max_size()) co_return -1;
+    if (buf_.size() == 0 && SSL_pending(ssl_.get()) == 0 && SSL_has_pending(ssl_.get()) == 0) {
+      // Nothing buffered anywhere: wait for the client holding no read buffer (an idle keep-alive
+      // connection then costs its SSL object and coroutine frames only).
+      buf_.shrink_to_fit();
+      error_code ec;
+      co_await sock_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return -1;
+    }
     std::size_t want = std::min<std::size_t>(4096, buf_.max_size() - buf_.size());
     auto mb = buf_.prepare(want);
     std::size_t got = 0;

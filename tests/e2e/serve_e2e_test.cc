@@ -242,6 +242,28 @@ TEST_F(ServeE2e, AStalledDownloadIsCutAfterTheIoTimeoutWhileOthersAreServed) {
   EXPECT_LT(stalled.read_to_end(), std::size_t{4 << 20});
 }
 
+TEST_F(ServeE2e, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
+  std::string why;
+  auto srv = ServeProcess::start(
+      {"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--idle-timeout", "1"},
+      tmp_.path(), &why);
+  ASSERT_TRUE(srv) << why;
+  // One keep-alive request, then silence: s_client (-ign_eof) returns only when the server closes.
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> a = {"s_client", "-connect", "127.0.0.1:" + std::to_string(srv->port()),
+                                "-CAfile",  ca_,        "-quiet",
+                                "-ign_eof"};
+  auto r = run_process("/usr/bin/openssl", a, "GET /hello-world.bin HTTP/1.1\r\nHost: x\r\n\r\n", tmp_.path(),
+                       std::chrono::seconds(20));
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_THAT(r.out, HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_GE(r.out.size(), firmware_.size());
+  EXPECT_LT(waited, std::chrono::seconds(15));
+  auto m = curl({srv->url("/metrics")});
+  EXPECT_THAT(m.out, HasSubstr("ota32_connections_active 1\n"));
+}
+
 TEST_F(ServeE2e, ASecondServerOnTheSamePortFailsClearly) {
   // One listening socket shared by the threads (no SO_REUSEPORT): a second server cannot silently take half
   // of the connections.
