@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/splitmix.h"
 #include "fuzz_check.h"
 
 namespace {
@@ -57,29 +58,13 @@ extern "C" void on_fatal_signal(int sig) {
   ::raise(sig);
 }
 
-// splitmix64: small, fast and the same on every platform.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t next() {
-    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
-
- private:
-  uint64_t s_;
-};
-
 constexpr uint32_t kInterestingWords[] = {0,       1,          0x7F,       0x80,       0xFF,
                                           0x100,   0x1000,     0x7FFF,     0x8000,     0xFFFF,
                                           0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF};
 constexpr char kTextTokens[] = "0123456789abcdefx,:;-=\r\n\t #$\"/[]?@";
 
 // One mutation of `in`, chosen by the PRNG; `other` is another corpus entry for splices.
-void mutate_once(Input& in, const Input& other, Rng& rng, size_t max_len) {
+void mutate_once(Input& in, const Input& other, ota32::SplitMix64& rng, size_t max_len) {
   switch (rng.below(10)) {
     case 0:  // flip a bit
       if (!in.empty()) in[rng.below(in.size())] ^= static_cast<uint8_t>(1u << rng.below(8));
@@ -239,7 +224,7 @@ int main(int argc, char** argv) {
 
   auto start = std::chrono::steady_clock::now();
   for (const auto& in : corpus) run_one(in);
-  Rng rng(seed);
+  ota32::SplitMix64 rng(seed);
   Input current;
   for (uint64_t it = 0; it < iterations; ++it) {
     // Mostly a fresh copy of a corpus entry; sometimes keep stacking on the last mutant (deeper changes).

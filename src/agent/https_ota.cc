@@ -9,6 +9,7 @@
 
 #include "core/file_io.h"
 #include "core/numbers.h"
+#include "core/splitmix.h"
 
 namespace ota32::agent {
 namespace {
@@ -77,11 +78,10 @@ std::chrono::milliseconds reconnect_delay(const ReconnectBackoff& b, int failure
   for (int i = 1; i < failures_in_a_row && d < b.max; ++i) d *= 2;
   d = std::min(d, b.max);
   if (!b.jitter_seed || d.count() < 2) return d;
-  // splitmix64 of (seed, failures): uniform enough, and the same every run.
-  uint64_t z = *b.jitter_seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(failures_in_a_row + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
+  // The (failures_in_a_row + 1)-th value of the device's own sequence: uniform enough, the same every run.
+  SplitMix64 rng(*b.jitter_seed);
+  for (int i = 0; i < failures_in_a_row; ++i) rng.next();
+  uint64_t z = rng.next();
   auto half = d.count() / 2;
   return std::chrono::milliseconds(half + static_cast<long>(z % static_cast<uint64_t>(d.count() - half + 1)));
 }

@@ -4,27 +4,11 @@
 
 #include <algorithm>
 
+#include "core/splitmix.h"
+
 namespace ota32 {
 
 namespace {
-
-// splitmix64: tiny, fully specified, so torn results are the same on every platform and library version
-// (std::mt19937's distributions are not).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
-  uint8_t byte() { return static_cast<uint8_t>(next()); }
-
- private:
-  uint64_t state_;
-};
 
 const char* kind_name(FlashOp::Kind k) {
   switch (k) {
@@ -88,7 +72,7 @@ Result<void> FaultFlash::erase(uint32_t addr, uint32_t len) {
 }
 
 void FaultFlash::tear_program(uint32_t addr, ByteView data) {
-  Rng rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull));
+  SplitMix64 rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull));
   // Units = the pieces of the data that fall into each 256-byte page, in address order.
   std::vector<std::pair<uint32_t, uint32_t>> units;  // (offset in data, length)
   for (uint32_t off = 0; off < data.size();) {
@@ -111,7 +95,7 @@ void FaultFlash::tear_program(uint32_t addr, ByteView data) {
 }
 
 void FaultFlash::tear_erase(uint32_t addr, uint32_t len) {
-  Rng rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull) ^ 0xE5A5E);
+  SplitMix64 rng(seed_ ^ (*cut_at_ * 0x2545F4914F6CDD1Dull) ^ 0xE5A5E);
   const uint32_t sectors = len / kFlashSectorSize;
   const uint32_t done = static_cast<uint32_t>(rng.below(sectors + 1));
   for (uint32_t s = 0; s < sectors && s <= done; ++s) {

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "core/splitmix.h"
 #include "format/app_image.h"
 #include "format/image_layout.h"
 
@@ -21,14 +22,11 @@ constexpr uint32_t kMinIrom = 0x100;
 // RAM segments stay inside every chip's IRAM / DRAM from ChipInfo::iram_base / dram_base.
 constexpr uint32_t kMaxIramText = 0x18000, kMaxDram = 0x10000;
 
-Bytes pseudo_random(uint64_t& state, size_t n) {
-  // splitmix64: deterministic filler that does not compress away.
+// Deterministic filler that does not compress away.
+Bytes pseudo_random(SplitMix64& rng, size_t n) {
   Bytes b(n);
   for (size_t i = 0; i < n; i += 8) {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = rng.next();
     std::memcpy(b.data() + i, &z, std::min<size_t>(8, n - i));
   }
   return b;
@@ -55,7 +53,7 @@ Result<Bytes> build(const MakeImageOptions& opt, const Sizes& sz) {
   d.max_efuse_blk_rev_full = opt.max_efuse_blk_rev_full;
   d.mmu_page_size = 16;  // log2(64 KiB), as IDF >= v5.4 writes it
 
-  uint64_t state = opt.seed;
+  SplitMix64 rng(opt.seed);
   const uint32_t irom_addr = chip.irom_map.start + 0x20;
   uint32_t drom_addr = chip.drom_map.start + 0x20;
   if (chip.drom_map.start == chip.irom_map.start) {  // one window for both (ESP32-P4): rodata after the code
@@ -65,16 +63,15 @@ Result<Bytes> build(const MakeImageOptions& opt, const Sizes& sz) {
   std::vector<ImageItem> items;
   auto desc = serialize_app_desc(d);
   ImageItem drom{drom_addr, Bytes(desc.begin(), desc.end()), kFlagAlloc, ".flash.appdesc"};
-  Bytes rodata = pseudo_random(state, sz.drom - kAppDescSize);
+  Bytes rodata = pseudo_random(rng, sz.drom - kAppDescSize);
   drom.data.insert(drom.data.end(), rodata.begin(), rodata.end());
   items.push_back(std::move(drom));
   // ELF order keeps the two IRAM sections apart, so they stay two segments as in a real IDF app.
+  items.push_back({chip.iram_base, pseudo_random(rng, sz.vectors), kFlagAlloc | kFlagExec, ".iram0.vectors"});
+  items.push_back({chip.dram_base, pseudo_random(rng, sz.dram), kFlagAlloc | 1, ".dram0.data"});
   items.push_back(
-      {chip.iram_base, pseudo_random(state, sz.vectors), kFlagAlloc | kFlagExec, ".iram0.vectors"});
-  items.push_back({chip.dram_base, pseudo_random(state, sz.dram), kFlagAlloc | 1, ".dram0.data"});
-  items.push_back({chip.iram_base + sz.vectors, pseudo_random(state, sz.iram_text), kFlagAlloc | kFlagExec,
-                   ".iram0.text"});
-  items.push_back({irom_addr, pseudo_random(state, sz.irom), kFlagAlloc | kFlagExec, ".flash.text"});
+      {chip.iram_base + sz.vectors, pseudo_random(rng, sz.iram_text), kFlagAlloc | kFlagExec, ".iram0.text"});
+  items.push_back({irom_addr, pseudo_random(rng, sz.irom), kFlagAlloc | kFlagExec, ".flash.text"});
 
   LayoutOptions lo;
   lo.flash_mode = opt.flash_mode;
