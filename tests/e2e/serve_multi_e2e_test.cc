@@ -26,22 +26,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-PostgresTestServer* g_pg = nullptr;
-std::string g_skip_reason;
-
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    g_pg = new PostgresTestServer();
-    g_skip_reason = g_pg->start();
-  }
-  void TearDown() override {
-    delete g_pg;
-    g_pg = nullptr;
-  }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
-
 struct Http {
   int status = 0;
   std::string body;
@@ -50,8 +34,9 @@ struct Http {
 class MultiServe : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!g_skip_reason.empty()) GTEST_SKIP() << "PostgreSQL not available: " << g_skip_reason;
-    auto db = g_pg->fresh_database();
+    if (!shared_postgres_skip_reason().empty())
+      GTEST_SKIP() << "PostgreSQL not available: " << shared_postgres_skip_reason();
+    auto db = shared_postgres().fresh_database();
     ASSERT_TRUE(db) << db.error().message();
     db_ = *db;
     // Both servers start at the same time on an empty database and an empty data directory: one CA, one

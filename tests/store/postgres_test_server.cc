@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -95,5 +96,28 @@ Result<std::string> PostgresTestServer::fresh_database() {
   if (!err.empty()) return Error(ErrorCode::unavailable, "cannot create a test database: " + err);
   return url(name);
 }
+
+namespace {
+
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server = std::make_unique<PostgresTestServer>();
+    skip_reason = server->start();
+  }
+  void TearDown() override { server.reset(); }
+
+  std::unique_ptr<PostgresTestServer> server;
+  std::string skip_reason = "the test environment did not start";
+};
+
+PostgresEnvironment* const g_env =
+    static_cast<PostgresEnvironment*>(::testing::AddGlobalTestEnvironment(new PostgresEnvironment));
+
+}  // namespace
+
+const std::string& shared_postgres_skip_reason() { return g_env->skip_reason; }
+
+PostgresTestServer& shared_postgres() { return *g_env->server; }
 
 }  // namespace ota32::testing

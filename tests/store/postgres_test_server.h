@@ -35,4 +35,10 @@ class PostgresTestServer {
   std::atomic<int> counter_{0};
 };
 
+// The test binary's one server: a gtest global environment starts it before the first test and stops it
+// after the last (one server per process, a fresh database per test). Empty = running, else why it could
+// not be started; tests skip with that reason.
+const std::string& shared_postgres_skip_reason();
+PostgresTestServer& shared_postgres();  // only when the skip reason is empty
+
 }  // namespace ota32::testing
