@@ -10,6 +10,7 @@
 
 #include "core/file_io.h"
 #include "e2e/run_process.h"
+#include "e2e/seed_device.h"
 #include "e2e/serve_process.h"
 #include "test_support.h"
 #include "tls_fixture.h"
@@ -20,57 +21,22 @@ namespace {
 namespace fs = std::filesystem;
 using testing::run_ota32;
 
-const char* kPartitionsCsv =
-    "# Name,   Type, SubType, Offset,   Size, Flags\n"
-    "nvs,      data, nvs,     0x9000,  0x4000,\n"
-    "otadata,  data, ota,     0xd000,  0x2000,\n"
-    "phy_init, data, phy,     0xf000,  0x1000,\n"
-    "factory,  app,  factory, 0x10000, 1M,\n"
-    "ota_0,    app,  ota_0,   ,        1M,\n"
-    "ota_1,    app,  ota_1,   ,        1M,\n";
-
 class SeedFlow : public ::testing::Test {
  protected:
-  void ok(const std::vector<std::string>& args, testing::ProcessResult* out = nullptr) {
-    auto r = run_ota32(args);
-    ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err << r.out;
-    if (out) *out = r;
-  }
   void make_image(const std::string& version, const fs::path& out, const std::string& chip = "esp32",
                   const std::string& size = "200K") {
-    ok({"image", "make", "-o", out.string(), "--chip", chip, "--project", "simple_ota", "--version", version,
-        "--size", size});
+    testing::run_ota32_ok({"image", "make", "-o", out.string(), "--chip", chip, "--project", "simple_ota",
+                           "--version", version, "--size", size});
   }
   // A fresh device flashed like the seed's `idf.py flash`: bootloader, table, ota_data_initial, factory v1.
   void new_device(const fs::path& dev) {
-    auto pt = dir_ / "partition-table.bin";
-    if (!fs::exists(pt)) {
-      ASSERT_TRUE(write_file_atomic(dir_ / "partitions.csv", std::string_view(kPartitionsCsv)));
-      ok({"part", "csv2bin", (dir_ / "partitions.csv").string(), pt.string()});
-      ASSERT_TRUE(write_file_atomic(dir_ / "ota_data_initial.bin", Bytes(0x2000, 0xFF)));
-      make_image("1", dir_ / "v1.bin");
-    }
-    ok({"device", "new", dev.string(), "--chip", "esp32", "--rollback"});
-    ok({"device", "flash", dev.string(), "0x1000",
-        (testing::testdata_dir() / "images" / "bootloader_esp32.bin").string(), "0x8000", pt.string(),
-        "0xd000", (dir_ / "ota_data_initial.bin").string(), "0x10000", (dir_ / "v1.bin").string()});
+    if (!fs::exists(dir_ / "v1.bin")) make_image("1", dir_ / "v1.bin");
+    testing::flash_seed_device(dir_, dev, dir_ / "v1.bin", {"--rollback"});
   }
   void set_app(const fs::path& dev, const nlohmann::json& app) {
     auto j = nlohmann::json::parse(*read_text_file(dev / "device.json"));
     for (auto& [k, v] : app.items()) j["app"][k] = v;
     ASSERT_TRUE(write_file_atomic(dev / "device.json", j.dump(2)));
-  }
-  std::string run(const fs::path& dev, int expect_exit = 0) {
-    auto r = run_ota32({"device", "run", dev.string(), "--max-boots", "6"});
-    EXPECT_EQ(r.exit_code, expect_exit) << r.err;
-    return r.out;
-  }
-  std::string booted_offset(const fs::path& dev) {
-    auto r = run_ota32({"device", "boot", dev.string(), "--json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
-    if (j.is_discarded()) return "?";
-    return j.value("partition", std::string("?")) + " " + j.value("version", std::string("?"));
   }
 
   testing::TempDir tmp_;
@@ -98,7 +64,7 @@ TEST_F(SeedFlow, ServeUpdatesRollbackAndResume) {
 
   // Boot factory v1, OTA v2 into ota_0 (subtype 16 at 0x110000), reboot into it.
   set_app(dev, {{"ota_url", server->url("/v2.bin")}, {"ca_cert", ca.string()}, {"self_test_fails", {"4"}}});
-  std::string out = run(dev);
+  std::string out = testing::run_device(dev);
   for (const char* line :
        {"boot: Defaulting to factory image", "esp_https_ota: Starting OTA...",
         "esp_https_ota: Writing to partition subtype 16 at offset 0x110000",
@@ -107,22 +73,22 @@ TEST_F(SeedFlow, ServeUpdatesRollbackAndResume) {
         "Current running version is the same as a new"}) {
     EXPECT_NE(out.find(line), std::string::npos) << "missing '" << line << "' in:\n" << out;
   }
-  EXPECT_EQ(booted_offset(dev), "ota_0 2");
+  EXPECT_EQ(testing::booted_app(dev), "ota_0 2");
 
   // v3 into ota_1.
   set_app(dev, {{"ota_url", server->url("/v3.bin")}});
-  out = run(dev);
+  out = testing::run_device(dev);
   EXPECT_NE(out.find("Writing to partition subtype 17 at offset 0x210000"), std::string::npos) << out;
   EXPECT_NE(out.find("Loaded app from partition at offset 0x210000"), std::string::npos) << out;
-  EXPECT_EQ(booted_offset(dev), "ota_1 3");
+  EXPECT_EQ(testing::booted_app(dev), "ota_1 3");
 
   // v4 fails its self-test: marked invalid, rollback to v3, and never installed again.
   set_app(dev, {{"ota_url", server->url("/v4.bin")}});
-  out = run(dev);
+  out = testing::run_device(dev);
   EXPECT_NE(out.find("App version:      4"), std::string::npos) << out;
   EXPECT_NE(out.find("self-test of version 4 failed"), std::string::npos) << out;
   EXPECT_NE(out.find("New version is the same as invalid version"), std::string::npos) << out;
-  EXPECT_EQ(booted_offset(dev), "ota_1 3");
+  EXPECT_EQ(testing::booted_app(dev), "ota_1 3");
 
   // Failure cases: a clear one-line error, exit 1, and v3 keeps booting.
   struct Case {
@@ -150,7 +116,7 @@ TEST_F(SeedFlow, ServeUpdatesRollbackAndResume) {
     EXPECT_EQ(r.exit_code, 1) << c.url;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << "wanted '" << c.message << "' in: " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_EQ(booted_offset(dev), "ota_1 3");
+    EXPECT_EQ(testing::booted_app(dev), "ota_1 3");
   }
 
   // Power cut after 300000 bytes, then the next OTA resumes with Range from the saved progress.
@@ -158,7 +124,7 @@ TEST_F(SeedFlow, ServeUpdatesRollbackAndResume) {
       {"device", "ota", dev.string(), server->url("/v5.bin"), "--ca", ca.string(), "--stop-after", "300000"});
   EXPECT_EQ(cut.exit_code, 1);
   EXPECT_TRUE(fs::exists(dev / "ota_progress.json"));
-  EXPECT_EQ(booted_offset(dev), "ota_1 3");
+  EXPECT_EQ(testing::booted_app(dev), "ota_1 3");
   auto resumed =
       run_ota32({"device", "ota", dev.string(), server->url("/v5.bin"), "--ca", ca.string(), "--json"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
@@ -166,7 +132,7 @@ TEST_F(SeedFlow, ServeUpdatesRollbackAndResume) {
   EXPECT_EQ(j["resumed_from"], 299008);
   EXPECT_EQ(j["partition"], "ota_0");
   EXPECT_FALSE(fs::exists(dev / "ota_progress.json"));
-  EXPECT_EQ(booted_offset(dev), "ota_0 5");
+  EXPECT_EQ(testing::booted_app(dev), "ota_0 5");
 }
 
 TEST_F(SeedFlow, AgainstOpensslSServerLikeTheSeed) {
@@ -181,11 +147,11 @@ TEST_F(SeedFlow, AgainstOpensslSServerLikeTheSeed) {
   new_device(dev);
   set_app(dev, {{"ota_url", "https://127.0.0.1:" + std::to_string(server.port()) + "/simple_ota.bin"},
                 {"ca_cert", pki.seed_cert.string()}});
-  std::string out = run(dev);
+  std::string out = testing::run_device(dev);
   EXPECT_NE(out.find("esp_https_ota: Writing to partition subtype 16 at offset 0x110000"), std::string::npos)
       << out;
   EXPECT_NE(out.find("esp_https_ota: Connection closed"), std::string::npos) << out;
-  EXPECT_EQ(booted_offset(dev), "ota_0 2");
+  EXPECT_EQ(testing::booted_app(dev), "ota_0 2");
   // The seed's error cases against s_server: wrong CA, and a certificate for another address.
   auto wrong_ca = run_ota32({"device", "ota", dev.string(),
                              "https://127.0.0.1:" + std::to_string(server.port()) + "/simple_ota.bin", "--ca",
@@ -201,7 +167,7 @@ TEST_F(SeedFlow, AgainstOpensslSServerLikeTheSeed) {
   EXPECT_EQ(wrong_name.exit_code, 1);
   EXPECT_NE(wrong_name.err.find("server certificate is for example.com, not 127.0.0.1"), std::string::npos)
       << wrong_name.err;
-  EXPECT_EQ(booted_offset(dev), "ota_0 2");
+  EXPECT_EQ(testing::booted_app(dev), "ota_0 2");
 }
 
 }  // namespace

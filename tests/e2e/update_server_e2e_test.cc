@@ -10,6 +10,7 @@
 
 #include "core/file_io.h"
 #include "e2e/run_process.h"
+#include "e2e/seed_device.h"
 #include "e2e/serve_process.h"
 #include "test_support.h"
 
@@ -19,27 +20,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const char* kPartitionsCsv =
-    "# Name,   Type, SubType, Offset,   Size, Flags\n"
-    "nvs,      data, nvs,     0x9000,  0x4000,\n"
-    "otadata,  data, ota,     0xd000,  0x2000,\n"
-    "phy_init, data, phy,     0xf000,  0x1000,\n"
-    "factory,  app,  factory, 0x10000, 1M,\n"
-    "ota_0,    app,  ota_0,   ,        1M,\n"
-    "ota_1,    app,  ota_1,   ,        1M,\n";
-
 constexpr const char* kMac = "24:0a:c4:00:00:07";  // the device id the agent reports under (its MAC)
 
 class UpdateServerE2e : public ::testing::Test {
  protected:
-  void ok(const std::vector<std::string>& args, ProcessResult* out = nullptr) {
-    auto r = run_ota32(args);
-    ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err << r.out;
-    if (out) *out = r;
-  }
   void make_image(const std::string& version, const std::string& size = "200K") {
-    ok({"image", "make", "-o", (dir_ / ("v" + version + ".bin")).string(), "--chip", "esp32", "--project",
-        "simple_ota", "--version", version, "--size", size});
+    run_ota32_ok({"image", "make", "-o", (dir_ / ("v" + version + ".bin")).string(), "--chip", "esp32",
+                  "--project", "simple_ota", "--version", version, "--size", size});
   }
   ProcessResult push(const std::string& version) {
     return run_ota32({"fw", "push", (dir_ / ("v" + version + ".bin")).string(), "--server", server_->url(""),
@@ -62,18 +49,6 @@ class UpdateServerE2e : public ::testing::Test {
     for (const auto& d : all["devices"])
       if (d.value("id", "") == kMac) return d;
     return nullptr;
-  }
-  std::string run_device(int expect_exit = 0) {
-    auto r = run_ota32({"device", "run", dev_.string(), "--max-boots", "6"});
-    EXPECT_EQ(r.exit_code, expect_exit) << r.err;
-    return r.out;
-  }
-  std::string booted(const fs::path& dev) {
-    auto r = run_ota32({"device", "boot", dev.string(), "--json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
-    if (j.is_discarded()) return "?";
-    return j.value("partition", std::string("?")) + " " + j.value("version", std::string("?"));
   }
 
   TempDir tmp_;
@@ -99,13 +74,7 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   ASSERT_TRUE(fs::exists(ca_));
 
   // A device flashed like `idf.py flash` (factory v1), rollback enabled, asking the server for updates.
-  ASSERT_TRUE(write_file_atomic(dir_ / "partitions.csv", std::string_view(kPartitionsCsv)));
-  ok({"part", "csv2bin", (dir_ / "partitions.csv").string(), (dir_ / "pt.bin").string()});
-  ASSERT_TRUE(write_file_atomic(dir_ / "ota_data_initial.bin", Bytes(0x2000, 0xFF)));
-  ok({"device", "new", dev_.string(), "--chip", "esp32", "--rollback", "--mac", kMac});
-  ok({"device", "flash", dev_.string(), "0x1000",
-      (testdata_dir() / "images" / "bootloader_esp32.bin").string(), "0x8000", (dir_ / "pt.bin").string(),
-      "0xd000", (dir_ / "ota_data_initial.bin").string(), "0x10000", (dir_ / "v1.bin").string()});
+  ASSERT_NO_FATAL_FAILURE(flash_seed_device(dir_, dev_, dir_ / "v1.bin", {"--rollback", "--mac", kMac}));
   auto cfg = nlohmann::json::parse(*read_text_file(dev_ / "device.json"));
   cfg["app"]["update_server"] = server_->url("");
   cfg["app"]["ca_cert"] = ca_.string();
@@ -113,19 +82,19 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   ASSERT_TRUE(write_file_atomic(dev_ / "device.json", cfg.dump(2)));
 
   // Nothing in the catalog: the device asks, gets 204 and keeps running v1 (no report yet).
-  out = run_device();
+  out = run_device(dev_);
   EXPECT_THAT(out, HasSubstr("no update for simple_ota version 1"));
   EXPECT_TRUE(device_record().is_null());
 
   // v2 in the catalog: downloading, installed, reboot into ota_0, booted.
   auto pushed = push("2");
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
-  out = run_device();
+  out = run_device(dev_);
   EXPECT_THAT(out, HasSubstr("esp_https_ota: Writing to partition subtype 16 at offset 0x110000"));
   EXPECT_THAT(out, HasSubstr("self-test of version 2 passed"));
   EXPECT_THAT(out, HasSubstr("no update for simple_ota version 2"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("report to")));  // no report was refused
-  EXPECT_EQ(booted(dev_), "ota_0 2");
+  EXPECT_EQ(booted_app(dev_), "ota_0 2");
   auto d = device_record();
   ASSERT_TRUE(d.is_object()) << admin_get("/api/v1/devices").dump();
   EXPECT_EQ(d["state"], "booted");
@@ -144,12 +113,12 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   // does not install v3 again.
   pushed = push("3");
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
-  out = run_device();
+  out = run_device(dev_);
   EXPECT_THAT(out, HasSubstr("esp_https_ota: Writing to partition subtype 17 at offset 0x210000"));
   EXPECT_THAT(out, HasSubstr("self-test of version 3 failed"));
   EXPECT_THAT(out, HasSubstr("New version is the same as invalid version"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("report to")));
-  EXPECT_EQ(booted(dev_), "ota_0 2");
+  EXPECT_EQ(booted_app(dev_), "ota_0 2");
   d = device_record();
   ASSERT_TRUE(d.is_object());
   EXPECT_EQ(d["state"], "rolled_back");
@@ -159,9 +128,9 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   // v4 does not fit in the slot: failed with the reason, v2 keeps running.
   pushed = push("4");
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
-  out = run_device();
+  out = run_device(dev_);
   EXPECT_THAT(out, HasSubstr("Firmware upgrade failed"));
-  EXPECT_EQ(booted(dev_), "ota_0 2");
+  EXPECT_EQ(booted_app(dev_), "ota_0 2");
   d = device_record();
   ASSERT_TRUE(d.is_object());
   EXPECT_EQ(d["state"], "failed");
