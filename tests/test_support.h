@@ -15,6 +15,9 @@ inline std::filesystem::path testdata_dir() { return shared_dir() / "testdata"; 
 // The directory where the build puts executables (the ota32 binary, ota32-serve).
 inline std::filesystem::path binary_dir() { return OTA32_BINARY_DIR; }
 
+// A free TCP port on 127.0.0.1 (bound, read back and released; good enough for tests), or -1.
+int free_port();
+
 // A fresh empty directory for one test, removed at destruction.
 class TempDir {
  public:

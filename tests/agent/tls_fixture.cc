@@ -12,6 +12,8 @@
 #include <fstream>
 #include <thread>
 
+#include "test_support.h"
+
 namespace ota32::testing {
 namespace fs = std::filesystem;
 
@@ -57,20 +59,6 @@ bool TestPki::create(const fs::path& d) {
     if (run_shell(c, log) != 0) return false;
   }
   return true;
-}
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
 }
 
 static bool can_connect(int port) {

@@ -25,9 +25,6 @@ struct TestPki {
   bool create(const std::filesystem::path& dir);
 };
 
-// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-int free_port();
-
 // `openssl s_server -WWW` serving `docroot` on 127.0.0.1:port.
 class OpensslServer {
  public:

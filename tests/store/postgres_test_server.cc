@@ -17,21 +17,6 @@ namespace {
 
 const std::filesystem::path kPgBin = "/usr/lib/postgresql/15/bin";
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
 // initdb refuses to run as root: then every server command runs as the `postgres` system user.
 std::string as_server_user(const std::string& cmd) {
   if (::geteuid() != 0) return cmd;
