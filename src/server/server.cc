@@ -78,8 +78,9 @@ class Session;
 struct Worker {
   std::unordered_set<Session*> sessions;
   bool draining = false;
-  // Plaintext of the record being written. Shared by the thread's sessions: it is filled and handed to
-  // SSL_write with no suspension in between, so a session waiting for its client holds no copy of the file.
+  // Plaintext of the records being written (send_file's round). Shared by the thread's sessions: it is filled
+  // and handed to SSL_write with no suspension in between, so a session waiting for its client holds no copy
+  // of the file.
   std::vector<char> file_buf;
   OpenFileCache files;
   asio::io_context ioc{1};
@@ -617,10 +618,14 @@ Result<void> Server::listen() {
       port = a.local_endpoint().port();
     } else {
       int fd = ::dup(impl_->workers.front()->acceptor.native_handle());
-      if (fd < 0 || (a.assign(ep.protocol(), fd, ec), ec)) {
-        if (fd >= 0 && ec) ::close(fd);
+      if (fd < 0)
         return Error(ErrorCode::io_error, fmt::format("cannot share the listening socket with thread {}: {}",
-                                                      i, fd < 0 ? std::strerror(errno) : ec.message()));
+                                                      i, std::strerror(errno)));
+      a.assign(ep.protocol(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        return Error(ErrorCode::io_error,
+                     fmt::format("cannot share the listening socket with thread {}: {}", i, ec.message()));
       }
     }
     impl_->workers.push_back(std::move(w));
