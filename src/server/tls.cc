@@ -407,6 +407,9 @@ Result<SslCtxPtr> make_server_context(const fs::path& cert_chain, const fs::path
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
                                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  // No TLS 1.3 NewSessionTicket after the handshake: with the cache off, OpenSSL would still send two
+  // (stateful) tickets that can never resume, costing both ends an extra record and a session copy each.
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
   // Partial writes let a slow client's socket take what it can; the buffers are released between records.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // TLS 1.2 suites in mbedTLS's default list on ESP32 (AES-GCM first: hardware AES there, AES-NI here).

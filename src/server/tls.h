@@ -59,8 +59,9 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_d
                                              const std::vector<std::string>& ip_addresses);
 
 // The server context: TLS 1.2 and 1.3, ECDHE with AES-128-GCM / AES-256-GCM / ChaCha20 (ECDSA or RSA
-// certificates), no renegotiation, no session cache or tickets (ESP-IDF does not resume by default, so a
-// cache only costs memory), buffers released when idle. Checks that the key matches the certificate.
+// certificates), no renegotiation, no session cache or tickets (TLS 1.3 included: no NewSessionTicket;
+// ESP-IDF does not resume by default, so a cache only costs memory), buffers released when idle. Checks that
+// the key matches the certificate.
 Result<SslCtxPtr> make_server_context(const std::filesystem::path& cert_chain,
                                       const std::filesystem::path& key);
 

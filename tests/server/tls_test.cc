@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -160,6 +161,53 @@ TEST(ZeroConfigTls, BrokenFilesGiveClearErrors) {
   auto missing = make_server_context(dir / "nope.pem", other / "d" / "server_key.pem");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message().find("nope.pem"), std::string::npos);
+}
+
+int g_client_sessions = 0;
+
+// A TLS 1.3 handshake in memory (BIO pairs) between an OpenSSL client that caches whatever session tickets
+// it receives and the server context, then one byte of application data from the server (tickets, when
+// there are any, come before it).
+TEST(ServerContext, Tls13SendsNoSessionTicketsAndPrefersAes128) {
+  ota32::testing::TempDir dir;
+  auto z = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
+  ASSERT_TRUE(z) << z.error().message();
+  auto server_ctx = make_server_context(z->server_cert, z->server_key);
+  ASSERT_TRUE(server_ctx) << server_ctx.error().message();
+
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
+  SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  g_client_sessions = 0;
+  SSL_CTX_sess_set_new_cb(cctx, [](SSL*, SSL_SESSION*) {
+    ++g_client_sessions;
+    return 0;  // not kept: OpenSSL frees it
+  });
+  SSL* client = SSL_new(cctx);
+  SSL* server = SSL_new(server_ctx->get());
+  BIO *c_io = nullptr, *s_io = nullptr;
+  ASSERT_EQ(BIO_new_bio_pair(&c_io, 0, &s_io, 0), 1);
+  SSL_set_bio(client, c_io, c_io);
+  SSL_set_bio(server, s_io, s_io);
+  SSL_set_connect_state(client);
+  SSL_set_accept_state(server);
+  bool c_done = false, s_done = false;
+  for (int i = 0; i < 20 && !(c_done && s_done); ++i) {
+    if (!c_done) c_done = SSL_do_handshake(client) == 1;
+    if (!s_done) s_done = SSL_do_handshake(server) == 1;
+  }
+  ASSERT_TRUE(c_done && s_done);
+  EXPECT_STREQ(SSL_get_version(client), "TLSv1.3");
+  EXPECT_STREQ(SSL_get_cipher_name(client), "TLS_AES_128_GCM_SHA256");
+  size_t n = 0;
+  ASSERT_EQ(SSL_write_ex(server, "x", 1, &n), 1);
+  char byte = 0;
+  ASSERT_EQ(SSL_read_ex(client, &byte, 1, &n), 1);
+  EXPECT_EQ(byte, 'x');
+  EXPECT_EQ(g_client_sessions, 0) << "the server sent NewSessionTicket messages";
+  SSL_free(client);
+  SSL_free(server);
+  SSL_CTX_free(cctx);
 }
 
 TEST(LocalAddresses, IncludeLoopback) {
