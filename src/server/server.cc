@@ -173,6 +173,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // Re-aims TCP_NOTSENT_LOWAT at this connection's share of the budget (ServerOptions::unsent_budget).
+  void apply_notsent_lowat() {
+    std::size_t want = notsent_lowat_for(srv_.opt, srv_.connections.load(std::memory_order_relaxed));
+    if (want == lowat_) return;
+    int v = static_cast<int>(std::min<std::size_t>(want, 1u << 30));
+    if (::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v) == 0) lowat_ = want;
+  }
+
   void count_sent(std::size_t n) {
     sent_ += n;
     srv_.metrics.bytes_sent(n);
@@ -240,7 +248,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point deadline_, timer_at_;
   uint64_t timer_gen_ = 0;
   bool timer_armed_ = false, timed_out_ = false, done_ = false, idle_ = false;
-  bool behind_ = false;  // the client's socket was full lately (send_file's pace)
+  bool behind_ = false;    // the client's socket was full lately (send_file's pace)
+  std::size_t lowat_ = 0;  // TCP_NOTSENT_LOWAT set on the socket (0 = none)
   int writable_streak_ = 0;
   bool shut_down_ = false;  // close_notify and FIN already sent (lingering_close)
   boost::beast::flat_buffer buf_;
@@ -365,6 +374,7 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
     status = res.result_int();
     co_return co_await send_response(res);
   }
+  apply_notsent_lowat();
   const int fd = file->fd;
   FileStat fs{file->size,
               std::chrono::system_clock::time_point(std::chrono::seconds(file->mtime.tv_sec) +
@@ -464,10 +474,7 @@ awaitable<void> Session::run() {
   remote_ = ec ? "?" : ep.address().to_string();
   sock_.non_blocking(true, ec);
   sock_.set_option(tcp::no_delay(true), ec);
-  if (srv_.opt.notsent_lowat > 0) {
-    int lowat = static_cast<int>(std::min<std::size_t>(srv_.opt.notsent_lowat, 1u << 30));
-    ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
-  }
+  apply_notsent_lowat();
   ssl_.reset(SSL_new(srv_.tls));
   if (!ssl_ || SSL_set_fd(ssl_.get(), sock_.native_handle()) != 1) {
     ERR_clear_error();
@@ -585,6 +592,12 @@ void Server::Impl::begin_drain(Worker& w) {
   w.acceptor.close(ec);
   std::vector<Session*> idle(w.sessions.begin(), w.sessions.end());
   for (Session* s : idle) s->drain();
+}
+
+std::size_t notsent_lowat_for(const ServerOptions& opt, std::size_t connections) {
+  if (opt.unsent_budget == 0) return 0;
+  std::size_t share = opt.unsent_budget / std::max<std::size_t>(1, connections);
+  return std::clamp(share, opt.notsent_lowat_min, std::max(opt.notsent_lowat_min, opt.notsent_lowat_max));
 }
 
 Server::Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metrics& metrics, AccessLog* log)

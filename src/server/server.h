@@ -38,9 +38,19 @@ struct ServerOptions {
   std::size_t file_chunk = 16 * 1024;  // plaintext per TLS record written (at most 16 KiB: one record)
   // TCP_NOTSENT_LOWAT: the kernel queues at most about this many not-yet-sent bytes per connection (plus what
   // the peer's window has in flight), and the socket is writable only below it. Bounds kernel memory per slow
-  // client (an ESP32 advertises a window of a few KiB) without limiting a fast client's window. 0 = off.
-  std::size_t notsent_lowat = 32 * 1024;
+  // client (an ESP32 advertises a window of a few KiB) without limiting a fast client's window. The mark is
+  // a budget shared by the open connections (unsent_budget / connections, set when a connection opens and
+  // at each response), kept within [notsent_lowat_min, notsent_lowat_max]: a few fast clients get deep
+  // queues and so fewer wake-ups per MiB; a thousand or 10 000 (slow) ones 32 KiB each. Summed over n
+  // connections opened one after another, the marks stay within n * notsent_lowat_min + unsent_budget *
+  // (1 + ln n). unsent_budget 0 = no mark.
+  std::size_t unsent_budget = 4 * 1024 * 1024;
+  std::size_t notsent_lowat_min = 32 * 1024;
+  std::size_t notsent_lowat_max = 1024 * 1024;
 };
+
+// The TCP_NOTSENT_LOWAT a connection gets while `connections` are open (itself included); 0 = none.
+std::size_t notsent_lowat_for(const ServerOptions& opt, std::size_t connections);
 
 class Server {
  public:
