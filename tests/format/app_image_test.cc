@@ -190,14 +190,18 @@ TEST(AppImage, BadStructureIsAnErrorNeverACrash) {
   for (size_t n = 0; n < good.size(); ++n) {
     Bytes t(good.begin(), good.begin() + static_cast<ptrdiff_t>(n));
     auto p = parse_image(t, "t.bin");
-    if (p) EXPECT_FALSE(verify_image(*p, t, {})) << "prefix " << n;
+    if (p) {
+      EXPECT_FALSE(verify_image(*p, t, {})) << "prefix " << n;
+    }
   }
   // Every single-byte corruption of the hash-covered part is caught by parse or verify.
   for (size_t i = 0; i < 0x140; ++i) {
     Bytes c = good;
     c[i] ^= 0x5A;
     auto p = parse_image(c, "c.bin");
-    if (p) EXPECT_FALSE(verify_image(*p, c, {})) << "byte " << i;
+    if (p) {
+      EXPECT_FALSE(verify_image(*p, c, {})) << "byte " << i;
+    }
   }
 }
 
@@ -224,7 +228,9 @@ TEST(AppImage, RealImagesParseAndVerify) {
     ASSERT_TRUE(data) << c.file;
     auto p = parse_image(*data, c.file);
     ASSERT_TRUE(p) << p.error().message();
-    if (c.segments) EXPECT_EQ(p->segments.size(), c.segments) << c.file;
+    if (c.segments) {
+      EXPECT_EQ(p->segments.size(), c.segments) << c.file;
+    }
     EXPECT_EQ(p->stored_checksum, p->calculated_checksum) << c.file;
     EXPECT_EQ(p->app_desc.has_value(), c.app) << c.file;
     VerifyOptions opt;

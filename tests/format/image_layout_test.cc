@@ -27,7 +27,9 @@ void expect_segments(const Bytes& img, const std::vector<Seg>& want) {
     EXPECT_EQ(p->segments[i].header_offset(), want[i].hdr) << "segment " << i;
   }
   EXPECT_EQ(p->stored_checksum, p->calculated_checksum);
-  if (p->stored_sha256) EXPECT_EQ(*p->stored_sha256, image_sha256(*p, img));
+  if (p->stored_sha256) {
+    EXPECT_EQ(*p->stored_sha256, image_sha256(*p, img));
+  }
 }
 
 std::vector<ImageItem> esp32_items() {

@@ -627,7 +627,9 @@ TEST(PartitionDevice, ErrorsAreTheLogLines) {
 
 TEST(PartitionRobustness, MutatedCsvAndBinaryInputs) {
   std::mt19937 rng(12345);
-  const std::string alphabet = "0123456789abcdefxkKmM,:#$ _-\t\r\n\x0b\xc2\xa0appdatanvsotaencrypted";
+  const std::string alphabet =
+      "0123456789abcdefxkKmM,:#$ _-\t\r\n\x0b\xc2\xa0"
+      "appdatanvsotaencrypted";
   Bytes good = *build(kTwoOta);
   for (int round = 0; round < 3000; ++round) {
     std::string text(kTwoOta);

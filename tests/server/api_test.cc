@@ -239,8 +239,9 @@ TEST_F(ApiTest, UploadRacingDeleteNeverLeavesARecordWithoutItsFile) {
   std::mt19937 rng(6);
   int broken = 0, rounds = 0;
   for (; rounds < 150 && broken == 0; ++rounds) {
-    if (!api_->store->get_firmware(sha).value().has_value())
+    if (!api_->store->get_firmware(sha).value().has_value()) {
       ASSERT_EQ(upload(img).result(), http::status::created);
+    }
     auto delay = std::chrono::duration_cast<std::chrono::microseconds>(upload_time * 3 / 2) *
                  std::uniform_real_distribution<double>(0, 1)(rng);
     http::status up_status{}, del_status{};

@@ -59,11 +59,11 @@ TEST(Router, UnknownPathWithInvalidUtf8IsStill404Json) {
   RequestContext ctx;
   auto nf = as_response(router.route(make_request(http::verb::get, "/x%ff%fe/\xc3"), ctx));
   EXPECT_EQ(nf.result(), http::status::not_found);
-  EXPECT_NO_THROW((void)nlohmann::json::parse(nf.body()));
+  EXPECT_TRUE(nlohmann::json::accept(nf.body()));
   HttpRequest req = make_request(http::verb::get, "/");
   auto e = json_error(http::status::bad_request, "bad", "name \xff\xfe", req);
   EXPECT_EQ(e.result(), http::status::bad_request);
-  EXPECT_NO_THROW((void)nlohmann::json::parse(e.body()));
+  EXPECT_TRUE(nlohmann::json::accept(e.body()));
 }
 
 TEST(Router, HeadFallsBackToGetAndExactBeatsPrefix) {

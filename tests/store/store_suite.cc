@@ -275,7 +275,9 @@ class BlobLockSuite : public StoreSuite {
   // After both finished: a record has its file.
   void expect_consistent() {
     bool record = store_->get_firmware(fw_.sha256).value().has_value();
-    if (record) EXPECT_TRUE(blobs_.exists(fw_.sha256)) << "a record without its file";
+    if (record) {
+      EXPECT_TRUE(blobs_.exists(fw_.sha256)) << "a record without its file";
+    }
   }
 
   static constexpr const char* kData = "not really an image, but content-addressed all the same";
