@@ -4,26 +4,33 @@
 # 1 MiB file over 127.0.0.1; then N slow clients (ESP32-like, ~64 KB/s each) against ota32-serve.
 #
 #   bench/serve-bench.sh [--servers "ota32 nginx s_server"] [--concurrency "1 10 100 1000"]
-#                        [--modes "newconn keepalive"] [--duration 10] [--slow 10000] [--out DIR]
+#                        [--modes "newconn keepalive"] [--duration 10] [--rounds 1] [--slow 10000] [--out DIR]
+#
+# Each (mode, clients) cell runs every server back to back, in an order that rotates from round to round,
+# so that a machine whose speed drifts (a shared VM) affects the servers of one cell alike; with --rounds N
+# the cell runs N times and summary.md gives each server's median requests/s and the median of the
+# per-round ota32/nginx ratios.
 # Needs: a built build/ tree (ota32-serve, serve_slow_clients), h2load, wrk, nginx, openssl, curl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS="$ROOT/../shared/bench/serve-bench.sh"
 BUILD=${OTA32_BUILD_DIR:-$ROOT/build}
-SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 SLOW=10000 OUT=""
+SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 ROUNDS=1 SLOW=10000 OUT=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --servers) SERVERS=$2; shift 2 ;;
     --concurrency) CONC=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --slow) SLOW=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "serve-bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 die() { echo "serve-bench: $*" >&2; exit 2; }
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 20 ]] || die "--rounds must be 1..20"
 [[ -x "$HARNESS" || -r "$HARNESS" ]] || die "shared harness not found at $HARNESS (the shared/ folder beside the checkout)"
 [[ -x "$BUILD/src/cli/ota32-serve" ]] || die "no $BUILD/src/cli/ota32-serve: build it first (ninja -C build ota32-serve)"
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/ota32-serve-bench.XXXXXX")}
@@ -43,23 +50,83 @@ CERT="$DATA/server_cert.pem" KEY="$DATA/server_key.pem" CA="$DATA/ca_cert.pem"
 
 PORT=18443
 CSV="$OUT/results.csv"
-for s in $SERVERS; do
-  case "$s" in
+start_cmd() { # server name -> the shell command that starts it in the foreground
+  case "$1" in
     ota32)
-      START="exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off" ;;
+      echo "exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off" ;;
     nginx)
       mkdir -p "$OUT/nginx/tmp"
       sed -e "s|@WORKERS@|$(nproc)|" -e "s|@WORKDIR@|$OUT/nginx|g" -e "s|@ERRLEVEL@|error|" -e "s|@PORT@|$PORT|" \
         -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@KTLS@||" -e "s|@WWW@|$OUT/www|" \
         "$(dirname "$HARNESS")/nginx.conf.in" >"$OUT/nginx/nginx.conf"
-      START="exec nginx -e '$OUT/nginx/nginx-error.log' -c '$OUT/nginx/nginx.conf'" ;;
+      echo "exec nginx -e '$OUT/nginx/nginx-error.log' -c '$OUT/nginx/nginx.conf'" ;;
     s_server)
-      START="cd '$OUT/www' && exec openssl s_server -quiet -WWW -accept 127.0.0.1:$PORT -cert '$CERT' -key '$KEY' -no_ticket" ;;
-    *) die "unknown server $s" ;;
+      echo "cd '$OUT/www' && exec openssl s_server -quiet -WWW -accept 127.0.0.1:$PORT -cert '$CERT' -key '$KEY' -no_ticket" ;;
+    *) return 1 ;;
   esac
-  bash "$HARNESS" --name "$s" --url "https://127.0.0.1:$PORT/fw.bin" --cacert "$CA" --start "$START" \
-    --concurrency "$CONC" --modes "$MODES" --duration "$DURATION" --out "$CSV" --logdir "$OUT/logs" --cooldown 2
+}
+read -r -a server_list <<<"$SERVERS"
+for s in "${server_list[@]}"; do start_cmd "$s" >/dev/null || die "unknown server $s"; done
+for round in $(seq 1 "$ROUNDS"); do
+  for mode in $MODES; do
+    for c in $CONC; do
+      n=${#server_list[@]}
+      for i in $(seq 0 $((n - 1))); do  # rotate the order by one server per round
+        s=${server_list[$(((i + round - 1) % n))]}
+        bash "$HARNESS" --name "$s" --url "https://127.0.0.1:$PORT/fw.bin" --cacert "$CA" --start "$(start_cmd "$s")" \
+          --concurrency "$c" --modes "$mode" --duration "$DURATION" --out "$CSV" --logdir "$OUT/logs" \
+          --cooldown 1 --note "round $round"
+      done
+    done
+  done
 done
+
+# summary.md: per cell, each server's median req/s (and MB/s, server CPU ms per request), and the median
+# of the per-round ota32/nginx ratios.
+awk -F, -v servers="$SERVERS" '
+  NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+  {
+    srv = $col["server"]; mode = $col["mode"]; c = $col["concurrency"]
+    round = $col["notes"]; sub(/.*round /, "", round); sub(/[^0-9].*/, "", round)
+    key = mode SUBSEP c
+    if (!(key in seen)) { seen[key] = 1; order[++ncell] = key }
+    rps[srv, key, round] = $col["req_per_s"] + 0
+    mbs[srv, key, ++nm[srv, key]] = $col["MB_per_s"] + 0
+    req[srv, key, ++nr[srv, key]] = $col["req_per_s"] + 0
+    cpu[srv, key, ++nc[srv, key]] = ($col["req_per_s"] > 0) ? $col["server_cpu_pct"] / 100 / $col["req_per_s"] * 1000 : 0
+    rounds[key, round] = 1; if (round > maxr) maxr = round
+  }
+  function median(arr, prefix, n,   i, j, t, v) {
+    for (i = 1; i <= n; i++) v[i] = arr[prefix, i]
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    if (n == 0) return "NA"
+    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+  END {
+    ns = split(servers, sl, " ")
+    hdr = "| mode | clients |"; sep = "|---|---|"
+    for (i = 1; i <= ns; i++) { hdr = hdr " " sl[i] " req/s | " sl[i] " MB/s | " sl[i] " CPU ms/req |"; sep = sep "---|---|---|" }
+    if (index(" " servers " ", " ota32 ") && index(" " servers " ", " nginx ")) { hdr = hdr " ota32/nginx (median of rounds) | per round |"; sep = sep "---|---|" }
+    print hdr; print sep
+    for (k = 1; k <= ncell; k++) {
+      key = order[k]; split(key, kc, SUBSEP)
+      line = "| " kc[1] " | " kc[2] " |"
+      for (i = 1; i <= ns; i++) {
+        s = sl[i]
+        line = line sprintf(" %.0f | %.0f | %.2f |", median(req, s SUBSEP key, nr[s, key]), median(mbs, s SUBSEP key, nm[s, key]), median(cpu, s SUBSEP key, nc[s, key]))
+      }
+      if (index(" " servers " ", " ota32 ") && index(" " servers " ", " nginx ")) {
+        n = 0; list = ""
+        for (r = 1; r <= maxr; r++)
+          if (rps["nginx", key, r] > 0 && (("ota32", key, r) in rps)) { q[++n] = rps["ota32", key, r] / rps["nginx", key, r]; list = list sprintf("%s%.2f", n > 1 ? " " : "", q[n]) }
+        for (i = 2; i <= n; i++) { t = q[i]; for (j = i - 1; j >= 1 && q[j] > t; j--) q[j + 1] = q[j]; q[j + 1] = t }
+        med = n == 0 ? "NA" : sprintf("%.2f", (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2)
+        line = line " **" med "x** | " list " |"
+      }
+      print line
+    }
+  }' "$CSV" >"$OUT/summary.md"
+cat "$OUT/summary.md"
 
 if [[ "$SLOW" -gt 0 ]]; then
   CLIENT="$BUILD/bench/server/serve_slow_clients"
