@@ -444,11 +444,16 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
         break;
       }
       // The socket is full. OpenSSL holds the record it could not finish and must be called again with the
-      // same plaintext: the rest of this round moves into the session (the thread's buffer is shared).
+      // same plaintext: that record moves into the session (the thread's buffer is shared). The records
+      // after it are not kept: they hold file bytes only (the header went out in the first record), which
+      // the next rounds read again. So a waiting session holds at most one record.
       behind_ = true;
       writable_streak_ = 0;
+      const std::size_t later = fill - at - n;
+      off -= later;
+      left += later;
       std::vector<char> pending(buf.begin() + static_cast<std::ptrdiff_t>(at),
-                                buf.begin() + static_cast<std::ptrdiff_t>(fill));
+                                buf.begin() + static_cast<std::ptrdiff_t>(at + n));
       ok = co_await write_all(pending.data(), pending.size());
       break;
     }
