@@ -83,7 +83,7 @@ done
 
 # summary.md: per cell, each server's median req/s (and MB/s, server CPU ms per request), and the median
 # of the per-round ota32/nginx ratios.
-awk -F, -v servers="$SERVERS" '
+[[ -s "$CSV" ]] && awk -F, -v servers="$SERVERS" '
   NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
   {
     srv = $col["server"]; mode = $col["mode"]; c = $col["concurrency"]
@@ -126,7 +126,7 @@ awk -F, -v servers="$SERVERS" '
       print line
     }
   }' "$CSV" >"$OUT/summary.md"
-cat "$OUT/summary.md"
+[[ -s "$CSV" ]] && cat "$OUT/summary.md"
 
 if [[ "$SLOW" -gt 0 ]]; then
   CLIENT="$BUILD/bench/server/serve_slow_clients"

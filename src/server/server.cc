@@ -407,6 +407,7 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
         if (++writable_streak_ >= kCatchUp) behind_ = false;
       } else {
         writable_streak_ = 0;
+        apply_notsent_lowat();  // connections came or went while this one was sending
         if (!co_await wait_writable()) {
           ok = false;
           break;

@@ -20,6 +20,10 @@ TEST(NotsentLowat, ShareOfTheBudgetWithinTheBounds) {
   EXPECT_EQ(notsent_lowat_for(opt, 128), 32 * KiB);
   EXPECT_EQ(notsent_lowat_for(opt, 1000), 32 * KiB);
   EXPECT_EQ(notsent_lowat_for(opt, 10000), 32 * KiB);
+  opt.unsent_budget = 16 * MiB;
+  EXPECT_EQ(notsent_lowat_for(opt, 16), 1 * MiB);
+  EXPECT_EQ(notsent_lowat_for(opt, 100), 16 * MiB / 100);
+  EXPECT_EQ(notsent_lowat_for(opt, 512), 32 * KiB);
 }
 
 TEST(NotsentLowat, ZeroBudgetMeansNoMark) {
