@@ -74,7 +74,7 @@ for round in $(seq 1 "$ROUNDS"); do
       for i in $(seq 0 $((n - 1))); do  # rotate the order by one server per round
         s=${server_list[$(((i + round - 1) % n))]}
         bash "$HARNESS" --name "$s" --url "https://127.0.0.1:$PORT/fw.bin" --cacert "$CA" --start "$(start_cmd "$s")" \
-          --concurrency "$c" --modes "$mode" --duration "$DURATION" --out "$CSV" --logdir "$OUT/logs" \
+          --concurrency "$c" --modes "$mode" --duration "$DURATION" --out "$CSV" --logdir "$OUT/logs/round$round" \
           --cooldown 1 --note "round $round"
       done
     done
