@@ -94,7 +94,7 @@ done
     mbs[srv, key, ++nm[srv, key]] = $col["MB_per_s"] + 0
     req[srv, key, ++nr[srv, key]] = $col["req_per_s"] + 0
     cpu[srv, key, ++nc[srv, key]] = ($col["req_per_s"] > 0) ? $col["server_cpu_pct"] / 100 / $col["req_per_s"] * 1000 : 0
-    rounds[key, round] = 1; if (round > maxr) maxr = round
+    if (round > maxr) maxr = round
   }
   function median(arr, prefix, n,   i, j, t, v) {
     for (i = 1; i <= n; i++) v[i] = arr[prefix, i]
@@ -104,9 +104,10 @@ done
   }
   END {
     ns = split(servers, sl, " ")
+    both = index(" " servers " ", " ota32 ") && index(" " servers " ", " nginx ")
     hdr = "| mode | clients |"; sep = "|---|---|"
     for (i = 1; i <= ns; i++) { hdr = hdr " " sl[i] " req/s | " sl[i] " MB/s | " sl[i] " CPU ms/req |"; sep = sep "---|---|---|" }
-    if (index(" " servers " ", " ota32 ") && index(" " servers " ", " nginx ")) { hdr = hdr " ota32/nginx (median of rounds) | per round |"; sep = sep "---|---|" }
+    if (both) { hdr = hdr " ota32/nginx (median of rounds) | per round |"; sep = sep "---|---|" }
     print hdr; print sep
     for (k = 1; k <= ncell; k++) {
       key = order[k]; split(key, kc, SUBSEP)
@@ -115,12 +116,11 @@ done
         s = sl[i]
         line = line sprintf(" %.0f | %.0f | %.2f |", median(req, s SUBSEP key, nr[s, key]), median(mbs, s SUBSEP key, nm[s, key]), median(cpu, s SUBSEP key, nc[s, key]))
       }
-      if (index(" " servers " ", " ota32 ") && index(" " servers " ", " nginx ")) {
+      if (both) {
         n = 0; list = ""
         for (r = 1; r <= maxr; r++)
-          if (rps["nginx", key, r] > 0 && (("ota32", key, r) in rps)) { q[++n] = rps["ota32", key, r] / rps["nginx", key, r]; list = list sprintf("%s%.2f", n > 1 ? " " : "", q[n]) }
-        for (i = 2; i <= n; i++) { t = q[i]; for (j = i - 1; j >= 1 && q[j] > t; j--) q[j + 1] = q[j]; q[j + 1] = t }
-        med = n == 0 ? "NA" : sprintf("%.2f", (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2)
+          if (rps["nginx", key, r] > 0 && (("ota32", key, r) in rps)) { q[key, ++n] = rps["ota32", key, r] / rps["nginx", key, r]; list = list sprintf("%s%.2f", n > 1 ? " " : "", q[key, n]) }
+        med = n == 0 ? "NA" : sprintf("%.2f", median(q, key, n))
         line = line " **" med "x** | " list " |"
       }
       print line
