@@ -5,17 +5,19 @@
 #
 #   bench/serve-bench.sh [--servers "ota32 nginx s_server"] [--concurrency "1 10 100 1000"]
 #                        [--modes "newconn keepalive"] [--duration 10] [--rounds 1] [--slow 10000] [--out DIR]
+#                        [--ktls]
 #
 # Each (mode, clients) cell runs every server back to back, in an order that rotates from round to round,
 # so that a machine whose speed drifts (a shared VM) affects the servers of one cell alike; with --rounds N
 # the cell runs N times and summary.md gives each server's median requests/s and the median of the
-# per-round ota32/nginx ratios.
+# per-round ota32/nginx ratios. --ktls: kernel TLS for both ota32 (serve --ktls) and nginx (`ssl_conf_command
+# Options KTLS`), on a kernel with the `tls` module (scripts/vm-run.sh boots one).
 # Needs: a built build/ tree (ota32-serve, serve_slow_clients), h2load, wrk, nginx, openssl, curl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS="$ROOT/../shared/bench/serve-bench.sh"
 BUILD=${OTA32_BUILD_DIR:-$ROOT/build}
-SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 ROUNDS=1 SLOW=10000 OUT=""
+SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 ROUNDS=1 SLOW=10000 OUT="" KTLS=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --servers) SERVERS=$2; shift 2 ;;
@@ -25,7 +27,8 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --slow) SLOW=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --ktls) KTLS=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "serve-bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -49,15 +52,17 @@ CERT="$DATA/server_cert.pem" KEY="$DATA/server_key.pem" CA="$DATA/ca_cert.pem"
 [[ -s "$CERT" ]] || die "ota32-serve did not create a certificate; see $OUT/logs/certs.log"
 
 PORT=18443
+OTA32_KTLS="" NGINX_KTLS=""
+if [[ $KTLS == 1 ]]; then OTA32_KTLS="--ktls" NGINX_KTLS="ssl_conf_command Options KTLS;"; fi
 CSV="$OUT/results.csv"
 start_cmd() { # server name -> the shell command that starts it in the foreground
   case "$1" in
     ota32)
-      echo "exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off" ;;
+      echo "exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off $OTA32_KTLS" ;;
     nginx)
       mkdir -p "$OUT/nginx/tmp"
       sed -e "s|@WORKERS@|$(nproc)|" -e "s|@WORKDIR@|$OUT/nginx|g" -e "s|@ERRLEVEL@|error|" -e "s|@PORT@|$PORT|" \
-        -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@KTLS@||" -e "s|@WWW@|$OUT/www|" \
+        -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@KTLS@|$NGINX_KTLS|" -e "s|@WWW@|$OUT/www|" \
         "$(dirname "$HARNESS")/nginx.conf.in" >"$OUT/nginx/nginx.conf"
       echo "exec nginx -e '$OUT/nginx/nginx-error.log' -c '$OUT/nginx/nginx.conf'" ;;
     s_server)
@@ -133,7 +138,7 @@ if [[ "$SLOW" -gt 0 ]]; then
   [[ -x "$CLIENT" ]] || die "no $CLIENT: build it (ninja -C build serve_slow_clients)"
   ulimit -n "$(ulimit -Hn)"
   "$BUILD/src/cli/ota32-serve" serve --dir "$OUT/www" --data "$DATA" --bind 127.0.0.1 --port $PORT \
-    --access-log off --max-connections $((SLOW + 1000)) 2>"$OUT/logs/slow-server.log" &
+    --access-log off --max-connections $((SLOW + 1000)) $OTA32_KTLS 2>"$OUT/logs/slow-server.log" &
   SRV=$!
   trap 'kill -TERM $SRV 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do grep -q listening "$OUT/logs/slow-server.log" && break; sleep 0.1; done

@@ -103,6 +103,9 @@ std::string Metrics::render() const {
                  handshakes_ok_.load(std::memory_order_relaxed));
   fmt::format_to(it, "ota32_tls_handshakes_total{{result=\"failed\"}} {}\n",
                  handshakes_failed_.load(std::memory_order_relaxed));
+  family(out, "ota32_tls_kernel_connections_total", "counter",
+         "Connections whose TLS records the kernel encrypts (kTLS, serve --ktls).");
+  fmt::format_to(it, "ota32_tls_kernel_connections_total {}\n", kernel_tls_.load(std::memory_order_relaxed));
   family(out, "ota32_timeouts_total", "counter", "Connections closed because a phase timed out.");
   fmt::format_to(it, "ota32_timeouts_total {}\n", timeouts_.load(std::memory_order_relaxed));
   std::lock_guard lock(mu_);

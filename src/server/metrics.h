@@ -25,6 +25,8 @@ class Metrics {
   void handshake(bool ok) {
     (ok ? handshakes_ok_ : handshakes_failed_).fetch_add(1, std::memory_order_relaxed);
   }
+  // A connection whose records the kernel encrypts from here on (kTLS transmit).
+  void kernel_tls() { kernel_tls_.fetch_add(1, std::memory_order_relaxed); }
   void timeout() { timeouts_.fetch_add(1, std::memory_order_relaxed); }
   void request(http::verb method, unsigned status);
   void bytes_sent(uint64_t n) { bytes_sent_.fetch_add(n, std::memory_order_relaxed); }
@@ -45,7 +47,7 @@ class Metrics {
   static constexpr int kClasses = 5;  // 1xx .. 5xx
   std::atomic<uint64_t> requests_[kMethods][kClasses] = {};
   std::atomic<uint64_t> connections_total_{0}, connections_refused_{0}, handshakes_ok_{0},
-      handshakes_failed_{0}, timeouts_{0}, bytes_sent_{0}, bytes_received_{0};
+      handshakes_failed_{0}, kernel_tls_{0}, timeouts_{0}, bytes_sent_{0}, bytes_received_{0};
   std::atomic<int64_t> connections_active_{0};
   mutable std::mutex mu_;
   std::map<std::string, uint64_t, std::less<>> update_checks_, downloads_, file_downloads_;

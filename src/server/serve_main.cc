@@ -34,6 +34,7 @@ struct ServeArgs {
   std::size_t max_connections = 16'384;
   std::vector<std::string> sans;
   double header_timeout = 10, idle_timeout = 30, io_timeout = 30;
+  bool ktls = false;
 };
 
 void say(const std::string& line) {
@@ -105,9 +106,17 @@ int serve(const ServeArgs& a) {
     tls_lock = z->lock;
   }
   print_certificate("server certificate", cert);
-  auto ctx = make_server_context(cert, key);
+  auto ctx = make_server_context(cert, key, a.ktls);
   tls_lock.reset();
   if (!ctx) return fail(ctx.error().message());
+  if (a.ktls) {
+    if (auto k = probe_kernel_tls(); k)
+      say("kTLS: the kernel encrypts each connection's records once its handshake is done, files go by "
+          "sendfile (ota32_tls_kernel_connections_total counts them)");
+    else
+      say(fmt::format("kTLS requested but unavailable: {}; OpenSSL encrypts in user space",
+                      k.error().message()));
+  }
 
   auto log = AccessLog::open(a.access_log);
   if (!log) return fail(log.error().message());
@@ -178,6 +187,9 @@ void add_serve_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--io-timeout", args->io_timeout,
                   "Seconds without progress reading a body or writing a reply")
       ->capture_default_str();
+  cmd->add_flag("--ktls", args->ktls,
+                "Kernel TLS (Linux `tls` module): the kernel encrypts records and sends files with sendfile; "
+                "without kernel support, OpenSSL encrypts as usual");
 #ifdef OTA32_SERVE_HAS_API
   cmd->add_option("--store", args->store,
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");

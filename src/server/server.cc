@@ -236,6 +236,7 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<ReadResult> read_request(http::request_parser<http::string_body>& parser);
   awaitable<bool> send_response(HttpResponse& res);
   awaitable<bool> send_file(const HttpRequest& req, FileReply& reply, unsigned& status);
+  awaitable<bool> send_file_kernel(int fd, const std::string& head, uint64_t off, uint64_t left);
   awaitable<void> send_error_and_close(http::status status, std::string_view code, std::string_view message);
   awaitable<void> lingering_close();
   void log(const HttpRequest& req, unsigned status, Clock::time_point start);
@@ -251,7 +252,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool behind_ = false;    // the client's socket was full lately (send_file's pace)
   std::size_t lowat_ = 0;  // TCP_NOTSENT_LOWAT set on the socket (0 = none)
   int writable_streak_ = 0;
-  bool shut_down_ = false;  // close_notify and FIN already sent (lingering_close)
+  bool shut_down_ = false;   // close_notify and FIN already sent (lingering_close)
+  bool kernel_tls_ = false;  // the kernel encrypts this connection's records (kTLS): files go by SSL_sendfile
   boost::beast::flat_buffer buf_;
   std::string remote_;
   uint64_t sent_ = 0;  // bytes of the current response
@@ -384,6 +386,12 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
   status = plan.header.result_int();
   std::string head;
   serialize_header(plan.header, head);
+  if (kernel_tls_) {
+    bool ok = co_await send_file_kernel(fd, head, plan.offset, plan.length);
+    file.reset();
+    if (ok && plan.reaches_end && reply.on_complete) reply.on_complete();
+    co_return ok;
+  }
   bool ok = true;
   constexpr std::size_t kMaxRecord = 16 * 1024, kFastRecords = 4;
   const std::size_t record = std::clamp<std::size_t>(srv_.opt.file_chunk, 1024, kMaxRecord);
@@ -465,6 +473,33 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
   co_return ok;
 }
 
+// kTLS: the header is one record written by SSL_write (the kernel encrypts it), then the kernel reads the
+// file from the page cache, cuts it into records and encrypts them itself (sendfile): no file byte passes
+// through user space, and a session waiting for its client holds no buffer. A non-blocking sendfile stops
+// where the socket is full (TCP_NOTSENT_LOWAT counts here as for SSL_write), so a slow client's kernel queue
+// stays as bounded as without kTLS.
+awaitable<bool> Session::send_file_kernel(int fd, const std::string& head, uint64_t off, uint64_t left) {
+  if (!head.empty() && !co_await write_all(head.data(), head.size())) co_return false;
+  constexpr uint64_t kMaxCall = 1u << 30;  // sendfile moves at most ~2 GiB per call
+  while (left > 0) {
+    ossl_ssize_t n = SSL_sendfile(ssl_.get(), fd, static_cast<off_t>(off),
+                                  static_cast<std::size_t>(std::min(left, kMaxCall)), 0);
+    if (n > 0) {
+      count_sent(static_cast<std::size_t>(n));
+      off += static_cast<uint64_t>(n);
+      left -= static_cast<uint64_t>(n);
+      continue;
+    }
+    // 0: the file ended early (it shrank under us), the response cannot be completed: close the connection.
+    int e = n < 0 ? SSL_get_error(ssl_.get(), -1) : SSL_ERROR_SYSCALL;
+    ERR_clear_error();
+    if (e != SSL_ERROR_WANT_WRITE) co_return false;
+    apply_notsent_lowat();  // connections came or went while this one was sending
+    if (!co_await wait_writable()) co_return false;
+  }
+  co_return true;
+}
+
 void Session::log(const HttpRequest& req, unsigned status, Clock::time_point start) {
   srv_.metrics.request(req.method(), status);
   if (!srv_.log) return;
@@ -497,6 +532,9 @@ awaitable<void> Session::run() {
     timer_.cancel();
     co_return;
   }
+  // Set when the context asks for kTLS (serve --ktls) and the kernel took this connection's keys.
+  kernel_tls_ = BIO_get_ktls_send(SSL_get_wbio(ssl_.get()));
+  if (kernel_tls_) srv_.metrics.kernel_tls();
 
   bool keep_going = true;
   while (keep_going && !w_.draining) {

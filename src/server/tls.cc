@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -12,6 +13,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -400,12 +402,29 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
   return z;
 }
 
-Result<SslCtxPtr> make_server_context(const fs::path& cert_chain, const fs::path& key_path) {
+Result<void> probe_kernel_tls() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return Error(ErrorCode::io_error, fmt::format("socket: {}", std::strerror(errno)));
+  // The ULP is looked up (and its module loaded) before tls_init refuses the unconnected socket with
+  // ENOTCONN.
+  int r = ::setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", sizeof "tls");
+  int err = errno;
+  ::close(fd);
+  if (r == 0 || err == ENOTCONN) return {};
+  if (err == ENOENT)
+    return Error(
+        ErrorCode::unsupported,
+        "the kernel has no `tls` upper-layer protocol (module absent or not loaded: `modprobe tls`)");
+  return Error(ErrorCode::unsupported, fmt::format("setsockopt(TCP_ULP, tls): {}", std::strerror(err)));
+}
+
+Result<SslCtxPtr> make_server_context(const fs::path& cert_chain, const fs::path& key_path, bool kernel_tls) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return tls_error("SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
                                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+  if (kernel_tls) SSL_CTX_set_options(ctx.get(), SSL_OP_ENABLE_KTLS);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   // No TLS 1.3 NewSessionTicket after the handshake: with the cache off, OpenSSL would still send two
   // (stateful) tickets that can never resume, costing both ends an extra record and a session copy each.

@@ -61,8 +61,15 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_d
 // The server context: TLS 1.2 and 1.3, ECDHE with AES-128-GCM / AES-256-GCM / ChaCha20 (ECDSA or RSA
 // certificates), no renegotiation, no session cache or tickets (TLS 1.3 included: no NewSessionTicket;
 // ESP-IDF does not resume by default, so a cache only costs memory), buffers released when idle. Checks that
-// the key matches the certificate.
+// the key matches the certificate. kernel_tls: after each handshake OpenSSL hands the record encryption to
+// the kernel (kTLS, SSL_OP_ENABLE_KTLS) when the kernel offers it for the negotiated cipher; the server then
+// sends files with SSL_sendfile (no copy through user space). Without kernel support nothing changes.
 Result<SslCtxPtr> make_server_context(const std::filesystem::path& cert_chain,
-                                      const std::filesystem::path& key);
+                                      const std::filesystem::path& key, bool kernel_tls = false);
+
+// Whether this kernel offers the TLS upper-layer protocol (Linux kTLS): asks for it on a fresh, unconnected
+// TCP socket, which makes the kernel load the `tls` module if it may (CAP_NET_ADMIN). The error says why not
+// (no such ULP: the module is absent or not loaded).
+Result<void> probe_kernel_tls();
 
 }  // namespace ota32::server

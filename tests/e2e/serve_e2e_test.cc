@@ -11,6 +11,7 @@
 
 #include <thread>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -34,17 +35,57 @@ std::string random_bytes(std::size_t n) {
   return s;
 }
 
-class ServeE2e : public ::testing::Test {
+// Each test runs twice: OpenSSL encrypting in user space, and with `--ktls`. On a kernel without the `tls`
+// module the second run checks the fallback (the same bytes, a message saying kTLS is unavailable); on one
+// with it (scripts/vm-run.sh boots such a kernel: docs/server.md) the same tests go through kernel TLS and
+// sendfile, and kernel_tls_check() verifies that they did. OTA32_TEST_REQUIRE_KTLS=1 makes a kernel without
+// kTLS a failure instead.
+class ServeE2e : public ::testing::TestWithParam<bool> {
  protected:
+  bool ktls() const { return GetParam(); }
+  std::vector<std::string> with_mode(std::vector<std::string> a) const {
+    if (ktls()) a.push_back("--ktls");
+    return a;
+  }
+  // The server probes at start (which loads the module when it may), so this is read after it started.
+  static bool kernel_offers_tls() {
+    auto ulps = read_text_file("/proc/sys/net/ipv4/tcp_available_ulp");
+    return ulps && ulps->find("tls") != std::string::npos;
+  }
+  // With --ktls: the start-up message matches the kernel, and the connections so far went through kTLS
+  // exactly when the kernel offers it.
+  void kernel_tls_check(ServeProcess& srv) {
+    auto m = curl({srv.url("/metrics")});
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    std::smatch k;
+    ASSERT_TRUE(std::regex_search(m.out, k, std::regex("\nota32_tls_kernel_connections_total (\\d+)\n")))
+        << m.out;
+    const long kernel_connections = std::stol(k[1]);
+    if (!ktls()) {
+      EXPECT_EQ(kernel_connections, 0);
+      return;
+    }
+    const bool kernel = kernel_offers_tls();
+    if (std::getenv("OTA32_TEST_REQUIRE_KTLS")) {
+      ASSERT_TRUE(kernel) << "OTA32_TEST_REQUIRE_KTLS is set, but this kernel offers no tls ULP";
+    }
+    EXPECT_THAT(srv.err(),
+                HasSubstr(kernel ? "kTLS: the kernel encrypts" : "kTLS requested but unavailable"));
+    if (kernel)
+      EXPECT_GT(kernel_connections, 0);
+    else
+      EXPECT_EQ(kernel_connections, 0);
+  }
+
   void SetUp() override {
     fs::create_directories(tmp_ / "www");
     firmware_ = random_bytes(300 * 1024 + 17);
     ASSERT_TRUE(write_file_atomic(tmp_ / "www" / "hello-world.bin", firmware_));
     ASSERT_TRUE(write_file_atomic(tmp_ / "secret.txt", std::string_view("secret")));
     std::string why;
-    server_ = ServeProcess::start(
-        {"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--header-timeout", "1"},
-        tmp_.path(), &why);
+    server_ = ServeProcess::start(with_mode({"--dir", (tmp_ / "www").string(), "--data",
+                                             (tmp_ / "data").string(), "--header-timeout", "1"}),
+                                  tmp_.path(), &why);
     ASSERT_TRUE(server_) << why;
     ca_ = (tmp_ / "data" / "ca_cert.pem").string();
   }
@@ -70,7 +111,7 @@ class ServeE2e : public ::testing::Test {
   std::unique_ptr<ServeProcess> server_;
 };
 
-TEST_F(ServeE2e, TheSeedUrlWorksWithTheGeneratedCaAndIpSan) {
+TEST_P(ServeE2e, TheSeedUrlWorksWithTheGeneratedCaAndIpSan) {
   EXPECT_THAT(server_->err(), HasSubstr("ca_cert.pem"));
   EXPECT_THAT(server_->err(), HasSubstr("IP:127.0.0.1"));
   EXPECT_THAT(server_->err(), HasSubstr("SHA-256 fingerprint: "));
@@ -79,9 +120,10 @@ TEST_F(ServeE2e, TheSeedUrlWorksWithTheGeneratedCaAndIpSan) {
   EXPECT_EQ(r.out, "200 " + std::to_string(firmware_.size()));
   EXPECT_EQ(*read_text_file(tmp_ / "got.bin"), firmware_);
   EXPECT_THAT(server_->out(), HasSubstr("\"target\":\"/hello-world.bin\",\"status\":200"));
+  kernel_tls_check(*server_);
 }
 
-TEST_F(ServeE2e, TlsOffersWhatEsp32MbedtlsNegotiates) {
+TEST_P(ServeE2e, TlsOffersWhatEsp32MbedtlsNegotiates) {
   // TLS 1.2 ECDHE-ECDSA-AES128-GCM (mbedTLS's default on ESP-IDF), verified against the CA and the IP SAN.
   auto r =
       s_client({"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-verify_ip", "127.0.0.1", "-brief"},
@@ -92,6 +134,7 @@ TEST_F(ServeE2e, TlsOffersWhatEsp32MbedtlsNegotiates) {
   EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-AES128-GCM-SHA256"));
   EXPECT_THAT(r.out, HasSubstr("HTTP/1.0 200 OK\r\n"));
   EXPECT_THAT(r.out, HasSubstr("Content-Length: " + std::to_string(firmware_.size())));
+  kernel_tls_check(*server_);  // TLS 1.2 alone so far
   auto r13 = s_client({"-tls1_3", "-verify_ip", "127.0.0.1", "-brief"}, "", false);
   EXPECT_THAT(r13.err, HasSubstr("Protocol version: TLSv1.3"));
   EXPECT_THAT(r13.err, HasSubstr("Verification: OK"));
@@ -104,7 +147,7 @@ TEST_F(ServeE2e, TlsOffersWhatEsp32MbedtlsNegotiates) {
   EXPECT_NE(old.exit_code, 0);
 }
 
-TEST_F(ServeE2e, RangeResumeEtagAnd304) {
+TEST_P(ServeE2e, RangeResumeEtagAnd304) {
   auto part =
       curl({"-r", "0-99999", "-o", "resume.bin", "-w", "%{http_code}", server_->url("/hello-world.bin")});
   ASSERT_EQ(part.exit_code, 0) << part.err;
@@ -130,7 +173,7 @@ TEST_F(ServeE2e, RangeResumeEtagAnd304) {
   EXPECT_EQ(past.out, "416");
 }
 
-TEST_F(ServeE2e, NoPathLeavesTheDirectory) {
+TEST_P(ServeE2e, NoPathLeavesTheDirectory) {
   for (std::string path : {"/../secret.txt", "/%2e%2e/secret.txt", "/..%2Fsecret.txt", "/nope.bin", "/"}) {
     auto r = curl({"--path-as-is", "-o", "body.json", "-w", "%{http_code}", server_->url(path)});
     EXPECT_EQ(r.out, "404") << path;
@@ -138,7 +181,7 @@ TEST_F(ServeE2e, NoPathLeavesTheDirectory) {
   }
 }
 
-TEST_F(ServeE2e, BadInputGetsAStatusAndOthersKeepBeingServed) {
+TEST_P(ServeE2e, BadInputGetsAStatusAndOthersKeepBeingServed) {
   auto garbage = s_client({"-quiet"}, "THIS IS NOT HTTP\r\n\r\n");
   EXPECT_THAT(garbage.out, HasSubstr("HTTP/1.1 400 Bad Request"));
   EXPECT_THAT(garbage.out, HasSubstr("\"error\":\"bad_request\""));
@@ -156,7 +199,7 @@ TEST_F(ServeE2e, BadInputGetsAStatusAndOthersKeepBeingServed) {
   EXPECT_EQ(ok.out, "200");
 }
 
-TEST_F(ServeE2e, MetricsCountRequestsHandshakesAndDownloads) {
+TEST_P(ServeE2e, MetricsCountRequestsHandshakesAndDownloads) {
   ASSERT_EQ(curl({"-o", "/dev/null", server_->url("/hello-world.bin")}).exit_code, 0);
   ASSERT_EQ(curl({"-o", "/dev/null", server_->url("/missing.bin")}).exit_code, 0);
   auto m = curl({server_->url("/metrics")});
@@ -166,6 +209,7 @@ TEST_F(ServeE2e, MetricsCountRequestsHandshakesAndDownloads) {
   EXPECT_THAT(m.out, HasSubstr("ota32_http_requests_total{method=\"GET\",code=\"4xx\"} 1\n"));
   EXPECT_THAT(m.out, HasSubstr("ota32_tls_handshakes_total{result=\"ok\"} 3\n"));
   EXPECT_THAT(m.out, HasSubstr("ota32_connections_active 1\n"));
+  kernel_tls_check(*server_);
 }
 
 // A TLS client that asks for a file, reads its first bytes and then stops reading, like a device that hangs
@@ -217,7 +261,7 @@ class StalledDownload {
 // Clients slower than the server: its writes keep finding the socket full in the middle of a round of
 // records (the server then keeps only the record OpenSSL started and reads the rest of the round again).
 // Every byte arrives, in order, for whole and ranged downloads at once.
-TEST_F(ServeE2e, SlowReadersGetEveryByteInOrder) {
+TEST_P(ServeE2e, SlowReadersGetEveryByteInOrder) {
   const std::string big = random_bytes((8 << 20) + 12345);
   ASSERT_TRUE(write_file_atomic(tmp_ / "www" / "big.bin", big));
   std::vector<std::thread> readers;
@@ -240,14 +284,15 @@ TEST_F(ServeE2e, SlowReadersGetEveryByteInOrder) {
     ASSERT_TRUE(got);
     EXPECT_TRUE(*got == (i == 3 ? big.substr(1000001, 6999999) : big)) << "body differs";
   }
+  kernel_tls_check(*server_);
 }
 
-TEST_F(ServeE2e, AStalledDownloadIsCutAfterTheIoTimeoutWhileOthersAreServed) {
+TEST_P(ServeE2e, AStalledDownloadIsCutAfterTheIoTimeoutWhileOthersAreServed) {
   // 4 MiB: more than the kernel buffers of both ends hold, so the server's writes must stall.
   ASSERT_TRUE(write_file_atomic(tmp_ / "www" / "big.bin", random_bytes(4 << 20)));
   std::string why;
   auto srv = ServeProcess::start(
-      {"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--io-timeout", "1"},
+      with_mode({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--io-timeout", "1"}),
       tmp_.path(), &why);
   ASSERT_TRUE(srv) << why;
   StalledDownload stalled(srv->port(), "/big.bin");
@@ -268,13 +313,14 @@ TEST_F(ServeE2e, AStalledDownloadIsCutAfterTheIoTimeoutWhileOthersAreServed) {
   EXPECT_THAT(m, HasSubstr("ota32_connections_active 1\n"));  // only the metrics request itself
   // The stalled client, reading again, gets what was queued and then the end: never the whole file.
   EXPECT_LT(stalled.read_to_end(), std::size_t{4 << 20});
+  kernel_tls_check(*srv);
 }
 
-TEST_F(ServeE2e, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
+TEST_P(ServeE2e, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
   std::string why;
-  auto srv = ServeProcess::start(
-      {"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--idle-timeout", "1"},
-      tmp_.path(), &why);
+  auto srv = ServeProcess::start(with_mode({"--dir", (tmp_ / "www").string(), "--data",
+                                            (tmp_ / "data").string(), "--idle-timeout", "1"}),
+                                 tmp_.path(), &why);
   ASSERT_TRUE(srv) << why;
   // One keep-alive request, then silence: s_client (-ign_eof) returns only when the server closes.
   auto t0 = std::chrono::steady_clock::now();
@@ -292,7 +338,7 @@ TEST_F(ServeE2e, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
   EXPECT_THAT(m.out, HasSubstr("ota32_connections_active 1\n"));
 }
 
-TEST_F(ServeE2e, ASecondServerOnTheSamePortFailsClearly) {
+TEST_P(ServeE2e, ASecondServerOnTheSamePortFailsClearly) {
   // One listening socket shared by the threads (no SO_REUSEPORT): a second server cannot silently take half
   // of the connections.
   auto r = run_ota32({"serve", "--data", (tmp_ / "data2").string(), "--bind", "127.0.0.1", "--port",
@@ -304,19 +350,24 @@ TEST_F(ServeE2e, ASecondServerOnTheSamePortFailsClearly) {
   EXPECT_EQ(ok.out, "200");
 }
 
-TEST_F(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
+TEST_P(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
   EXPECT_THAT(server_->err(), HasSubstr("created a private CA"));
   EXPECT_EQ(server_->stop(SIGTERM), 0);
   EXPECT_THAT(server_->err(), HasSubstr("stopped"));
   std::string why;
-  auto again = ServeProcess::start({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string()},
-                                   tmp_.path(), &why);
+  auto again = ServeProcess::start(
+      with_mode({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string()}), tmp_.path(), &why);
   ASSERT_TRUE(again) << why;
   EXPECT_THAT(again->err(), Not(HasSubstr("created a private CA")));
   EXPECT_THAT(again->err(), Not(HasSubstr("issued a new server certificate")));
   auto r = curl({"-o", "/dev/null", "-w", "%{http_code}", again->url("/hello-world.bin")});
   EXPECT_EQ(r.out, "200");
 }
+
+INSTANTIATE_TEST_SUITE_P(Tls, ServeE2e, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Ktls" : "UserSpace";
+                         });
 
 TEST(ServeCli, BadOptionsFailClearly) {
   TempDir tmp;

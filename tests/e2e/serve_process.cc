@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -34,6 +36,11 @@ std::unique_ptr<ServeProcess> ServeProcess::start(const std::vector<std::string>
   p->err_ = dir / ("serve-" + std::to_string(counter) + ".err");
   std::vector<std::string> argv_s = {ota32_binary().string(), "serve", "--bind", "127.0.0.1", "--port", "0"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
+  // OTA32_TEST_SERVE_KTLS=1: every server of the run uses kernel TLS (the VM run, docs/server.md), so the
+  // device and API end-to-end tests cover that path too.
+  if (std::getenv("OTA32_TEST_SERVE_KTLS") &&
+      std::find(argv_s.begin(), argv_s.end(), "--ktls") == argv_s.end())
+    argv_s.push_back("--ktls");
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -1,6 +1,6 @@
 // A real ota32-serve running in the background for end-to-end tests: started through `ota32 serve` on
 // 127.0.0.1 with --port 0 (the kernel picks a free port, read back from the start-up message), stopped with
-// SIGTERM (bounded wait, then SIGKILL) at destruction.
+// SIGTERM (bounded wait, then SIGKILL) at destruction. With OTA32_TEST_SERVE_KTLS set, --ktls is added.
 #pragma once
 
 #include <sys/types.h>

@@ -12,6 +12,7 @@ TEST(Metrics, RendersPrometheusText) {
   m.connection_closed();
   m.handshake(true);
   m.handshake(false);
+  m.kernel_tls();
   m.request(http::verb::get, 200);
   m.request(http::verb::get, 206);
   m.request(http::verb::post, 413);
@@ -24,6 +25,7 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("ota32_connections_active 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("ota32_connections_total 2\n"), std::string::npos);
   EXPECT_NE(text.find("ota32_tls_handshakes_total{result=\"failed\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("ota32_tls_kernel_connections_total 1\n"), std::string::npos);
   EXPECT_NE(text.find("ota32_http_requests_total{method=\"GET\",code=\"2xx\"} 2\n"), std::string::npos);
   EXPECT_NE(text.find("ota32_http_requests_total{method=\"POST\",code=\"4xx\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("ota32_http_response_bytes_total 1234\n"), std::string::npos);

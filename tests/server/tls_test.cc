@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -208,6 +211,31 @@ TEST(ServerContext, Tls13SendsNoSessionTicketsAndPrefersAes128) {
   SSL_free(client);
   SSL_free(server);
   SSL_CTX_free(cctx);
+}
+
+TEST(ServerContext, KernelTlsIsAnOptionOfTheContext) {
+  ota32::testing::TempDir dir;
+  auto z = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
+  ASSERT_TRUE(z) << z.error().message();
+  auto plain = make_server_context(z->server_cert, z->server_key);
+  auto ktls = make_server_context(z->server_cert, z->server_key, true);
+  ASSERT_TRUE(plain && ktls);
+  EXPECT_EQ(SSL_CTX_get_options(plain->get()) & SSL_OP_ENABLE_KTLS, 0u);
+  EXPECT_NE(SSL_CTX_get_options(ktls->get()) & SSL_OP_ENABLE_KTLS, 0u);
+}
+
+// The probe and the kernel's own list of upper-layer protocols (read after the probe, which may load the
+// module) agree; where they say no, the reason names the module.
+TEST(KernelTls, ProbeAgreesWithTheKernelsUlpList) {
+  auto probe = probe_kernel_tls();
+  std::ifstream f("/proc/sys/net/ipv4/tcp_available_ulp");
+  if (!f) GTEST_SKIP() << "no /proc/sys/net/ipv4/tcp_available_ulp on this system";
+  std::string ulps((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const bool listed = ulps.find("tls") != std::string::npos;
+  EXPECT_EQ(probe.has_value(), listed) << ulps << (probe ? "" : probe.error().message());
+  if (!probe) {
+    EXPECT_NE(probe.error().message().find("tls"), std::string::npos);
+  }
 }
 
 TEST(LocalAddresses, IncludeLoopback) {
