@@ -74,6 +74,34 @@ void raise_fd_limit() {
   }
 }
 
+// The server's SSL_CTX from --cert/--key, or from the zero-config files in the data directory (made or
+// reissued first when this host has an address or name they lack). At start and on SIGHUP.
+Result<SslCtxPtr> load_tls(const ServeArgs& a, const fs::path& data_dir,
+                           const std::vector<std::string>& ips) {
+  fs::path cert = a.cert, key = a.key;
+  std::shared_ptr<void> tls_lock;  // zero-config: held until the files are loaded
+  if (cert.empty()) {
+    std::vector<std::string> names = local_host_names(), addrs = ips;
+    for (const auto& s : a.sans) {
+      bool is_ip = s.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
+                   (s.find('.') != std::string::npos || s.find(':') != std::string::npos);
+      (is_ip ? addrs : names).push_back(s);
+    }
+    auto z = ensure_zero_config_tls(data_dir, names, addrs);
+    if (!z) return z.error();
+    if (z->created_ca) say(fmt::format("created a private CA in {}", data_dir.string()));
+    if (z->issued_server_cert) say(fmt::format("issued a new server certificate ({})", z->reason));
+    say(fmt::format("CA certificate for the firmware (simple_ota_example: server_certs/ca_cert.pem): {}",
+                    z->ca_cert.string()));
+    cert = z->server_cert;
+    key = z->server_key;
+    tls_lock = z->lock;
+  }
+  auto ctx = make_server_context(cert, key, a.ktls);
+  if (ctx) print_certificate("server certificate", cert);
+  return ctx;
+}
+
 int serve(const ServeArgs& a) {
   if (a.port < 0 || a.port > 65535) return fail(fmt::format("--port {}: must be 0..65535", a.port));
   if (a.cert.empty() != a.key.empty()) return fail("--cert and --key go together");
@@ -85,29 +113,8 @@ int serve(const ServeArgs& a) {
     if (ec || !fs::is_directory(root)) return fail(fmt::format("--dir {}: not a directory", a.dir));
   }
 
-  fs::path cert = a.cert, key = a.key;
-  std::shared_ptr<void> tls_lock;  // zero-config: held until the files are loaded
   std::vector<std::string> ips = local_ip_addresses();
-  if (cert.empty()) {
-    std::vector<std::string> names = local_host_names(), addrs = ips;
-    for (const auto& s : a.sans) {
-      bool is_ip = s.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
-                   (s.find('.') != std::string::npos || s.find(':') != std::string::npos);
-      (is_ip ? addrs : names).push_back(s);
-    }
-    auto z = ensure_zero_config_tls(data_dir, names, addrs);
-    if (!z) return fail(z.error().message());
-    if (z->created_ca) say(fmt::format("created a private CA in {}", data_dir.string()));
-    if (z->issued_server_cert) say(fmt::format("issued a new server certificate ({})", z->reason));
-    say(fmt::format("CA certificate for the firmware (simple_ota_example: server_certs/ca_cert.pem): {}",
-                    z->ca_cert.string()));
-    cert = z->server_cert;
-    key = z->server_key;
-    tls_lock = z->lock;
-  }
-  print_certificate("server certificate", cert);
-  auto ctx = make_server_context(cert, key, a.ktls);
-  tls_lock.reset();
+  auto ctx = load_tls(a, data_dir, ips);
   if (!ctx) return fail(ctx.error().message());
   if (a.ktls) {
     if (auto k = probe_kernel_tls(); k)
@@ -152,10 +159,23 @@ int serve(const ServeArgs& a) {
   Server server(opt, ctx->get(), router, metrics, log_owner.get());
   if (auto r = server.listen(); !r) return fail(r.error().message());
   std::string host = a.bind == "0.0.0.0" || a.bind == "::" ? "<any local address>" : a.bind;
-  say(fmt::format("listening on https://{}:{}/ ({} threads); SIGINT/SIGTERM stop gracefully", host,
-                  server.port(),
-                  opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency())));
-  server.run(true);
+  say(fmt::format(
+      "listening on https://{}:{}/ ({} threads); SIGINT/SIGTERM stop gracefully, SIGHUP reloads the "
+      "certificate",
+      host, server.port(), opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency())));
+  // SIGHUP, like nginx's reload: the certificate and key are read again (a renewed --cert, or a zero-config
+  // certificate reissued for a new address); new connections use them, open ones keep theirs. A file that
+  // does not load leaves the current certificate in place.
+  server.run(true, [&] {
+    say("SIGHUP: reloading the certificate and key");
+    auto fresh = load_tls(a, data_dir, local_ip_addresses());
+    if (!fresh) {
+      say(fmt::format("reload failed, still serving the previous certificate: {}", fresh.error().message()));
+      return;
+    }
+    server.set_tls(fresh->get());
+    say("reloaded: new connections use this certificate");
+  });
   say("stopped");
   return 0;
 }

@@ -14,6 +14,8 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -89,7 +91,8 @@ struct Worker {
 
 struct Server::Impl {
   ServerOptions opt;
-  SSL_CTX* tls;
+  std::mutex tls_mu;
+  SSL_CTX* tls;  // one reference held (SSL_CTX_up_ref); replaced by set_tls
   const Router& router;
   Metrics& metrics;
   AccessLog* log;
@@ -98,7 +101,15 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;  // last: destroyed first, while the counters above live
 
   Impl(ServerOptions o, SSL_CTX* t, const Router& r, Metrics& m, AccessLog* l)
-      : opt(std::move(o)), tls(t), router(r), metrics(m), log(l) {}
+      : opt(std::move(o)), tls(t), router(r), metrics(m), log(l) {
+    SSL_CTX_up_ref(tls);
+  }
+  ~Impl() { SSL_CTX_free(tls); }
+  // A new connection's SSL object, from the context current now (an SSL keeps its context alive itself).
+  SSL* new_ssl() {
+    std::lock_guard lock(tls_mu);
+    return SSL_new(tls);
+  }
   awaitable<void> accept_loop(Worker& w);
   void begin_drain(Worker& w);
 };
@@ -516,7 +527,7 @@ awaitable<void> Session::run() {
   sock_.non_blocking(true, ec);
   sock_.set_option(tcp::no_delay(true), ec);
   apply_notsent_lowat();
-  ssl_.reset(SSL_new(srv_.tls));
+  ssl_.reset(srv_.new_ssl());
   if (!ssl_ || SSL_set_fd(ssl_.get(), sock_.native_handle()) != 1) {
     ERR_clear_error();
     done_ = true;
@@ -649,6 +660,17 @@ Server::Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metric
 
 Server::~Server() = default;
 
+void Server::set_tls(SSL_CTX* tls) {
+  SSL_CTX_up_ref(tls);
+  SSL_CTX* old = nullptr;
+  {
+    std::lock_guard lock(impl_->tls_mu);
+    old = impl_->tls;
+    impl_->tls = tls;
+  }
+  SSL_CTX_free(old);
+}
+
 Result<void> Server::listen() {
   unsigned n = impl_->opt.threads ? impl_->opt.threads : std::max(1u, std::thread::hardware_concurrency());
   error_code ec;
@@ -697,15 +719,27 @@ void Server::stop() {
     asio::post(w->ioc, [impl = impl_.get(), wp = w.get()] { impl->begin_drain(*wp); });
 }
 
-void Server::run(bool handle_signals) {
+void Server::run(bool handle_signals, std::function<void()> on_hangup) {
   ::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes to the socket fd directly
   auto& w0 = *impl_->workers.front();
+  // SIGHUP runs on_hangup (on worker 0's thread) and waits for the next signal; SIGINT/SIGTERM stop.
+  std::function<void(error_code, int)> on_signal;  // outlives `signals`, whose waits refer to it
   std::unique_ptr<asio::signal_set> signals;
   if (handle_signals) {
     signals = std::make_unique<asio::signal_set>(w0.ioc, SIGINT, SIGTERM);
-    signals->async_wait([this](error_code ec, int) {
-      if (!ec) stop();
-    });
+    if (on_hangup) signals->add(SIGHUP);
+    on_signal = [this, &signals, &on_signal, &on_hangup](error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        on_hangup();
+        if (!impl_->stopping.load()) {
+          signals->async_wait(on_signal);
+          return;
+        }
+      }
+      stop();
+    };
+    signals->async_wait(on_signal);
   }
   for (auto& w : impl_->workers) asio::co_spawn(w->ioc, impl_->accept_loop(*w), asio::detached);
   // Worker 0 also watches the drain: after stop(), wait for open connections (bounded), then end every loop.

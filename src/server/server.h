@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,8 +66,12 @@ class Server {
   Result<void> listen();
   uint16_t port() const { return port_; }
 
-  // Serves until stop() or SIGTERM/SIGINT (when handle_signals), then drains and returns.
-  void run(bool handle_signals);
+  // Serves until stop() or SIGTERM/SIGINT (when handle_signals), then drains and returns. With on_hangup,
+  // SIGHUP calls it (like nginx's reload: e.g. set_tls with a renewed certificate) and serving goes on.
+  void run(bool handle_signals, std::function<void()> on_hangup = {});
+  // Thread-safe: connections accepted from now on use this context (the server takes a reference); open
+  // ones keep the one they started with.
+  void set_tls(SSL_CTX* tls);
   // Thread-safe and signal-free: stop accepting, close idle connections, let running responses finish.
   void stop();
 

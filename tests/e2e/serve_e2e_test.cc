@@ -364,6 +364,49 @@ TEST_P(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
   EXPECT_EQ(r.out, "200");
 }
 
+// SIGHUP reloads the certificate (a renewed --cert, as certbot leaves it): new connections get the new
+// one; a file that does not load keeps the current one in place; the server serves on throughout.
+TEST_P(ServeE2e, SighupReloadsTheCertificateAndKeepsTheOldOneWhenTheNewDoesNotLoad) {
+  // A second CA and server certificate: another zero-config data directory.
+  std::string why;
+  auto other = ServeProcess::start({"--data", (tmp_ / "data2").string()}, tmp_.path(), &why);
+  ASSERT_TRUE(other) << why;
+  other->stop(SIGTERM);
+  const std::string ca2 = (tmp_ / "data2" / "ca_cert.pem").string();
+  auto copy = [&](const fs::path& from, const fs::path& to) {
+    ASSERT_TRUE(write_file_atomic(to, *read_text_file(from)));
+  };
+  copy(tmp_ / "data" / "server_cert.pem", tmp_ / "cert.pem");
+  copy(tmp_ / "data" / "server_key.pem", tmp_ / "key.pem");
+  auto srv = ServeProcess::start(
+      with_mode({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data3").string(), "--cert",
+                 (tmp_ / "cert.pem").string(), "--key", (tmp_ / "key.pem").string()}),
+      tmp_.path(), &why);
+  ASSERT_TRUE(srv) << why;
+  auto get = [&](const std::string& ca) {
+    return run_process("/usr/bin/curl",
+                       {"-sS", "--max-time", "20", "--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}",
+                        srv->url("/hello-world.bin")},
+                       {}, tmp_.path(), std::chrono::seconds(30));
+  };
+  EXPECT_EQ(get(ca_).out, "200");
+  EXPECT_NE(get(ca2).exit_code, 0);
+
+  copy(tmp_ / "data2" / "server_cert.pem", tmp_ / "cert.pem");
+  copy(tmp_ / "data2" / "server_key.pem", tmp_ / "key.pem");
+  srv->signal(SIGHUP);
+  ASSERT_TRUE(srv->wait_for_err("reloaded: new connections use this certificate")) << srv->err();
+  EXPECT_EQ(get(ca2).out, "200");
+  EXPECT_NE(get(ca_).exit_code, 0);
+
+  ASSERT_TRUE(write_file_atomic(tmp_ / "cert.pem", std::string_view("not a certificate\n")));
+  srv->signal(SIGHUP);
+  ASSERT_TRUE(srv->wait_for_err("reload failed, still serving the previous certificate")) << srv->err();
+  EXPECT_THAT(srv->err(), HasSubstr("cert.pem: cannot load certificate chain"));
+  EXPECT_EQ(get(ca2).out, "200");
+  EXPECT_EQ(srv->stop(SIGTERM), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Tls, ServeE2e, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) {
                            return i.param ? "Ktls" : "UserSpace";

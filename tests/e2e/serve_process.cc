@@ -90,6 +90,23 @@ std::string ServeProcess::url(const std::string& path) const {
 std::string ServeProcess::err() const { return slurp(err_); }
 std::string ServeProcess::out() const { return slurp(out_); }
 
+void ServeProcess::signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool ServeProcess::wait_for_err(const std::string& text, std::size_t occurrences,
+                                std::chrono::milliseconds timeout) const {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::string e = err();
+    std::size_t n = 0;
+    for (auto at = e.find(text); at != std::string::npos; at = e.find(text, at + text.size())) ++n;
+    if (n >= occurrences) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 int ServeProcess::stop(int sig, std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return -1;
   kill(pid_, sig);

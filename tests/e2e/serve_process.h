@@ -27,6 +27,11 @@ class ServeProcess {
   std::string url(const std::string& path) const;  // "https://127.0.0.1:<port><path>"
   std::string err() const;                         // stderr so far (start-up messages)
   std::string out() const;                         // stdout so far (access log)
+  // Sends `sig` and returns at once (e.g. SIGHUP: reload).
+  void signal(int sig);
+  // Waits (bounded) until stderr holds `text` at least `occurrences` times.
+  bool wait_for_err(const std::string& text, std::size_t occurrences = 1,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
   // Sends `sig` and waits (bounded) for the exit; returns the exit code, 128 + signal, or -1 on timeout.
   int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
