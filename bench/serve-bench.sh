@@ -10,8 +10,8 @@
 # Each (mode, clients) cell runs every server back to back, in an order that rotates from round to round,
 # so that a machine whose speed drifts (a shared VM) affects the servers of one cell alike; with --rounds N
 # the cell runs N times and summary.md gives each server's median requests/s and the median of the
-# per-round ota32/nginx ratios. --ktls: kernel TLS for both ota32 (serve --ktls) and nginx (`ssl_conf_command
-# Options KTLS`), on a kernel with the `tls` module (scripts/vm-run.sh boots one).
+# per-round ota32/nginx ratios. --ktls: kernel TLS for both ota32 (serve --ktls: TLS 1.2 connections, like the
+# slow clients') and nginx (`ssl_conf_command Options KTLS`: 1.2 and 1.3), on a kernel with the `tls` module.
 # Needs: a built build/ tree (ota32-serve, serve_slow_clients), h2load, wrk, nginx, openssl, curl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +28,7 @@ while [[ $# -gt 0 ]]; do
     --slow) SLOW=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --ktls) KTLS=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "serve-bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -118,8 +118,8 @@ int serve(const ServeArgs& a) {
   if (!ctx) return fail(ctx.error().message());
   if (a.ktls) {
     if (auto k = probe_kernel_tls(); k)
-      say("kTLS: the kernel encrypts each connection's records once its handshake is done, files go by "
-          "sendfile (ota32_tls_kernel_connections_total counts them)");
+      say("kTLS: the kernel encrypts each TLS 1.2 connection's records once its handshake is done, files go "
+          "by sendfile (ota32_tls_kernel_connections_total counts them)");
     else
       say(fmt::format("kTLS requested but unavailable: {}; OpenSSL encrypts in user space",
                       k.error().message()));
@@ -207,9 +207,10 @@ void add_serve_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--io-timeout", args->io_timeout,
                   "Seconds without progress reading a body or writing a reply")
       ->capture_default_str();
-  cmd->add_flag("--ktls", args->ktls,
-                "Kernel TLS (Linux `tls` module): the kernel encrypts records and sends files with sendfile; "
-                "without kernel support, OpenSSL encrypts as usual");
+  cmd->add_flag(
+      "--ktls", args->ktls,
+      "Kernel TLS for TLS 1.2 connections (Linux `tls` module): the kernel encrypts records and sends "
+      "files with sendfile; TLS 1.3 and kernels without it: OpenSSL encrypts as usual");
 #ifdef OTA32_SERVE_HAS_API
   cmd->add_option("--store", args->store,
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");

@@ -418,13 +418,40 @@ Result<void> probe_kernel_tls() {
   return Error(ErrorCode::unsupported, fmt::format("setsockopt(TCP_ULP, tls): {}", std::strerror(err)));
 }
 
+namespace {
+
+// True when a ClientHello's supported_versions extension lists TLS 1.3 (so this server, which offers 1.3,
+// negotiates it).
+bool offers_tls13(SSL* s) {
+  const unsigned char* ext = nullptr;
+  size_t len = 0;
+  if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_supported_versions, &ext, &len) != 1 || len < 1) return false;
+  size_t n = std::min<size_t>(ext[0], len - 1);
+  for (size_t i = 0; i + 1 < n; i += 2)
+    if (ext[1 + i] == 0x03 && ext[2 + i] == 0x04) return true;
+  return false;
+}
+
+// kTLS for TLS 1.2 connections only. A TLS 1.3 peer may send KeyUpdate(update_requested); OpenSSL 3.0 then
+// switches its own write key but cannot re-key the kernel (Linux before 6.14 has no TX rekey), and every
+// later record reaches the client under the old key ("bad record mac"). ESP32 clients (mbedTLS) speak 1.2.
+int kernel_tls_for_tls12_only(SSL* s, int*, void*) {
+  if (offers_tls13(s)) SSL_clear_options(s, SSL_OP_ENABLE_KTLS);
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+}  // namespace
+
 Result<SslCtxPtr> make_server_context(const fs::path& cert_chain, const fs::path& key_path, bool kernel_tls) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return tls_error("SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
                                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-  if (kernel_tls) SSL_CTX_set_options(ctx.get(), SSL_OP_ENABLE_KTLS);
+  if (kernel_tls) {
+    SSL_CTX_set_options(ctx.get(), SSL_OP_ENABLE_KTLS);
+    SSL_CTX_set_client_hello_cb(ctx.get(), kernel_tls_for_tls12_only, nullptr);
+  }
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   // No TLS 1.3 NewSessionTicket after the handshake: with the cache off, OpenSSL would still send two
   // (stateful) tickets that can never resume, costing both ends an extra record and a session copy each.

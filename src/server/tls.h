@@ -61,9 +61,11 @@ Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_d
 // The server context: TLS 1.2 and 1.3, ECDHE with AES-128-GCM / AES-256-GCM / ChaCha20 (ECDSA or RSA
 // certificates), no renegotiation, no session cache or tickets (TLS 1.3 included: no NewSessionTicket;
 // ESP-IDF does not resume by default, so a cache only costs memory), buffers released when idle. Checks that
-// the key matches the certificate. kernel_tls: after each handshake OpenSSL hands the record encryption to
-// the kernel (kTLS, SSL_OP_ENABLE_KTLS) when the kernel offers it for the negotiated cipher; the server then
-// sends files with SSL_sendfile (no copy through user space). Without kernel support nothing changes.
+// the key matches the certificate. kernel_tls: after a TLS 1.2 handshake OpenSSL hands the record encryption
+// to the kernel (kTLS, SSL_OP_ENABLE_KTLS) when the kernel offers it for the negotiated cipher; the server
+// then sends files with SSL_sendfile (no copy through user space). TLS 1.3 connections stay in user space:
+// a KeyUpdate from the client would desynchronise the kernel's key (tls.cc). Without kernel support nothing
+// changes.
 Result<SslCtxPtr> make_server_context(const std::filesystem::path& cert_chain,
                                       const std::filesystem::path& key, bool kernel_tls = false);
 

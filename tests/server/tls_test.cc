@@ -224,6 +224,41 @@ TEST(ServerContext, KernelTlsIsAnOptionOfTheContext) {
   EXPECT_NE(SSL_CTX_get_options(ktls->get()) & SSL_OP_ENABLE_KTLS, 0u);
 }
 
+// With kernel TLS asked for, a connection keeps SSL_OP_ENABLE_KTLS only when it negotiates TLS 1.2: the
+// kernel cannot follow a TLS 1.3 KeyUpdate (tls.cc). (In memory there is no socket, so nothing reaches a
+// kernel: this checks the per-connection decision.)
+TEST(ServerContext, KernelTlsIsKeptForTls12ConnectionsOnly) {
+  ota32::testing::TempDir dir;
+  auto z = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
+  ASSERT_TRUE(z) << z.error().message();
+  auto ctx = make_server_context(z->server_cert, z->server_key, true);
+  ASSERT_TRUE(ctx) << ctx.error().message();
+  for (int max_version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    SCOPED_TRACE(max_version);
+    SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_max_proto_version(cctx, max_version);
+    SSL* client = SSL_new(cctx);
+    SSL* server = SSL_new(ctx->get());
+    BIO *c_io = nullptr, *s_io = nullptr;
+    ASSERT_EQ(BIO_new_bio_pair(&c_io, 0, &s_io, 0), 1);
+    SSL_set_bio(client, c_io, c_io);
+    SSL_set_bio(server, s_io, s_io);
+    SSL_set_connect_state(client);
+    SSL_set_accept_state(server);
+    bool c_done = false, s_done = false;
+    for (int i = 0; i < 20 && !(c_done && s_done); ++i) {
+      if (!c_done) c_done = SSL_do_handshake(client) == 1;
+      if (!s_done) s_done = SSL_do_handshake(server) == 1;
+    }
+    ASSERT_TRUE(c_done && s_done);
+    EXPECT_EQ(SSL_version(server), max_version);
+    EXPECT_EQ((SSL_get_options(server) & SSL_OP_ENABLE_KTLS) != 0, max_version == TLS1_2_VERSION);
+    SSL_free(client);
+    SSL_free(server);
+    SSL_CTX_free(cctx);
+  }
+}
+
 // The probe and the kernel's own list of upper-layer protocols (read after the probe, which may load the
 // module) agree; where they say no, the reason names the module.
 TEST(KernelTls, ProbeAgreesWithTheKernelsUlpList) {
