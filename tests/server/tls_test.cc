@@ -171,6 +171,22 @@ int g_client_sessions = 0;
 // A TLS 1.3 handshake in memory (BIO pairs) between an OpenSSL client that caches whatever session tickets
 // it receives and the server context, then one byte of application data from the server (tickets, when
 // there are any, come before it).
+// Connects client and server through an in-memory BIO pair and runs both handshakes to completion.
+bool handshake_in_memory(SSL* client, SSL* server) {
+  BIO *c_io = nullptr, *s_io = nullptr;
+  if (BIO_new_bio_pair(&c_io, 0, &s_io, 0) != 1) return false;
+  SSL_set_bio(client, c_io, c_io);
+  SSL_set_bio(server, s_io, s_io);
+  SSL_set_connect_state(client);
+  SSL_set_accept_state(server);
+  bool c_done = false, s_done = false;
+  for (int i = 0; i < 20 && !(c_done && s_done); ++i) {
+    if (!c_done) c_done = SSL_do_handshake(client) == 1;
+    if (!s_done) s_done = SSL_do_handshake(server) == 1;
+  }
+  return c_done && s_done;
+}
+
 TEST(ServerContext, Tls13SendsNoSessionTicketsAndPrefersAes128) {
   ota32::testing::TempDir dir;
   auto z = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
@@ -188,18 +204,7 @@ TEST(ServerContext, Tls13SendsNoSessionTicketsAndPrefersAes128) {
   });
   SSL* client = SSL_new(cctx);
   SSL* server = SSL_new(server_ctx->get());
-  BIO *c_io = nullptr, *s_io = nullptr;
-  ASSERT_EQ(BIO_new_bio_pair(&c_io, 0, &s_io, 0), 1);
-  SSL_set_bio(client, c_io, c_io);
-  SSL_set_bio(server, s_io, s_io);
-  SSL_set_connect_state(client);
-  SSL_set_accept_state(server);
-  bool c_done = false, s_done = false;
-  for (int i = 0; i < 20 && !(c_done && s_done); ++i) {
-    if (!c_done) c_done = SSL_do_handshake(client) == 1;
-    if (!s_done) s_done = SSL_do_handshake(server) == 1;
-  }
-  ASSERT_TRUE(c_done && s_done);
+  ASSERT_TRUE(handshake_in_memory(client, server));
   EXPECT_STREQ(SSL_get_version(client), "TLSv1.3");
   EXPECT_STREQ(SSL_get_cipher_name(client), "TLS_AES_128_GCM_SHA256");
   size_t n = 0;
@@ -239,18 +244,7 @@ TEST(ServerContext, KernelTlsIsKeptForTls12ConnectionsOnly) {
     SSL_CTX_set_max_proto_version(cctx, max_version);
     SSL* client = SSL_new(cctx);
     SSL* server = SSL_new(ctx->get());
-    BIO *c_io = nullptr, *s_io = nullptr;
-    ASSERT_EQ(BIO_new_bio_pair(&c_io, 0, &s_io, 0), 1);
-    SSL_set_bio(client, c_io, c_io);
-    SSL_set_bio(server, s_io, s_io);
-    SSL_set_connect_state(client);
-    SSL_set_accept_state(server);
-    bool c_done = false, s_done = false;
-    for (int i = 0; i < 20 && !(c_done && s_done); ++i) {
-      if (!c_done) c_done = SSL_do_handshake(client) == 1;
-      if (!s_done) s_done = SSL_do_handshake(server) == 1;
-    }
-    ASSERT_TRUE(c_done && s_done);
+    ASSERT_TRUE(handshake_in_memory(client, server));
     EXPECT_EQ(SSL_version(server), max_version);
     EXPECT_EQ((SSL_get_options(server) & SSL_OP_ENABLE_KTLS) != 0, max_version == TLS1_2_VERSION);
     SSL_free(client);
