@@ -11,6 +11,7 @@
 # 5 + N requests) so that start-up and shutdown cancel out: per request = (Ir(5 + N) - Ir(5)) / N.
 # - newconn: curl, one process per request with `Connection: close` (a full TLS 1.3 X25519 handshake each),
 #   AES-128-GCM forced on the client, so both servers run the same cipher;
+# - newconn12: the same over TLS 1.2 with ECDHE-ECDSA-AES128-GCM-SHA256, what an ESP32 (mbedTLS) negotiates;
 # - keepalive: h2load, one connection, N requests (HTTP/1.1; h2load asks for AES-128-GCM itself).
 # Needs: a built build/ tree, valgrind, curl, h2load, nginx, and ../shared/bench/nginx.conf.in.
 set -euo pipefail
@@ -76,10 +77,11 @@ run() {
     sleep 0.25
   done
   [[ $up == 1 ]] || die "$server did not answer under valgrind; see $log"
-  if [[ $mode == newconn ]]; then
+  if [[ $mode == newconn* ]]; then
+    local tls=(--tls13-ciphers TLS_AES_128_GCM_SHA256)
+    [[ $mode == newconn12 ]] && tls=(--tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-GCM-SHA256)
     for _ in $(seq 1 "$count"); do
-      curl -sSk --tls13-ciphers TLS_AES_128_GCM_SHA256 -H "Connection: close" -o /dev/null "$URL" ||
-        die "$server: a request failed"
+      curl -sSk "${tls[@]}" -H "Connection: close" -o /dev/null "$URL" || die "$server: a request failed"
     done
   else
     h2load -n "$count" -c 1 -m 1 --h1 "$URL" >"$OUT/h2load.log" 2>&1 ||
@@ -95,7 +97,7 @@ run() {
 echo "| mode | server | instructions per request ($SIZE-byte file, $N requests) |"
 echo "|---|---|---|"
 declare -A per
-for mode in newconn keepalive; do
+for mode in newconn newconn12 keepalive; do
   for s in $SERVERS; do
     a=$(run "$s" "$mode" 5)
     b=$(run "$s" "$mode" $((5 + N)))
@@ -105,7 +107,7 @@ for mode in newconn keepalive; do
   done
 done
 if [[ -n ${per[ota32,newconn]:-} && -n ${per[nginx,newconn]:-} ]]; then
-  for mode in newconn keepalive; do
+  for mode in newconn newconn12 keepalive; do
     awk -v m="$mode" -v o="${per[ota32,$mode]}" -v n="${per[nginx,$mode]}" \
       'BEGIN { printf "%s: nginx / ota32 = %.2fx\n", m, n / o }'
   done
