@@ -368,6 +368,22 @@ TEST_P(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
   EXPECT_EQ(r.out, "200");
 }
 
+// mbedTLS can ask for smaller records (RFC 6066 max_fragment_length, MBEDTLS_SSL_MAX_FRAGMENT_LENGTH: a
+// device short of RAM for a 16 KiB input buffer). OpenSSL then cuts each 16 KiB piece the session writes
+// into 1 KiB records, and a write the socket cannot take at once resumes mid-piece. (Under --ktls such a
+// connection stays in user space: the kernel only does full-size records.)
+TEST_P(ServeE2e, ASmallMaxFragmentLengthGetsEveryByte) {
+  auto hello = s_client({"-tls1_2", "-maxfraglen", "1024", "-tlsextdebug"}, "", false);
+  EXPECT_THAT(hello.out, HasSubstr("TLS server extension \"max fragment length\""));  // negotiated
+  auto r = s_client({"-tls1_2", "-maxfraglen", "1024", "-quiet"},
+                    "GET /hello-world.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto body_at = r.out.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos) << r.out.substr(0, 200);
+  EXPECT_THAT(r.out.substr(0, body_at), HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_TRUE(r.out.substr(body_at + 4) == firmware_) << "the body differs";
+}
+
 // A TLS 1.3 client may ask the server to update its keys (KeyUpdate, update_requested) in the middle of a
 // connection; the reply to the next request must still arrive intact. With --ktls this is why TLS 1.3 stays
 // in user space: with the kernel holding the key, OpenSSL 3.0 cannot follow the update and the client gets
