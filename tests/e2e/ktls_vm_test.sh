@@ -2,7 +2,9 @@
 # ota32 serve --ktls end to end, inside a guest whose kernel has the `tls` module (scripts/vm-run.sh: Debian's
 # stock kernel under qemu, this machine's / as its root). Runs the serve e2e suite's kTLS half with kTLS
 # required (OTA32_TEST_REQUIRE_KTLS: a test fails if the kernel did not take the connections), then the
-# device and API end-to-end tests with every server started with --ktls (OTA32_TEST_SERVE_KTLS).
+# device and API end-to-end tests with every server started with --ktls (OTA32_TEST_SERVE_KTLS), then 100
+# ESP32-like slow downloads (TLS 1.2, 64 KB/s, small window: the kernel's sendfile meets a full socket all
+# the time) against one --ktls server: all must complete, and through the kernel.
 #
 #   tests/e2e/ktls_vm_test.sh BUILD_DIR       (CTest: ctest --test-dir build -L vm)
 #
@@ -21,8 +23,9 @@ if ! compgen -G "$cache/kernel/*/.ok" >/dev/null; then
   exit 77
 fi
 e2e=$build/tests/e2e
-for t in serve_e2e_test seed_flow_test api_e2e_test update_server_e2e_test; do
-  [[ -x $e2e/$t ]] || { echo "ktls_vm_test: $e2e/$t not built" >&2; exit 1; }
+for t in "$e2e"/{serve_e2e_test,seed_flow_test,api_e2e_test,update_server_e2e_test} \
+  "$build/bench/server/serve_slow_clients" "$build/src/cli/ota32-serve"; do
+  [[ -x $t ]] || { echo "ktls_vm_test: $t not built" >&2; exit 1; }
 done
 # One guest for all: the boot costs ~10 s, the tests a few minutes under software emulation.
 # shellcheck disable=SC2016  # $1 expands in the guest's shell
@@ -31,4 +34,18 @@ exec "$root/scripts/vm-run.sh" --timeout 1700 --env OTA32_TEST_REQUIRE_KTLS=1 --
   "$1/serve_e2e_test" --gtest_filter="*/Ktls" --gtest_brief=1
   for t in seed_flow_test api_e2e_test update_server_e2e_test; do
     OTA32_TEST_SERVE_KTLS=1 "$1/$t" --gtest_brief=1
-  done' sh "$e2e"
+  done
+  echo "== 100 slow TLS 1.2 downloads from a --ktls server"
+  d=$(mktemp -d) && mkdir "$d/www" && head -c 1048576 /dev/urandom >"$d/www/fw.bin"
+  "$2/src/cli/ota32-serve" serve --dir "$d/www" --data "$d/data" --bind 127.0.0.1 --port 18443 \
+    --access-log off --ktls >/dev/null 2>"$d/err" &
+  srv=$!
+  for _ in $(seq 1 100); do grep -q listening "$d/err" && break; sleep 0.3; done
+  "$2/bench/server/serve_slow_clients" --host 127.0.0.1 --port 18443 --path /fw.bin --clients 100 \
+    --rate 65536 --ramp 2 --duration 120 --threads 2 >"$d/slow.log" || { tail -3 "$d/slow.log"; exit 1; }
+  tail -1 "$d/slow.log"
+  k=$(curl -sS --cacert "$d/data/ca_cert.pem" https://127.0.0.1:18443/metrics |
+      sed -n "s/^ota32_tls_kernel_connections_total //p")
+  kill "$srv"
+  echo "kernel TLS connections: $k"
+  [ "${k:-0}" -ge 100 ]' sh "$e2e" "$build"
