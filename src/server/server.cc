@@ -502,9 +502,22 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
 awaitable<bool> Session::send_file_kernel(int fd, const std::string& head, uint64_t off, uint64_t left) {
   if (!head.empty() && !co_await write_all(head.data(), head.size())) co_return false;
   constexpr uint64_t kMaxCall = 1u << 30;  // sendfile moves at most ~2 GiB per call
+  constexpr uint64_t kRecord = 16 * 1024;
+  constexpr int kCatchUp = 8;
   while (left > 0) {
+    // Behind (the socket was full): one record per call, and only once the socket takes data, so the kernel
+    // is not left holding a half-filled record (and its encrypted copy) while the client is slow.
+    if (behind_) {
+      if (writable_now()) {
+        if (++writable_streak_ >= kCatchUp) behind_ = false;
+      } else {
+        writable_streak_ = 0;
+        apply_notsent_lowat();
+        if (!co_await wait_writable()) co_return false;
+      }
+    }
     ossl_ssize_t n = SSL_sendfile(ssl_.get(), fd, static_cast<off_t>(off),
-                                  static_cast<std::size_t>(std::min(left, kMaxCall)), 0);
+                                  static_cast<std::size_t>(std::min(left, behind_ ? kRecord : kMaxCall)), 0);
     if (n > 0) {
       count_sent(static_cast<std::size_t>(n));
       off += static_cast<uint64_t>(n);
@@ -515,6 +528,8 @@ awaitable<bool> Session::send_file_kernel(int fd, const std::string& head, uint6
     int e = n < 0 ? SSL_get_error(ssl_.get(), -1) : SSL_ERROR_SYSCALL;
     ERR_clear_error();
     if (e != SSL_ERROR_WANT_WRITE) co_return false;
+    behind_ = true;
+    writable_streak_ = 0;
     apply_notsent_lowat();  // connections came or went while this one was sending
     if (!co_await wait_writable()) co_return false;
   }
