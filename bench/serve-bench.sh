@@ -5,19 +5,21 @@
 #
 #   bench/serve-bench.sh [--servers "ota32 nginx s_server"] [--concurrency "1 10 100 1000"]
 #                        [--modes "newconn keepalive"] [--duration 10] [--rounds 1] [--slow 10000] [--out DIR]
-#                        [--ktls]
+#                        [--ktls] [--tls12]
 #
 # Each (mode, clients) cell runs every server back to back, in an order that rotates from round to round,
 # so that a machine whose speed drifts (a shared VM) affects the servers of one cell alike; with --rounds N
 # the cell runs N times and summary.md gives each server's median requests/s and the median of the
 # per-round ota32/nginx ratios. --ktls: kernel TLS for both ota32 (serve --ktls: TLS 1.2 connections, like the
 # slow clients') and nginx (`ssl_conf_command Options KTLS`: 1.2 and 1.3), on a kernel with the `tls` module.
+# --tls12: both servers offer TLS 1.2 only (ota32 --tls-max 1.2, nginx ssl_protocols TLSv1.2), as an ESP32
+# fleet negotiates; with --ktls every ota32 connection then goes through the kernel.
 # Needs: a built build/ tree (ota32-serve, serve_slow_clients), h2load, wrk, nginx, openssl, curl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS="$ROOT/../shared/bench/serve-bench.sh"
 BUILD=${OTA32_BUILD_DIR:-$ROOT/build}
-SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 ROUNDS=1 SLOW=10000 OUT="" KTLS=0
+SERVERS="ota32 nginx s_server" CONC="1 10 100 1000" MODES="newconn keepalive" DURATION=10 ROUNDS=1 SLOW=10000 OUT="" KTLS=0 TLS12=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --servers) SERVERS=$2; shift 2 ;;
@@ -28,7 +30,8 @@ while [[ $# -gt 0 ]]; do
     --slow) SLOW=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --ktls) KTLS=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --tls12) TLS12=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "serve-bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,21 +55,25 @@ CERT="$DATA/server_cert.pem" KEY="$DATA/server_key.pem" CA="$DATA/ca_cert.pem"
 [[ -s "$CERT" ]] || die "ota32-serve did not create a certificate; see $OUT/logs/certs.log"
 
 PORT=18443
-OTA32_KTLS="" NGINX_KTLS=""
-if [[ $KTLS == 1 ]]; then OTA32_KTLS="--ktls" NGINX_KTLS="ssl_conf_command Options KTLS;"; fi
+OTA32_TLS_ARGS=() NGINX_KTLS=""
+if [[ $KTLS == 1 ]]; then OTA32_TLS_ARGS+=(--ktls) NGINX_KTLS="ssl_conf_command Options KTLS;"; fi
+NGINX_PROTOCOLS="TLSv1.2 TLSv1.3"
+S_SERVER_TLS=""
+if [[ $TLS12 == 1 ]]; then OTA32_TLS_ARGS+=(--tls-max 1.2) NGINX_PROTOCOLS="TLSv1.2" S_SERVER_TLS="-no_tls1_3"; fi
 CSV="$OUT/results.csv"
 start_cmd() { # server name -> the shell command that starts it in the foreground
   case "$1" in
     ota32)
-      echo "exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off $OTA32_KTLS" ;;
+      echo "exec '$BUILD/src/cli/ota32-serve' serve --dir '$OUT/www' --data '$DATA' --bind 127.0.0.1 --port $PORT --access-log off ${OTA32_TLS_ARGS[*]}" ;;
     nginx)
       mkdir -p "$OUT/nginx/tmp"
       sed -e "s|@WORKERS@|$(nproc)|" -e "s|@WORKDIR@|$OUT/nginx|g" -e "s|@ERRLEVEL@|error|" -e "s|@PORT@|$PORT|" \
         -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@KTLS@|$NGINX_KTLS|" -e "s|@WWW@|$OUT/www|" \
+        -e "s|ssl_protocols TLSv1.2 TLSv1.3;|ssl_protocols $NGINX_PROTOCOLS;|" \
         "$(dirname "$HARNESS")/nginx.conf.in" >"$OUT/nginx/nginx.conf"
       echo "exec nginx -e '$OUT/nginx/nginx-error.log' -c '$OUT/nginx/nginx.conf'" ;;
     s_server)
-      echo "cd '$OUT/www' && exec openssl s_server -quiet -WWW -accept 127.0.0.1:$PORT -cert '$CERT' -key '$KEY' -no_ticket" ;;
+      echo "cd '$OUT/www' && exec openssl s_server -quiet -WWW -accept 127.0.0.1:$PORT -cert '$CERT' -key '$KEY' -no_ticket $S_SERVER_TLS" ;;
     *) return 1 ;;
   esac
 }
@@ -138,12 +145,12 @@ if [[ "$SLOW" -gt 0 ]]; then
   [[ -x "$CLIENT" ]] || die "no $CLIENT: build it (ninja -C build serve_slow_clients)"
   ulimit -n "$(ulimit -Hn)"
   "$BUILD/src/cli/ota32-serve" serve --dir "$OUT/www" --data "$DATA" --bind 127.0.0.1 --port $PORT \
-    --access-log off --max-connections $((SLOW + 1000)) $OTA32_KTLS 2>"$OUT/logs/slow-server.log" &
+    --access-log off --max-connections $((SLOW + 1000)) "${OTA32_TLS_ARGS[@]}" 2>"$OUT/logs/slow-server.log" &
   SRV=$!
   trap 'kill -TERM $SRV 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do grep -q listening "$OUT/logs/slow-server.log" && break; sleep 0.1; done
   base_kb=$(awk '/^VmRSS/ { print $2 }' /proc/$SRV/status)
-  ( peak=0; while kill -0 $SRV 2>/dev/null; do
+  ( while kill -0 $SRV 2>/dev/null; do
       r=$(awk '/^VmRSS/ { print $2 }' /proc/$SRV/status 2>/dev/null || echo 0)
       a=$(curl -s --max-time 2 --cacert "$CA" "https://127.0.0.1:$PORT/metrics" | awk '/^ota32_connections_active/ { print $2 }')
       m=$(awk '/^TCP:/ { print $NF }' /proc/net/sockstat)

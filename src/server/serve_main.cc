@@ -35,6 +35,7 @@ struct ServeArgs {
   std::vector<std::string> sans;
   double header_timeout = 10, idle_timeout = 30, io_timeout = 30;
   bool ktls = false;
+  std::string tls_max = "1.3";
 };
 
 void say(const std::string& line) {
@@ -98,7 +99,9 @@ Result<SslCtxPtr> load_tls(const ServeArgs& a, const fs::path& data_dir,
     tls_lock = z->lock;
   }
   auto ctx = make_server_context(cert, key, a.ktls);
-  if (ctx) print_certificate("server certificate", cert);
+  if (!ctx) return ctx;
+  if (a.tls_max == "1.2") SSL_CTX_set_max_proto_version(ctx->get(), TLS1_2_VERSION);
+  print_certificate("server certificate", cert);
   return ctx;
 }
 
@@ -206,6 +209,11 @@ void add_serve_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--io-timeout", args->io_timeout,
                   "Seconds without progress reading a body or writing a reply")
+      ->capture_default_str();
+  cmd->add_option("--tls-max", args->tls_max,
+                  "Highest TLS version offered: 1.3, or 1.2 (what ESP32 clients speak; with --ktls every "
+                  "connection then goes through the kernel)")
+      ->check(CLI::IsMember({"1.2", "1.3"}))
       ->capture_default_str();
   cmd->add_flag(
       "--ktls", args->ktls,

@@ -368,6 +368,30 @@ TEST_P(ServeE2e, SigtermStopsGracefullyAndTheCertificateIsKept) {
   EXPECT_EQ(r.out, "200");
 }
 
+// --tls-max 1.2: TLS 1.3 is refused, a default client (which prefers 1.3) gets 1.2, and with --ktls its
+// connection goes through the kernel.
+TEST_P(ServeE2e, TlsMaxOneTwoOffersTls12Only) {
+  std::string why;
+  auto srv = ServeProcess::start(
+      with_mode({"--dir", (tmp_ / "www").string(), "--data", (tmp_ / "data").string(), "--tls-max", "1.2"}),
+      tmp_.path(), &why);
+  ASSERT_TRUE(srv) << why;
+  auto r = run_process(
+      "/usr/bin/curl",
+      {"-sS", "-v", "--max-time", "20", "--cacert", ca_, "-o", "got.bin", srv->url("/hello-world.bin")}, {},
+      tmp_.path(), std::chrono::seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("SSL connection using TLSv1.2"));
+  EXPECT_TRUE(*read_text_file(tmp_ / "got.bin") == firmware_) << "the body differs";
+  std::vector<std::string> a = {"s_client", "-connect", "127.0.0.1:" + std::to_string(srv->port()),
+                                "-CAfile",  ca_,        "-tls1_3",
+                                "-brief"};
+  auto t13 = run_process("/usr/bin/openssl", a, "", tmp_.path(), std::chrono::seconds(30));
+  EXPECT_NE(t13.exit_code, 0);
+  EXPECT_THAT(t13.out + t13.err, Not(HasSubstr("Protocol version: TLSv1.3")));
+  kernel_tls_check(*srv);
+}
+
 // mbedTLS can ask for smaller records (RFC 6066 max_fragment_length, MBEDTLS_SSL_MAX_FRAGMENT_LENGTH: a
 // device short of RAM for a 16 KiB input buffer). OpenSSL then cuts each 16 KiB piece the session writes
 // into 1 KiB records, and a write the socket cannot take at once resumes mid-piece. (Under --ktls such a
