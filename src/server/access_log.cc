@@ -36,9 +36,9 @@ void AccessLog::write(const AccessRecord& r) {
   std::string line = fmt::format(
       "{{\"time\":\"{:%Y-%m-%dT%H:%M:%S}.{:03}Z\",\"remote\":\"{}\",\"method\":\"{}\",\"target\":{},"
       "\"status\":{},"
-      "\"bytes\":{},\"ms\":{:.3f},\"tls\":\"{}\"}}\n",
+      "\"bytes\":{},\"ms\":{:.3f},\"tls\":\"{}\"{}}}\n",
       fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms, r.remote, r.method, target, r.status,
-      r.bytes, r.duration_ms, r.tls_version);
+      r.bytes, r.duration_ms, r.tls_version, r.kernel_tls ? ",\"ktls\":true" : "");
   std::lock_guard lock(mu_);
   std::fwrite(line.data(), 1, line.size(), file_);
   std::fflush(file_);

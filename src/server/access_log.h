@@ -17,6 +17,7 @@ struct AccessRecord {
   unsigned status = 0;
   uint64_t bytes = 0;  // response bytes sent, header included
   double duration_ms = 0;
+  bool kernel_tls = false;  // the kernel encrypted this connection's records (serve --ktls): "ktls":true
 };
 
 class AccessLog {

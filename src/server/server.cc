@@ -342,7 +342,8 @@ awaitable<void> Session::send_error_and_close(http::status status, std::string_v
   bool sent = co_await send_response(res);
   srv_.metrics.request(http::verb::unknown, res.result_int());
   if (srv_.log)
-    srv_.log->write({remote_, "-", "-", SSL_get_version(ssl_.get()), res.result_int(), sent_, 0.0});
+    srv_.log->write(
+        {remote_, "-", "-", SSL_get_version(ssl_.get()), res.result_int(), sent_, 0.0, kernel_tls_});
   if (sent) co_await lingering_close();
 }
 
@@ -540,8 +541,8 @@ void Session::log(const HttpRequest& req, unsigned status, Clock::time_point sta
   srv_.metrics.request(req.method(), status);
   if (!srv_.log) return;
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  srv_.log->write(
-      {remote_, req.method_string(), req.target(), SSL_get_version(ssl_.get()), status, sent_, ms});
+  srv_.log->write({remote_, req.method_string(), req.target(), SSL_get_version(ssl_.get()), status, sent_, ms,
+                   kernel_tls_});
 }
 
 awaitable<void> Session::run() {

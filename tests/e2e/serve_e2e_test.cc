@@ -63,6 +63,7 @@ class ServeE2e : public ::testing::TestWithParam<bool> {
     const long kernel_connections = std::stol(k[1]);
     if (!ktls()) {
       EXPECT_EQ(kernel_connections, 0);
+      EXPECT_THAT(srv.out(), Not(HasSubstr("ktls")));
       return;
     }
     const bool kernel = kernel_offers_tls();
@@ -71,10 +72,13 @@ class ServeE2e : public ::testing::TestWithParam<bool> {
     }
     EXPECT_THAT(srv.err(),
                 HasSubstr(kernel ? "kTLS: the kernel encrypts" : "kTLS requested but unavailable"));
-    if (kernel)
+    if (kernel) {
       EXPECT_GT(kernel_connections, 0);
-    else
+      EXPECT_THAT(srv.out(), HasSubstr(",\"ktls\":true}"));  // the access log says which requests
+    } else {
       EXPECT_EQ(kernel_connections, 0);
+      EXPECT_THAT(srv.out(), Not(HasSubstr("ktls")));
+    }
   }
 
   void SetUp() override {
