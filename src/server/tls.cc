@@ -420,8 +420,7 @@ Result<void> probe_kernel_tls() {
 
 namespace {
 
-// True when a ClientHello's supported_versions extension lists TLS 1.3 (so this server, which offers 1.3,
-// negotiates it).
+// True when a ClientHello's supported_versions extension lists TLS 1.3.
 bool offers_tls13(SSL* s) {
   const unsigned char* ext = nullptr;
   size_t len = 0;
@@ -436,7 +435,10 @@ bool offers_tls13(SSL* s) {
 // switches its own write key but cannot re-key the kernel (Linux before 6.14 has no TX rekey), and every
 // later record reaches the client under the old key ("bad record mac"). ESP32 clients (mbedTLS) speak 1.2.
 int kernel_tls_for_tls12_only(SSL* s, int*, void*) {
-  if (offers_tls13(s)) SSL_clear_options(s, SSL_OP_ENABLE_KTLS);
+  // 1.3 is negotiated when the client offers it and this server does too (no max, or a max of 1.3:
+  // `serve --tls-max 1.2` makes every connection 1.2, and so every one a kTLS one).
+  const long max = SSL_get_max_proto_version(s);
+  if (offers_tls13(s) && (max == 0 || max >= TLS1_3_VERSION)) SSL_clear_options(s, SSL_OP_ENABLE_KTLS);
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 

@@ -394,6 +394,11 @@ TEST_P(ServeE2e, TlsMaxOneTwoOffersTls12Only) {
   EXPECT_NE(t13.exit_code, 0);
   EXPECT_THAT(t13.out + t13.err, Not(HasSubstr("Protocol version: TLSv1.3")));
   kernel_tls_check(*srv);
+  // The default curl offered 1.3 and got 1.2: with --ktls its download went through the kernel too.
+  if (ktls() && kernel_offers_tls())
+    EXPECT_TRUE(
+        std::regex_search(srv->out(), std::regex("\"target\":\"/hello-world.bin\"[^\n]*\"ktls\":true")))
+        << srv->out();
 }
 
 // mbedTLS can ask for smaller records (RFC 6066 max_fragment_length, MBEDTLS_SSL_MAX_FRAGMENT_LENGTH: a

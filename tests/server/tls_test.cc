@@ -11,6 +11,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "server/tls.h"
@@ -238,15 +239,20 @@ TEST(ServerContext, KernelTlsIsKeptForTls12ConnectionsOnly) {
   ASSERT_TRUE(z) << z.error().message();
   auto ctx = make_server_context(z->server_cert, z->server_key, true);
   ASSERT_TRUE(ctx) << ctx.error().message();
-  for (int max_version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
-    SCOPED_TRACE(max_version);
+  // {server's max (0: none), client's max}: a client offering 1.3 to a server limited to 1.2 (serve --tls-max
+  // 1.2) gets 1.2, and kTLS with it.
+  for (auto [server_max, client_max] : {std::pair{0, TLS1_2_VERSION}, std::pair{0, TLS1_3_VERSION},
+                                        std::pair{TLS1_2_VERSION, TLS1_3_VERSION}}) {
+    SCOPED_TRACE(::testing::Message() << server_max << " " << client_max);
     SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_max_proto_version(cctx, max_version);
+    SSL_CTX_set_max_proto_version(cctx, client_max);
     SSL* client = SSL_new(cctx);
     SSL* server = SSL_new(ctx->get());
+    SSL_set_max_proto_version(server, server_max);
     ASSERT_TRUE(handshake_in_memory(client, server));
-    EXPECT_EQ(SSL_version(server), max_version);
-    EXPECT_EQ((SSL_get_options(server) & SSL_OP_ENABLE_KTLS) != 0, max_version == TLS1_2_VERSION);
+    const int negotiated = server_max ? std::min(server_max, client_max) : client_max;
+    EXPECT_EQ(SSL_version(server), negotiated);
+    EXPECT_EQ((SSL_get_options(server) & SSL_OP_ENABLE_KTLS) != 0, negotiated == TLS1_2_VERSION);
     SSL_free(client);
     SSL_free(server);
     SSL_CTX_free(cctx);
