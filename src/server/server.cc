@@ -223,6 +223,25 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return !ec;
   }
 
+  // The send pace shared by send_file and send_file_kernel: once a client's socket was full (fell_behind),
+  // each piece first checks that the socket takes data and otherwise waits, holding no buffer; after
+  // kCatchUp pieces in a row that found it writable, back to full speed. Call when behind_; false = the wait
+  // failed (timeout, close).
+  static constexpr int kCatchUp = 8;
+  void fell_behind() {
+    behind_ = true;
+    writable_streak_ = 0;
+  }
+  awaitable<bool> keep_pace() {
+    if (writable_now()) {
+      if (++writable_streak_ >= kCatchUp) behind_ = false;
+      co_return true;
+    }
+    writable_streak_ = 0;
+    apply_notsent_lowat();  // connections came or went while this one was sending
+    co_return co_await wait_writable();
+  }
+
   // Reads more bytes into buf_: >0 bytes read, 0 = peer closed, -1 = error/timeout/buffer full.
   awaitable<long> read_more() {
     if (buf_.size() >= buf_.max_size()) co_return -1;
@@ -419,20 +438,11 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
   // - keeping up (the default): several records per round, no check before writing;
   // - behind (the socket was full): before each record, check that the socket takes data and otherwise
   //   wait holding no buffer, so a slow client's session owns no copy of the file while it waits; after
-  //   kCatchUp rounds in a row that found the socket writable, back to the first pace.
-  constexpr int kCatchUp = 8;
+  //   kCatchUp rounds in a row that found the socket writable, back to the first pace (keep_pace).
   while (ok) {
-    if (behind_) {
-      if (writable_now()) {
-        if (++writable_streak_ >= kCatchUp) behind_ = false;
-      } else {
-        writable_streak_ = 0;
-        apply_notsent_lowat();  // connections came or went while this one was sending
-        if (!co_await wait_writable()) {
-          ok = false;
-          break;
-        }
-      }
+    if (behind_ && !co_await keep_pace()) {
+      ok = false;
+      break;
     }
     // Keeping up, OpenSSL keeps its write buffer from record to record (SSL_MODE_RELEASE_BUFFERS would free
     // and allocate 17 KiB per record: ~1 % of the server's instructions per MiB); behind, it frees it after
@@ -475,8 +485,7 @@ awaitable<bool> Session::send_file(const HttpRequest& req, FileReply& reply, uns
       // same plaintext: that record moves into the session (the thread's buffer is shared). The records
       // after it are not kept: they hold file bytes only (the header went out in the first record), which
       // the next rounds read again. So a waiting session holds at most one record.
-      behind_ = true;
-      writable_streak_ = 0;
+      fell_behind();
       SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // the buffer goes once this record is out
       const std::size_t later = fill - at - n;
       off -= later;
@@ -504,19 +513,10 @@ awaitable<bool> Session::send_file_kernel(int fd, const std::string& head, uint6
   if (!head.empty() && !co_await write_all(head.data(), head.size())) co_return false;
   constexpr uint64_t kMaxCall = 1u << 30;  // sendfile moves at most ~2 GiB per call
   constexpr uint64_t kRecord = 16 * 1024;
-  constexpr int kCatchUp = 8;
   while (left > 0) {
     // Behind (the socket was full): one record per call, and only once the socket takes data, so the kernel
     // is not left holding a half-filled record (and its encrypted copy) while the client is slow.
-    if (behind_) {
-      if (writable_now()) {
-        if (++writable_streak_ >= kCatchUp) behind_ = false;
-      } else {
-        writable_streak_ = 0;
-        apply_notsent_lowat();
-        if (!co_await wait_writable()) co_return false;
-      }
-    }
+    if (behind_ && !co_await keep_pace()) co_return false;
     ossl_ssize_t n = SSL_sendfile(ssl_.get(), fd, static_cast<off_t>(off),
                                   static_cast<std::size_t>(std::min(left, behind_ ? kRecord : kMaxCall)), 0);
     if (n > 0) {
@@ -529,8 +529,7 @@ awaitable<bool> Session::send_file_kernel(int fd, const std::string& head, uint6
     int e = n < 0 ? SSL_get_error(ssl_.get(), -1) : SSL_ERROR_SYSCALL;
     ERR_clear_error();
     if (e != SSL_ERROR_WANT_WRITE) co_return false;
-    behind_ = true;
-    writable_streak_ = 0;
+    fell_behind();
     apply_notsent_lowat();  // connections came or went while this one was sending
     if (!co_await wait_writable()) co_return false;
   }
