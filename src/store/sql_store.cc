@@ -64,6 +64,10 @@ CREATE TABLE admin_tokens (
 );
 )sql",
                   fmt::arg("serial", serial)),
+      // 2: the order of uploads. uploaded_at has whole seconds, so images uploaded within one second tied
+      // and "the newest upload wins" fell to the SHA-256 order. Each new record gets MAX + 1; rows from
+      // before keep 0, and so their former order (ties by SHA-256).
+      "ALTER TABLE firmware ADD COLUMN upload_seq BIGINT NOT NULL DEFAULT 0",
   };
 }
 
@@ -173,7 +177,7 @@ class SqlStore final : public Store {
     OTA32_ASSIGN(auto rows,
                  conn_->query(fmt::format("SELECT {} FROM firmware WHERE ($1 = '' OR project = $1) AND "
                                           "($2 = '' OR chip = $2) AND ($3 = '' OR channel = $3) "
-                                          "ORDER BY uploaded_at DESC, sha256",
+                                          "ORDER BY uploaded_at DESC, upload_seq DESC, sha256",
                                           kFirmwareColumns),
                               {filter.project, filter.chip, filter.channel}));
     std::vector<FirmwareRecord> out;
@@ -326,13 +330,17 @@ class SqlStore final : public Store {
   }
 
   Result<void> insert_firmware(const FirmwareRecord& f) {
-    OTA32_TRY(conn_->query(fmt::format("INSERT INTO firmware ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                                       "$9, $10, $11, $12, $13, $14, $15) "
-                                       "ON CONFLICT (sha256) DO NOTHING",
-                                       kFirmwareColumns),
-                           {f.sha256, f.project, f.version, f.chip, f.channel, int64_t{f.secure_version},
-                            static_cast<int64_t>(f.size), f.md5, f.image_hash, f.idf_version, f.compile_date,
-                            f.compile_time, f.elf_sha256, f.file_name, f.uploaded_at}));
+    // upload_seq: one more than any before. Writes are serialised (SQLite: BEGIN IMMEDIATE); two servers
+    // inserting at the same instant on one PostgreSQL may draw the same number: such uploads have no order.
+    OTA32_TRY(
+        conn_->query(fmt::format("INSERT INTO firmware ({}, upload_seq) VALUES ($1, $2, $3, $4, $5, $6, "
+                                 "$7, $8, $9, $10, $11, $12, $13, $14, $15, "
+                                 "(SELECT COALESCE(MAX(upload_seq), 0) + 1 FROM firmware)) "
+                                 "ON CONFLICT (sha256) DO NOTHING",
+                                 kFirmwareColumns),
+                     {f.sha256, f.project, f.version, f.chip, f.channel, int64_t{f.secure_version},
+                      static_cast<int64_t>(f.size), f.md5, f.image_hash, f.idf_version, f.compile_date,
+                      f.compile_time, f.elf_sha256, f.file_name, f.uploaded_at}));
     return {};
   }
 

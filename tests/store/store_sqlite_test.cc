@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <string>
+
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "store/blob_store.h"
@@ -77,6 +79,41 @@ TEST(OpenStore, RefusesASchemaNewerThanItKnows) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), ErrorCode::unsupported);
   EXPECT_NE(s.error().message().find("99"), std::string::npos) << s.error().message();
+}
+
+// A store made by an ota32 with schema 1 (no upload order): it migrates in place, keeps its rows and their
+// former order (ties by SHA-256), and uploads made after the migration come first among their second.
+TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
+  testing::TempDir tmp;
+  auto path = (tmp / "ota32.db").string();
+  ASSERT_TRUE(open_store("sqlite://" + path));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string to_v1 =
+      "ALTER TABLE firmware DROP COLUMN upload_seq; UPDATE schema_version SET version = 1;"
+      "INSERT INTO firmware (sha256, project, version, chip, size, uploaded_at) VALUES"
+      " ('" +
+      std::string(64, 'b') +
+      "', 'blink', '1.0', 'esp32', 10, 700),"
+      " ('" +
+      std::string(64, 'a') + "', 'blink', '1.0', 'esp32', 10, 700);";
+  ASSERT_EQ(sqlite3_exec(db, to_v1.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto s = open_store("sqlite://" + path);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ((*s)->schema_version().value(), 2);
+  FirmwareRecord f;
+  f.sha256 = std::string(64, 'c');
+  f.project = "blink";
+  f.version = "1.0";
+  f.chip = "esp32";
+  f.uploaded_at = 700;
+  ASSERT_TRUE((*s)->add_firmware(f).value());
+  auto all = (*s)->list_firmware({}).value();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].sha256[0], 'c');
+  EXPECT_EQ(all[1].sha256[0], 'a');
+  EXPECT_EQ(all[2].sha256[0], 'b');
 }
 
 TEST(BlobStore, ContentAddressedAtomicFiles) {

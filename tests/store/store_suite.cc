@@ -57,11 +57,11 @@ class StoreSuite : public ::testing::Test {
 TEST_F(StoreSuite, MigratesToCurrentSchemaAndReopens) {
   auto v = store_->schema_version();
   ASSERT_TRUE(v) << v.error().message();
-  EXPECT_EQ(*v, 1);
+  EXPECT_EQ(*v, 2);
   store_.reset();
   auto again = open_store(url_);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ((*again)->schema_version().value(), 1);
+  EXPECT_EQ((*again)->schema_version().value(), 2);
 }
 
 TEST_F(StoreSuite, FirmwareRoundTripsEveryField) {
@@ -114,6 +114,28 @@ TEST_F(StoreSuite, ListFiltersAndOrdersNewestFirst) {
   EXPECT_EQ(store_->list_firmware({"", "esp32c3", ""}).value().size(), 1u);
   EXPECT_EQ(store_->list_firmware({"blink", "", "stable"}).value().size(), 3u);
   EXPECT_TRUE(store_->list_firmware({"blink", "", "beta"}).value().empty());
+}
+
+// uploaded_at has whole seconds: uploads within one second list in upload order (newest first), not in
+// SHA-256 order, so that "the newest upload wins" among equal versions holds for them too.
+TEST_F(StoreSuite, UploadsWithinOneSecondListNewestUploadFirst) {
+  for (const char* digit : {"5", "9", "1", "7"})
+    ASSERT_TRUE(store_->add_firmware(firmware(digit, "blink", "2.0.0", "esp32", 500)).value());
+  auto all = store_->list_firmware({}).value();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].sha256[0], '7');
+  EXPECT_EQ(all[1].sha256[0], '1');
+  EXPECT_EQ(all[2].sha256[0], '9');
+  EXPECT_EQ(all[3].sha256[0], '5');
+  // A later second still comes first, and a deleted-and-uploaded-again image counts as a new upload.
+  ASSERT_TRUE(store_->add_firmware(firmware("3", "blink", "2.0.0", "esp32", 501)).value());
+  ASSERT_TRUE(store_->delete_firmware(std::string(64, '9')).value());
+  ASSERT_TRUE(store_->add_firmware(firmware("9", "blink", "2.0.0", "esp32", 500)).value());
+  all = store_->list_firmware({"blink", "esp32", "stable"}).value();
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[0].sha256[0], '3');
+  EXPECT_EQ(all[1].sha256[0], '9');
+  EXPECT_EQ(all[2].sha256[0], '7');
 }
 
 TEST_F(StoreSuite, DeleteFirmware) {
