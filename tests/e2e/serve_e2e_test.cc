@@ -504,6 +504,17 @@ TEST(ServeCli, BadOptionsFailClearly) {
   EXPECT_THAT(k.err, HasSubstr("--cert and --key go together"));
   auto p = run_ota32({"serve", "--port", "70000"});
   EXPECT_EQ(p.exit_code, 2);
+  EXPECT_THAT(p.err, ::testing::StartsWith("ota32: "));
+}
+
+// `ota32 serve` and `ota32 fw` run the ota32-serve executable; their help names what the user typed.
+TEST(ServeCli, HelpNamesTheOta32Command) {
+  auto s = run_ota32({"serve", "--help"});
+  EXPECT_EQ(s.exit_code, 0);
+  EXPECT_THAT(s.out, HasSubstr("Usage: ota32 serve [OPTIONS]"));
+  auto f = run_ota32({"fw", "push", "--help"});
+  EXPECT_EQ(f.exit_code, 0);
+  EXPECT_THAT(f.out, HasSubstr("Usage: ota32 fw push [OPTIONS]"));
 }
 
 }  // namespace
