@@ -1,8 +1,10 @@
 // ota32 device new | flash | boot | run: the virtual ESP32 (src/device, src/boot).
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <optional>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -166,12 +168,16 @@ void add_run(CLI::App& device) {
     std::string dir;
     int max_boots = 8;
     bool json = false;
+    std::optional<std::string> expect_version;
   };
   auto opts = std::make_shared<Opts>();
   cmd->add_option("DIR", opts->dir, "Device directory")->required();
   cmd->add_option("--max-boots", opts->max_boots, "Stop after this many boots (default 8)")
       ->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", opts->json, "Print every boot's outcome and log as JSON");
+  cmd->add_option("--expect-version", opts->expect_version,
+                  "Exit 1 unless the app running at the end has this version (esp_app_desc_t.version): "
+                  "a CI check that an OTA installed, or that a rollback happened");
   cmd->callback([opts] {
     auto dev = VirtualDevice::open(opts->dir);
     if (!dev) return set_exit_code(fail(dev.error()));
@@ -193,6 +199,16 @@ void add_run(CLI::App& device) {
     }
     if (!run->booted) {
       return set_exit_code(fail(fmt::format("{}: did not boot: {}", opts->dir, run->boots.back().failure)));
+    }
+    // A real device whose OTA failed keeps running its firmware, so the run itself succeeded; CI asks here
+    // whether it ended on the version it expected.
+    if (opts->expect_version) {
+      const auto& app = *run->boots.back().app;
+      std::string running = app.desc ? app.desc->version : std::string();
+      if (running != *opts->expect_version) {
+        return set_exit_code(fail(fmt::format("{}: runs version '{}' from {}, expected '{}'", opts->dir,
+                                              running, app.partition.name, *opts->expect_version)));
+      }
     }
   });
 }

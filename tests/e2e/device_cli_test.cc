@@ -122,6 +122,14 @@ TEST(DeviceCli, RunRollsBackAVersionWhoseSelfTestFails) {
   ASSERT_NE(second, std::string::npos) << r.out;
   EXPECT_LT(first, rollback);
   EXPECT_LT(rollback, second);
+
+  // --expect-version: the run ends on the factory app (version 1) after the rollback. The device is back
+  // at that state on every run (the rolled-back slot stays invalid).
+  auto ok = run_ota32({"device", "run", f.dir(), "--expect-version", "1"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  auto bad = run_ota32({"device", "run", f.dir(), "--expect-version", "2"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err, "ota32: " + f.dir() + ": runs version '1' from factory, expected '2'\n");
 }
 
 }  // namespace
