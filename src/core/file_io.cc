@@ -58,7 +58,9 @@ Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data)
   if (dir.empty()) dir = ".";
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
   int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) return os_error(path, "cannot create temporary file", errno);
+  // The file is written beside its destination and renamed: a failure here is the destination's directory
+  // (missing, read-only, full), so it is reported like `cp` would, without the temporary name.
+  if (fd < 0) return os_error(path, "cannot create", errno);
   auto fail = [&](std::string_view what) {
     int e = errno;
     ::close(fd);

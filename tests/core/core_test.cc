@@ -121,6 +121,9 @@ TEST(FileIo, Errors) {
   auto w = write_file_atomic(dir / "no" / "such" / "dir.bin", std::string_view("x"));
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code(), ErrorCode::not_found);
+  // Named like `cp` names it: the destination, not the temporary file written beside it.
+  EXPECT_EQ(w.error().message(),
+            (dir / "no" / "such" / "dir.bin").string() + ": cannot create: No such file or directory");
 }
 
 TEST(Result, ContextAndTry) {
