@@ -47,6 +47,13 @@ std::string size_name_of(uint32_t bytes) {
 std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
 
 Result<void> check_params(const ChipInfo& chip, const WriteFlashOptions& opt) {
+  // esptool's argparse choices for --after; refused before the flash is touched, like the others.
+  if (opt.after != "hard_reset" && opt.after != "soft_reset" && opt.after != "no_reset" &&
+      opt.after != "no_reset_stub") {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("--after: '{}' is not one of hard_reset, soft_reset, no_reset, no_reset_stub",
+                             opt.after));
+  }
   if (opt.flash_mode != "keep" && !mode_code(opt.flash_mode)) {
     return Error(ErrorCode::invalid_argument,
                  fmt::format("--flash-mode: '{}' is not one of qio, qout, dio, dout, keep", opt.flash_mode));
@@ -335,8 +342,8 @@ Result<void> run_write_flash(Flash& flash, const FlashPlan& plan, const WriteFla
     out("Soft resetting...");
   else if (opt.after == "no_reset")
     out("Staying in bootloader.");
-  else if (opt.after == "no_reset_stub")
-    out("Staying in flasher stub.");
+  else
+    out("Staying in flasher stub.");  // no_reset_stub (check_params refused anything else)
   return {};
 }
 

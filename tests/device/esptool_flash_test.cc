@@ -244,6 +244,19 @@ TEST(WriteFlash, UnsupportedFrequencyIsFatal) {
       "Flash frequency '33m' is not supported by this chip type. Supported frequencies: 80m, 40m, 26m, 20m");
 }
 
+TEST(WriteFlash, UnknownAfterIsRefusedBeforeTheFlashIsTouched) {
+  MemFlash f(0x20000);
+  WriteFlashOptions opt;
+  opt.after = "bogus";
+  auto r = write(f, {{0x1000, "a.bin", Bytes(4, 0)}}, opt);
+  ASSERT_FALSE(r.result);
+  EXPECT_EQ(r.result.error().message(),
+            "--after: 'bogus' is not one of hard_reset, soft_reset, no_reset, no_reset_stub");
+  Bytes got(4);
+  ASSERT_TRUE(f.read(0x1000, got));
+  EXPECT_EQ(got, Bytes(4, 0xFF));
+}
+
 TEST(WriteFlash, VerifyCatchesAFlashThatLies) {
   // A power cut in the middle: the write fails with power_lost, not with a silent success.
   MemFlash f(0x40000);
