@@ -1,6 +1,7 @@
 #include "server/serve_main.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/file_io.h"
 #include "server/access_log.h"
 #include "server/metrics.h"
 #include "server/serve_context.h"
@@ -154,6 +156,9 @@ int serve(const ServeArgs& a) {
   opt.port = static_cast<uint16_t>(a.port);
   opt.threads = a.threads;
   opt.max_connections = a.max_connections;
+  if (auto tcp_mem = read_text_file("/proc/sys/net/ipv4/tcp_mem"))
+    opt.unsent_budget = unsent_budget_for_tcp_mem(*tcp_mem, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)),
+                                                  opt.unsent_budget);
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<long>(s * 1000)); };
   opt.header_timeout = ms(a.header_timeout);
   opt.idle_timeout = ms(a.idle_timeout);

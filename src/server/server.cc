@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <functional>
@@ -678,6 +679,16 @@ std::size_t notsent_lowat_for(const ServerOptions& opt, std::size_t connections)
   if (opt.unsent_budget == 0) return 0;
   std::size_t share = opt.unsent_budget / std::max<std::size_t>(1, connections);
   return std::clamp(share, opt.notsent_lowat_min, std::max(opt.notsent_lowat_min, opt.notsent_lowat_max));
+}
+
+std::size_t unsent_budget_for_tcp_mem(std::string_view tcp_mem, std::size_t page_size,
+                                      std::size_t preferred) {
+  unsigned long long min = 0, pressure = 0, max = 0;
+  std::string text(tcp_mem);
+  if (std::sscanf(text.c_str(), "%llu %llu %llu", &min, &pressure, &max) != 3 || pressure == 0)
+    return preferred;
+  unsigned long long cap = pressure / 8 * page_size;
+  return static_cast<std::size_t>(std::min<unsigned long long>(preferred, cap));
 }
 
 Server::Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metrics& metrics, AccessLog* log)

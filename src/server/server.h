@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 #include "server/access_log.h"
@@ -42,18 +43,25 @@ struct ServerOptions {
   // client (an ESP32 advertises a window of a few KiB) without limiting a fast client's window. The mark is
   // a budget shared by the open connections (unsent_budget / connections, set when a connection opens, at
   // each response and before each wait for a full socket), kept within [notsent_lowat_min,
-  // notsent_lowat_max]: up to 4 clients get 1 MiB (fewer wake-ups per MiB), 100 get 41 KiB, 128 or more
-  // (a fleet of slow ones) 32 KiB each. Summed over n connections opened one after another, the marks stay
-  // within n * notsent_lowat_min + unsent_budget * (1 + ln n). unsent_budget 0 = no mark. (A 16 MiB budget
-  // measured 12-15 % better with 100 keep-alive clients and as much worse with 100 clients that each do a
-  // full handshake, the OTA case.)
-  std::size_t unsent_budget = 4 * 1024 * 1024;
+  // notsent_lowat_max]: up to 64 clients get 1 MiB, 100 get 655 KiB, 1000 get 65 KiB, 2048 or more (a fleet
+  // of slow ones) 32 KiB each. Summed over n connections opened one after another, the marks stay within
+  // n * notsent_lowat_min + unsent_budget * (1 + ln n). unsent_budget 0 = no mark. ota32 serve caps the
+  // budget at an eighth of the kernel's TCP memory pressure threshold (unsent_budget_for_tcp_mem). A 4 MiB
+  // budget (41 KiB each at 100 clients) cost 100 full-handshake clients 40 % more system CPU per request
+  // than 64 MiB (docs/performance.md, session 5): each connection was woken every few records.
+  std::size_t unsent_budget = 64 * 1024 * 1024;
   std::size_t notsent_lowat_min = 32 * 1024;
   std::size_t notsent_lowat_max = 1024 * 1024;
 };
 
 // The TCP_NOTSENT_LOWAT a connection gets while `connections` are open (itself included); 0 = none.
 std::size_t notsent_lowat_for(const ServerOptions& opt, std::size_t connections);
+
+// The unsent budget for a kernel whose /proc/sys/net/ipv4/tcp_mem reads `tcp_mem` ("min pressure max", in
+// pages of page_size bytes): `preferred`, at most an eighth of the pressure threshold, so that the send
+// queues a full budget allows leave the kernel out of TCP memory pressure on a small machine. Text that does
+// not parse gives `preferred`.
+std::size_t unsent_budget_for_tcp_mem(std::string_view tcp_mem, std::size_t page_size, std::size_t preferred);
 
 class Server {
  public:

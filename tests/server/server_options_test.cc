@@ -10,20 +10,31 @@ namespace {
 constexpr std::size_t KiB = 1024, MiB = 1024 * 1024;
 
 TEST(NotsentLowat, ShareOfTheBudgetWithinTheBounds) {
-  ServerOptions opt;  // 4 MiB shared, each connection between 32 KiB and 1 MiB
+  ServerOptions opt;  // 64 MiB shared, each connection between 32 KiB and 1 MiB
   EXPECT_EQ(notsent_lowat_for(opt, 0), 1 * MiB);
   EXPECT_EQ(notsent_lowat_for(opt, 1), 1 * MiB);
+  EXPECT_EQ(notsent_lowat_for(opt, 64), 1 * MiB);
+  EXPECT_EQ(notsent_lowat_for(opt, 128), 512 * KiB);
+  EXPECT_EQ(notsent_lowat_for(opt, 100), 64 * MiB / 100);
+  EXPECT_EQ(notsent_lowat_for(opt, 1000), 64 * MiB / 1000);
+  EXPECT_EQ(notsent_lowat_for(opt, 2048), 32 * KiB);
+  EXPECT_EQ(notsent_lowat_for(opt, 10000), 32 * KiB);
+  opt.unsent_budget = 4 * MiB;
   EXPECT_EQ(notsent_lowat_for(opt, 4), 1 * MiB);
-  EXPECT_EQ(notsent_lowat_for(opt, 8), 512 * KiB);
-  EXPECT_EQ(notsent_lowat_for(opt, 10), 4 * MiB / 10);
   EXPECT_EQ(notsent_lowat_for(opt, 100), 4 * MiB / 100);
   EXPECT_EQ(notsent_lowat_for(opt, 128), 32 * KiB);
-  EXPECT_EQ(notsent_lowat_for(opt, 1000), 32 * KiB);
-  EXPECT_EQ(notsent_lowat_for(opt, 10000), 32 * KiB);
-  opt.unsent_budget = 16 * MiB;
-  EXPECT_EQ(notsent_lowat_for(opt, 16), 1 * MiB);
-  EXPECT_EQ(notsent_lowat_for(opt, 100), 16 * MiB / 100);
-  EXPECT_EQ(notsent_lowat_for(opt, 512), 32 * KiB);
+}
+
+TEST(UnsentBudget, AnEighthOfTheKernelsTcpMemoryPressureAtMost) {
+  constexpr std::size_t preferred = 64 * MiB;
+  // This machine's kind: pressure at 383858 pages of 4 KiB (1.46 GiB): the preferred 64 MiB stays.
+  EXPECT_EQ(unsent_budget_for_tcp_mem("287892\t383858\t575784\n", 4096, preferred), preferred);
+  // A small board: pressure at 30000 pages (117 MiB): 14.6 MiB.
+  EXPECT_EQ(unsent_budget_for_tcp_mem("22500 30000 45000\n", 4096, preferred), 30000 / 8 * 4096u);
+  // Unreadable text or a zero threshold: the preferred budget.
+  EXPECT_EQ(unsent_budget_for_tcp_mem("", 4096, preferred), preferred);
+  EXPECT_EQ(unsent_budget_for_tcp_mem("1 2", 4096, preferred), preferred);
+  EXPECT_EQ(unsent_budget_for_tcp_mem("0 0 0", 4096, preferred), preferred);
 }
 
 TEST(NotsentLowat, ZeroBudgetMeansNoMark) {
