@@ -175,11 +175,38 @@ int run_verify(const VerifyArgs& a) {
 struct MakeArgs {
   std::string out, chip, project, version;
   uint64_t secure_version = 0, size = 0, seed = 0;
+  bool bootloader = false;
 };
+
+// The made image, or its error, to the output file (atomically).
+int write_made(const std::string& out, const Result<Bytes>& img) {
+  if (!img) return fail(img.error());
+  if (auto w = write_file_atomic(out, *img); !w) return fail(w.error());
+  return kExitOk;
+}
+
+int run_make_bootloader(const MakeArgs& a, const ChipInfo& chip) {
+  if (a.secure_version > 255) return fail("--secure-version: a bootloader's must be 0..255");
+  MakeBootloaderOptions o;
+  o.chip = &chip;
+  o.secure_version = static_cast<uint8_t>(a.secure_version);
+  o.seed = a.seed;
+  return write_made(a.out, make_bootloader_image(o));
+}
 
 int run_make(const MakeArgs& a) {
   auto chip = chip_option(a.chip);
   if (!chip) return fail(chip.error());
+  if (a.bootloader) return run_make_bootloader(a, **chip);
+  // CLI11 cannot make them required only without --bootloader: checked here, as a usage error like CLI11's.
+  for (const auto& [name, value] : {std::pair{"--project", &a.project}, std::pair{"--version", &a.version}}) {
+    if (value->empty()) {
+      std::fflush(stdout);
+      fmt::print(stderr, "ota32: {} is required (or --bootloader)\nRun with --help for more information.\n",
+                 name);
+      return kExitUsage;
+    }
+  }
   if (a.secure_version > UINT32_MAX) return fail("--secure-version: must fit in 32 bits");
   if (a.size > UINT32_MAX) return fail("--size: must fit in 32 bits");
   MakeImageOptions o;
@@ -189,10 +216,7 @@ int run_make(const MakeArgs& a) {
   o.secure_version = static_cast<uint32_t>(a.secure_version);
   o.size = static_cast<uint32_t>(a.size);
   o.seed = a.seed;
-  auto img = make_app_image(o);
-  if (!img) return fail(img.error());
-  if (auto w = write_file_atomic(a.out, *img); !w) return fail(w.error());
-  return kExitOk;
+  return write_made(a.out, make_app_image(o));
 }
 
 struct Elf2ImageArgs {
@@ -258,15 +282,25 @@ void register_image(CLI::App& app) {
   cv->callback([ver] { set_exit_code(run_verify(*ver)); });
 
   auto mk = std::make_shared<MakeArgs>();
-  auto* cm =
-      image->add_subcommand("make", "Build a valid, deterministic synthetic app image (no toolchain needed)");
+  auto* cm = image->add_subcommand(
+      "make", "Build a valid, deterministic synthetic app (or bootloader) image (no toolchain needed)");
   cm->add_option("-o,--output", mk->out, "Output file")->required();
   cm->add_option("--chip,-c", mk->chip, "Chip: " + supported_chip_names())->required();
-  cm->add_option("--project", mk->project, "Project name (app descriptor, up to 32 bytes)")->required();
-  cm->add_option("--version", mk->version, "App version (app descriptor, up to 32 bytes)")->required();
-  add_number_option(cm, "--secure-version", mk->secure_version, "Anti-rollback secure_version (default 0)");
-  add_number_option(cm, "--size", mk->size,
-                    "Exact file size (rounded up to 16; default: the seed app's layout, about 860K)");
+  auto* project = cm->add_option("--project", mk->project,
+                                 "Project name (app descriptor, up to 32 bytes; required for an app)");
+  auto* version = cm->add_option("--version", mk->version,
+                                 "App version (app descriptor, up to 32 bytes; required for an app)");
+  auto* size =
+      add_number_option(cm, "--size", mk->size,
+                        "Exact file size (rounded up to 16; default: the seed app's layout, about 860K)");
+  cm->add_flag("--bootloader", mk->bootloader,
+               "Make a 2nd-stage bootloader instead (ESP-IDF v5.5.5 descriptor, 2MB DIO 40m header; "
+               "boots the virtual device when no ESP-IDF build is at hand)")
+      ->excludes(project)
+      ->excludes(version)
+      ->excludes(size);
+  add_number_option(cm, "--secure-version", mk->secure_version,
+                    "Anti-rollback secure_version (default 0; a bootloader's: 0..255)");
   add_number_option(cm, "--seed", mk->seed, "Seed for the segment contents (default 0)");
   cm->callback([mk] { set_exit_code(run_make(*mk)); });
 

@@ -128,6 +128,16 @@ std::array<uint8_t, kAppDescSize> serialize_app_desc(const AppDescription& d) {
   return out;
 }
 
+std::array<uint8_t, kBootloaderDescSize> serialize_bootloader_desc(const BootloaderDescription& d) {
+  std::array<uint8_t, kBootloaderDescSize> out{};
+  out[0] = d.magic_byte;
+  out[3] = d.secure_version;
+  store_le32(&out[4], d.version);
+  std::memcpy(&out[8], d.idf_ver.data(), std::min<size_t>(d.idf_ver.size(), 32));
+  std::memcpy(&out[40], d.date_time.data(), std::min<size_t>(d.date_time.size(), 24));
+  return out;
+}
+
 Result<BootloaderDescription> parse_bootloader_desc(ByteView b) {
   if (b.size() < kBootloaderDescSize) {
     return Error(ErrorCode::corrupt, fmt::format("bootloader descriptor: truncated: need {} bytes, have {}",

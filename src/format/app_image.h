@@ -81,6 +81,8 @@ struct BootloaderDescription {
   std::string idf_ver, date_time;
 };
 Result<BootloaderDescription> parse_bootloader_desc(ByteView b80);
+// Serialises into 80 bytes (strings truncated to their fields; reserved bytes 0).
+std::array<uint8_t, kBootloaderDescSize> serialize_bootloader_desc(const BootloaderDescription& d);
 
 struct AppImage {
   ImageHeader header;

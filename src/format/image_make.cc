@@ -160,4 +160,48 @@ Result<Bytes> make_app_image(const MakeImageOptions& opt) {
                fmt::format("image make: found no {} layout of exactly {} bytes", opt.chip->name, target));
 }
 
+Result<Bytes> make_bootloader_image(const MakeBootloaderOptions& opt) {
+  if (opt.chip == nullptr) return Error(ErrorCode::invalid_argument, "image make: no chip given");
+  const ChipInfo& chip = *opt.chip;
+  if (chip.memory_map.empty() || chip.dram_base == 0) {
+    return Error(ErrorCode::unsupported, fmt::format("image make: chip {} is not supported", chip.name));
+  }
+  if (opt.idf_ver.size() > 32 || opt.date_time.size() > 24) {
+    return Error(
+        ErrorCode::invalid_argument,
+        "image make: the bootloader's idf_ver / date_time are longer than their 32 / 24-byte fields");
+  }
+  BootloaderDescription d;
+  d.secure_version = opt.secure_version;
+  d.version = opt.version;
+  d.idf_ver = opt.idf_ver;
+  d.date_time = opt.date_time;
+  auto desc = serialize_bootloader_desc(d);
+
+  // Segment sizes of the seed's bootloader (its ROM log: load:0x3fff0030,len:4 + 0x3fff0034,len:6928,
+  // 0x40078000,len:14328, 0x40080400,len:3660); the descriptor leads the data segment.
+  constexpr uint32_t kDram = 4 + 6928, kLoader = 14328, kIram = 3660;
+  const bool esp32 = chip.name == std::string_view("esp32");
+  const uint32_t dram = esp32 ? 0x3fff0030 : chip.dram_base;
+  // Elsewhere DRAM and IRAM are often two windows on one SRAM: the code goes 64 KiB in, clear of the data.
+  const uint32_t loader = esp32 ? 0x40078000 : chip.iram_base + 0x10000;
+  const uint32_t iram = esp32 ? 0x40080400 : loader + ((kLoader + 0x3FF) & ~0x3FFu) + 0x400;
+
+  SplitMix64 rng(opt.seed ^ 0xB00710ADE5ULL);
+  ImageItem data{dram, Bytes(desc.begin(), desc.end()), kFlagAlloc | 1, ".dram0.bootdesc"};
+  Bytes filler = pseudo_random(rng, kDram - kBootloaderDescSize);
+  data.data.insert(data.data.end(), filler.begin(), filler.end());
+  std::vector<ImageItem> items;
+  items.push_back(std::move(data));
+  items.push_back({loader, pseudo_random(rng, kLoader), kFlagAlloc | kFlagExec, ".iram_loader.text"});
+  items.push_back({iram, pseudo_random(rng, kIram), kFlagAlloc | kFlagExec, ".iram.text"});
+
+  LayoutOptions lo;
+  lo.flash_mode = opt.flash_mode;
+  lo.flash_speed_size = opt.flash_speed_size;
+  lo.entry = esp32 ? 0x40080678 : iram + 0x278;
+  OTA32_ASSIGN(auto r, layout_image(chip, std::move(items), lo));
+  return std::move(r.image);
+}
+
 }  // namespace ota32

@@ -29,4 +29,23 @@ struct MakeImageOptions {
 // Errors: invalid_argument (no chip, strings too long for their fields, size below the chip's minimum).
 Result<Bytes> make_app_image(const MakeImageOptions& opt);
 
+// A synthetic 2nd-stage bootloader image (what `idf.py build` leaves in build/bootloader/bootloader.bin), for
+// a virtual device when no ESP-IDF build is at hand: RAM segments only, esp_bootloader_desc_t first (IDF >=
+// v5.2), so the boot log shows "ESP-IDF <idf_ver> 2nd stage bootloader". ESP32: the load map of the seed's
+// bootloader (0x3fff0030, 0x40078000, 0x40080400, entry 0x40080678); other chips: their DRAM base, and IRAM
+// 64 KiB above its base.
+// Its code is filler: it boots the virtual device, not a chip.
+struct MakeBootloaderOptions {
+  const ChipInfo* chip = nullptr;
+  std::string idf_ver = "v5.5.5";
+  std::string date_time = "Jan  1 2025 00:00:00";
+  uint32_t version = 1;        // CONFIG_BOOTLOADER_PROJECT_VER
+  uint8_t secure_version = 0;  // bootloader anti-rollback (IDF >= v5.5)
+  uint64_t seed = 0;
+  uint8_t flash_mode = 2;           // DIO
+  uint8_t flash_speed_size = 0x10;  // 2MB, 40m: ESP-IDF's defaults
+};
+// Errors: invalid_argument (no chip, strings too long), unsupported (a chip without a memory map).
+Result<Bytes> make_bootloader_image(const MakeBootloaderOptions& opt);
+
 }  // namespace ota32

@@ -86,6 +86,34 @@ TEST(DeviceCli, BadInputIsOneLineExit1AndLeavesTheDeviceUntouched) {
   EXPECT_FALSE(std::filesystem::exists(f.tmp / "x"));
 }
 
+// No ESP-IDF build at hand: `image make --bootloader` makes the 2nd-stage bootloader the device boots.
+TEST(DeviceCli, BootsASyntheticBootloaderFromImageMake) {
+  Files f;
+  const std::string bl = (f.tmp / "bootloader.bin").string(), app = (f.tmp / "app.bin").string();
+  auto m = run_ota32({"image", "make", "--bootloader", "--chip", "esp32", "-o", bl});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  ASSERT_EQ(run_ota32({"image", "make", "--chip", "esp32", "--project", "p", "--version", "1", "-o", app})
+                .exit_code,
+            0);
+  ASSERT_EQ(run_ota32({"device", "new", f.dir()}).exit_code, 0);
+  auto fl = run_ota32({"device", "flash", f.dir(), "0x1000", bl, "0x8000",
+                       f.file("pt.bin", testing::seed_partition_table()), "0x10000", app});
+  ASSERT_EQ(fl.exit_code, 0) << fl.err;
+  auto b = run_ota32({"device", "boot", f.dir()});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_NE(b.out.find("boot: ESP-IDF v5.5.5 2nd stage bootloader\n"), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("boot.esp32: SPI Flash Size : 2MB\n"), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("app_init: App version:      1\n"), std::string::npos) << b.out;
+  // An app needs --project and --version; a bootloader takes neither.
+  auto no_project = run_ota32({"image", "make", "--chip", "esp32", "--version", "1", "-o", app});
+  EXPECT_EQ(no_project.exit_code, 2);
+  EXPECT_EQ(no_project.err.rfind("ota32: --project is required (or --bootloader)\n", 0), 0u)
+      << no_project.err;
+  EXPECT_EQ(
+      run_ota32({"image", "make", "--bootloader", "--chip", "esp32", "--project", "p", "-o", bl}).exit_code,
+      2);
+}
+
 TEST(DeviceCli, BootOfABlankDeviceFails) {
   Files f;
   ASSERT_EQ(run_ota32({"device", "new", f.dir()}).exit_code, 0);

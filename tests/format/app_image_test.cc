@@ -276,6 +276,67 @@ TEST(ImageMake, DefaultLooksLikeTheSeedApp) {
   EXPECT_NE(*make_app_image(o), *img);
 }
 
+TEST(BootloaderDesc, SerialiseParseRoundTrip) {
+  BootloaderDescription d;
+  d.secure_version = 3;
+  d.version = 0x01020304;
+  d.idf_ver = "v5.5.5";
+  d.date_time = "Jan  1 2025 00:00:00";
+  auto raw = serialize_bootloader_desc(d);
+  EXPECT_EQ(raw[0], 0x50);
+  EXPECT_EQ(raw[3], 3);
+  EXPECT_EQ(raw[4], 0x04);  // little-endian version
+  auto back = parse_bootloader_desc(raw);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->secure_version, 3);
+  EXPECT_EQ(back->version, 0x01020304u);
+  EXPECT_EQ(back->idf_ver, "v5.5.5");
+  EXPECT_EQ(back->date_time, "Jan  1 2025 00:00:00");
+}
+
+// image make --bootloader: the seed's ESP32 bootloader load map (its ROM log), the descriptor first,
+// ESP-IDF's default flash header (2MB, DIO, 40m), a valid image on every chip.
+TEST(ImageMake, BootloaderHasTheSeedsLoadMapAndADescriptor) {
+  MakeBootloaderOptions o;
+  o.chip = find_chip("esp32");
+  auto img = make_bootloader_image(o);
+  ASSERT_TRUE(img) << img.error().message();
+  auto p = parse_image(*img, "bootloader");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->header.entry_addr, 0x40080678u);
+  EXPECT_EQ(p->header.spi_mode, 2);       // DIO
+  EXPECT_EQ(p->header.spi_size(), 0x10);  // 2MB
+  EXPECT_EQ(p->header.spi_speed(), 0);    // 40m
+  ASSERT_EQ(p->segments.size(), 3u);
+  EXPECT_EQ(p->segments[0].load_addr, 0x3fff0030u);
+  EXPECT_EQ(p->segments[0].data_len, 4u + 6928u);
+  EXPECT_EQ(p->segments[1].load_addr, 0x40078000u);
+  EXPECT_EQ(p->segments[1].data_len, 14328u);
+  EXPECT_EQ(p->segments[2].load_addr, 0x40080400u);
+  EXPECT_EQ(p->segments[2].data_len, 3660u);
+  EXPECT_FALSE(p->app_desc);
+  ASSERT_TRUE(p->bootloader_desc);
+  EXPECT_EQ(p->bootloader_desc->idf_ver, "v5.5.5");
+  EXPECT_TRUE(verify_image(*p, *img, {}));
+  EXPECT_EQ(*make_bootloader_image(o), *img);  // deterministic
+  o.seed = 1;
+  EXPECT_NE(*make_bootloader_image(o), *img);
+  for (auto name : {"esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c6", "esp32h2", "esp32p4"}) {
+    o.chip = find_chip(name);
+    o.secure_version = 2;
+    auto other = make_bootloader_image(o);
+    ASSERT_TRUE(other) << name << ": " << other.error().message();
+    auto q = parse_image(*other, name);
+    ASSERT_TRUE(q) << name << ": " << q.error().message();
+    EXPECT_EQ(q->header.chip_id, o.chip->chip_id) << name;
+    EXPECT_TRUE(verify_image(*q, *other, {})) << name;
+    ASSERT_TRUE(q->bootloader_desc) << name;
+    EXPECT_EQ(q->bootloader_desc->secure_version, 2) << name;
+  }
+  o.chip = nullptr;
+  EXPECT_FALSE(make_bootloader_image(o));
+}
+
 TEST(ImageMake, ExactSizeOnEveryChip) {
   for (auto name : {"esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c6", "esp32h2", "esp32p4"}) {
     for (uint32_t size : {0x20000u, 0x20010u, 0x40000u + 5, 0x31234u, 4u << 20}) {
