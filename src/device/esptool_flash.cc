@@ -20,6 +20,21 @@ constexpr uint32_t kWriteBlock = 0x4000;  // the stub's FLASH_WRITE_SIZE
 constexpr std::array<std::string_view, 8> kSizeNames = {"1MB",  "2MB",  "4MB",  "8MB",
                                                         "16MB", "32MB", "64MB", "128MB"};
 
+// esptool's --after choices and the line it prints last for each.
+struct AfterChoice {
+  std::string_view name, line;
+};
+constexpr std::array<AfterChoice, 4> kAfter = {{{"hard_reset", "Hard resetting via RTS pin..."},
+                                                {"soft_reset", "Soft resetting..."},
+                                                {"no_reset", "Staying in bootloader."},
+                                                {"no_reset_stub", "Staying in flasher stub."}}};
+
+const AfterChoice* after_choice(std::string_view name) {
+  for (const auto& a : kAfter)
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
 std::optional<uint8_t> mode_code(std::string_view m) {
   if (m == "qio") return 0;
   if (m == "qout") return 1;
@@ -48,11 +63,11 @@ std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev
 
 Result<void> check_params(const ChipInfo& chip, const WriteFlashOptions& opt) {
   // esptool's argparse choices for --after; refused before the flash is touched, like the others.
-  if (opt.after != "hard_reset" && opt.after != "soft_reset" && opt.after != "no_reset" &&
-      opt.after != "no_reset_stub") {
+  if (!after_choice(opt.after)) {
+    std::string names;
+    for (const auto& a : kAfter) names += (names.empty() ? "" : ", ") + std::string(a.name);
     return Error(ErrorCode::invalid_argument,
-                 fmt::format("--after: '{}' is not one of hard_reset, soft_reset, no_reset, no_reset_stub",
-                             opt.after));
+                 fmt::format("--after: '{}' is not one of {}", opt.after, names));
   }
   if (opt.flash_mode != "keep" && !mode_code(opt.flash_mode)) {
     return Error(ErrorCode::invalid_argument,
@@ -336,14 +351,8 @@ Result<void> run_write_flash(Flash& flash, const FlashPlan& plan, const WriteFla
   }
   out("");
   out("Leaving...");
-  if (opt.after == "hard_reset")
-    out("Hard resetting via RTS pin...");
-  else if (opt.after == "soft_reset")
-    out("Soft resetting...");
-  else if (opt.after == "no_reset")
-    out("Staying in bootloader.");
-  else
-    out("Staying in flasher stub.");  // no_reset_stub (check_params refused anything else)
+  if (const AfterChoice* a = after_choice(opt.after))
+    out(std::string(a->line));  // plan_write_flash refused others
   return {};
 }
 
