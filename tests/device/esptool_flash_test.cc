@@ -244,6 +244,21 @@ TEST(WriteFlash, UnsupportedFrequencyIsFatal) {
       "Flash frequency '33m' is not supported by this chip type. Supported frequencies: 80m, 40m, 26m, 20m");
 }
 
+TEST(WriteFlash, AfterPicksEsptoolsLastLine) {
+  const std::pair<const char*, const char*> cases[] = {{"hard_reset", "Hard resetting via RTS pin..."},
+                                                       {"soft_reset", "Soft resetting..."},
+                                                       {"no_reset", "Staying in bootloader."},
+                                                       {"no_reset_stub", "Staying in flasher stub."}};
+  for (const auto& [after, line] : cases) {
+    MemFlash f(0x20000);
+    WriteFlashOptions opt;
+    opt.after = after;
+    auto r = write(f, {{0x1000, "a.bin", Bytes(4, 0)}}, opt);
+    ASSERT_TRUE(r.result) << after;
+    EXPECT_EQ(r.lines.back(), line) << after;
+  }
+}
+
 TEST(WriteFlash, UnknownAfterIsRefusedBeforeTheFlashIsTouched) {
   MemFlash f(0x20000);
   WriteFlashOptions opt;
