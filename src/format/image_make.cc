@@ -92,20 +92,28 @@ uint32_t segments_end(const Bytes& img) {
   return last.data_offset + last.data_len;
 }
 
+// A chip image make can lay out (it has a memory map and a DRAM base).
+Result<void> check_chip(const ChipInfo* chip) {
+  if (chip == nullptr) return Error(ErrorCode::invalid_argument, "image make: no chip given");
+  if (chip->memory_map.empty() || chip->dram_base == 0) {
+    return Error(ErrorCode::unsupported, fmt::format("image make: chip {} is not supported", chip->name));
+  }
+  return {};
+}
+
+// A string that must fit a descriptor field of n bytes.
+Result<void> check(std::string_view field, const std::string& s, size_t n) {
+  if (s.size() > n) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("image make: {} '{}' is longer than its {}-byte field", field, s, n));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<Bytes> make_app_image(const MakeImageOptions& opt) {
-  if (opt.chip == nullptr) return Error(ErrorCode::invalid_argument, "image make: no chip given");
-  if (opt.chip->memory_map.empty() || opt.chip->dram_base == 0) {
-    return Error(ErrorCode::unsupported, fmt::format("image make: chip {} is not supported", opt.chip->name));
-  }
-  auto check = [](std::string_view field, const std::string& s, size_t n) -> Result<void> {
-    if (s.size() > n) {
-      return Error(ErrorCode::invalid_argument,
-                   fmt::format("image make: {} '{}' is longer than its {}-byte field", field, s, n));
-    }
-    return {};
-  };
+  OTA32_TRY(check_chip(opt.chip));
   OTA32_TRY(check("--project", opt.project, 32));
   OTA32_TRY(check("--version", opt.version, 32));
   OTA32_TRY(check("idf_ver", opt.idf_ver, 32));
@@ -161,16 +169,10 @@ Result<Bytes> make_app_image(const MakeImageOptions& opt) {
 }
 
 Result<Bytes> make_bootloader_image(const MakeBootloaderOptions& opt) {
-  if (opt.chip == nullptr) return Error(ErrorCode::invalid_argument, "image make: no chip given");
+  OTA32_TRY(check_chip(opt.chip));
+  OTA32_TRY(check("idf_ver", opt.idf_ver, 32));
+  OTA32_TRY(check("date_time", opt.date_time, 24));
   const ChipInfo& chip = *opt.chip;
-  if (chip.memory_map.empty() || chip.dram_base == 0) {
-    return Error(ErrorCode::unsupported, fmt::format("image make: chip {} is not supported", chip.name));
-  }
-  if (opt.idf_ver.size() > 32 || opt.date_time.size() > 24) {
-    return Error(
-        ErrorCode::invalid_argument,
-        "image make: the bootloader's idf_ver / date_time are longer than their 32 / 24-byte fields");
-  }
   BootloaderDescription d;
   d.secure_version = opt.secure_version;
   d.version = opt.version;
