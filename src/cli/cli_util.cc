@@ -18,6 +18,13 @@ int fail(std::string_view message) {
   return kExitFailed;
 }
 
+int usage_error(std::string_view program, std::string_view message) {
+  std::fflush(stdout);
+  fmt::print(stderr, "{}: {}\n", program, message);
+  fmt::print(stderr, "Run with --help for more information.\n");
+  return kExitUsage;
+}
+
 void set_exit_code(int code) { g_exit_code = code; }
 int exit_code() { return g_exit_code; }
 
@@ -31,10 +38,7 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "{}: {}\n", app.get_name(), e.what());
-    fmt::print(stderr, "Run with --help for more information.\n");
-    return kExitUsage;
+    return usage_error(app.get_name(), e.what());
   }
   return std::nullopt;
 }

@@ -20,6 +20,10 @@ constexpr int kExitUsage = 2;
 int fail(const Error& e);
 int fail(std::string_view message);
 
+// Prints "<program>: <message>" and the --help hint on stderr, as CLI11's parse errors are reported, and
+// returns kExitUsage: for usage rules CLI11 cannot express.
+int usage_error(std::string_view program, std::string_view message);
+
 // Wraps a command body: the callback's return value becomes the process exit code.
 // CLI11 callbacks return void, so commands store their code here and main() returns it.
 void set_exit_code(int code);

@@ -200,12 +200,7 @@ int run_make(const MakeArgs& a) {
   if (a.bootloader) return run_make_bootloader(a, **chip);
   // CLI11 cannot make them required only without --bootloader: checked here, as a usage error like CLI11's.
   for (const auto& [name, value] : {std::pair{"--project", &a.project}, std::pair{"--version", &a.version}}) {
-    if (value->empty()) {
-      std::fflush(stdout);
-      fmt::print(stderr, "ota32: {} is required (or --bootloader)\nRun with --help for more information.\n",
-                 name);
-      return kExitUsage;
-    }
+    if (value->empty()) return usage_error("ota32", fmt::format("{} is required (or --bootloader)", name));
   }
   if (a.secure_version > UINT32_MAX) return fail("--secure-version: must fit in 32 bits");
   if (a.size > UINT32_MAX) return fail("--size: must fit in 32 bits");

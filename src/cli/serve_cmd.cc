@@ -50,8 +50,8 @@ int exec_serve(const std::string& command, const std::vector<std::string>& args)
   if (binary.empty())
     return fail(fmt::format("cannot find {} next to ota32 (in {}) or on PATH; build it with `ninja {}`",
                             kServeBinary, looked.empty() ? "?" : looked, kServeBinary));
-  std::vector<std::string> argv_store = {"ota32",
-                                         command};  // argv[0]: ota32-serve's help names `ota32 <command>`
+  // argv[0] "ota32": ota32-serve's help and usage errors then name `ota32 <command>`.
+  std::vector<std::string> argv_store = {"ota32", command};
   argv_store.insert(argv_store.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());
