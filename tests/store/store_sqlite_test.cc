@@ -18,6 +18,18 @@ Result<std::string> test_store_url(const TempDir& tmp) { return "sqlite://" + (t
 
 namespace {
 
+// Runs sql on the SQLite database at path behind the store's back (to fake an older or newer store); the
+// error text when it fails.
+std::string exec_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string err;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK ||
+      sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr))
+    err = sqlite3_errmsg(db);
+  sqlite3_close(db);
+  return err;
+}
+
 TEST(OpenStore, DefaultUrlIsTheDataDirsDatabase) {
   testing::TempDir tmp;
   auto url = default_store_url(tmp.path());
@@ -71,10 +83,7 @@ TEST(OpenStore, RefusesASchemaNewerThanItKnows) {
   testing::TempDir tmp;
   auto path = (tmp / "ota32.db").string();
   ASSERT_TRUE(open_store("sqlite://" + path));
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  ASSERT_EQ(exec_sql(path, "UPDATE schema_version SET version = 99"), "");
   auto s = open_store("sqlite://" + path);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), ErrorCode::unsupported);
@@ -87,8 +96,6 @@ TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
   testing::TempDir tmp;
   auto path = (tmp / "ota32.db").string();
   ASSERT_TRUE(open_store("sqlite://" + path));
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const std::string to_v1 =
       "ALTER TABLE firmware DROP COLUMN upload_seq; UPDATE schema_version SET version = 1;"
       "INSERT INTO firmware (sha256, project, version, chip, size, uploaded_at) VALUES"
@@ -97,8 +104,7 @@ TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
       "', 'blink', '1.0', 'esp32', 10, 700),"
       " ('" +
       std::string(64, 'a') + "', 'blink', '1.0', 'esp32', 10, 700);";
-  ASSERT_EQ(sqlite3_exec(db, to_v1.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_EQ(exec_sql(path, to_v1), "");
   auto s = open_store("sqlite://" + path);
   ASSERT_TRUE(s) << s.error().message();
   EXPECT_EQ((*s)->schema_version().value(), 2);
