@@ -6,7 +6,11 @@
 
 #include <fmt/format.h>
 
+#include "core/splitmix.h"
+
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace ota32 {
@@ -53,11 +57,36 @@ Result<std::string> read_text_file(const std::filesystem::path& path) {
   return std::string(b->begin(), b->end());
 }
 
-Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data) {
+namespace {
+
+// A new file beside `path` named ".<name>.tmp.<suffix>", created with O_EXCL and mode 0666 so that the
+// kernel applies the process umask itself: reading the umask needs umask(2), which sets it too, and
+// another thread creating a file in between (the server writes blobs from worker threads) would get the
+// temporary value.
+int create_temp_beside(const std::filesystem::path& path, std::string& name) {
   std::filesystem::path dir = path.parent_path();
   if (dir.empty()) dir = ".";
-  std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
-  int fd = ::mkstemp(tmpl.data());
+  static std::atomic<uint64_t> counter{0};
+  SplitMix64 rng(static_cast<uint64_t>(::getpid()) << 32 ^
+                 static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                 counter.fetch_add(1) * 0x9E3779B97F4A7C15ull);
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string suffix(6, 'x');
+    for (char& c : suffix) c = kChars[rng.below(sizeof kChars - 1)];
+    name = (dir / ("." + path.filename().string() + ".tmp." + suffix)).string();
+    int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
+}  // namespace
+
+Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data) {
+  std::string tmpl;
+  int fd = create_temp_beside(path, tmpl);
   // The file is written beside its destination and renamed: a failure here is the destination's directory
   // (missing, read-only, full), so it is reported like `cp` would, without the temporary name.
   if (fd < 0) return os_error(path, "cannot create", errno);
@@ -76,10 +105,6 @@ Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data)
     }
     done += static_cast<size_t>(n);
   }
-  // mkstemp creates 0600; give the file the usual permissions (umask applies).
-  mode_t mask = ::umask(0);
-  ::umask(mask);
-  if (::fchmod(fd, 0666 & ~mask) != 0) return fail("chmod failed");
   if (::fsync(fd) != 0) return fail("fsync failed");
   if (::close(fd) != 0) {
     int e = errno;

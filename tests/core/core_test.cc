@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
 
 #include "core/bytes.h"
@@ -110,6 +115,43 @@ TEST(FileIo, AtomicWriteAndRead) {
   int n = 0;
   for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path())) ++n;
   EXPECT_EQ(n, 1);
+}
+
+}  // namespace
+}  // namespace ota32
+
+// Every umask(2) call of this test binary goes through here (the executable's definition wins over libc's),
+// so a test can see whether library code changed the process umask.
+namespace {
+std::atomic<int> g_umask_calls{0};
+}
+extern "C" mode_t umask(mode_t mask) {
+  ++g_umask_calls;
+  return static_cast<mode_t>(::syscall(SYS_umask, mask));
+}
+
+namespace ota32 {
+namespace {
+
+mode_t set_umask(mode_t m) { return static_cast<mode_t>(::syscall(SYS_umask, m)); }
+
+// The output gets 0666 minus the umask, as a file created by `cp` would, and the process umask is never
+// touched on the way: umask(2) sets it even to read it, and other threads create files at the same time
+// (the server writes blobs from its workers).
+TEST(FileIo, AtomicWriteModeFollowsTheUmaskWithoutChangingIt) {
+  testing::TempDir dir;
+  const mode_t saved = set_umask(022);
+  const int calls_before = g_umask_calls;
+  ASSERT_TRUE(write_file_atomic(dir / "a.bin", std::string_view("a")));
+  set_umask(077);
+  ASSERT_TRUE(write_file_atomic(dir / "b.bin", std::string_view("b")));
+  set_umask(saved);
+  EXPECT_EQ(g_umask_calls - calls_before, 0);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "a.bin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  ASSERT_EQ(::stat((dir / "b.bin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST(FileIo, Errors) {
