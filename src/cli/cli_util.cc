@@ -1,8 +1,14 @@
 #include "cli/cli_util.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
 #include "core/numbers.h"
 
@@ -54,6 +60,65 @@ CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t&
         value = *v;
       },
       help);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string find_sibling(std::string_view binary, std::string& looked) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path beside = self.parent_path() / binary;
+    looked = beside.parent_path().string();
+    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "";
+  while (!dirs.empty()) {
+    auto colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    dirs = colon == std::string_view::npos ? std::string_view{} : dirs.substr(colon + 1);
+    if (dir.empty()) continue;
+    fs::path candidate = fs::path(dir) / binary;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return {};
+}
+
+}  // namespace
+
+int exec_sibling(std::string_view binary, const std::vector<std::string>& args) {
+  std::string looked;
+  std::string path = find_sibling(binary, looked);
+  if (path.empty())
+    return fail(fmt::format("cannot find {} next to ota32 (in {}) or on PATH; build it with `ninja {}`",
+                            binary, looked.empty() ? "?" : looked, binary));
+  // argv[0] "ota32": the sibling's help and usage errors then name `ota32 <command>`.
+  std::vector<std::string> argv_store = {"ota32"};
+  argv_store.insert(argv_store.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  ::execv(path.c_str(), argv.data());
+  return fail(fmt::format("{}: cannot run: {}", path, std::strerror(errno)));
+}
+
+CLI::App* add_passthrough(CLI::App& parent, const std::string& name, const std::string& description,
+                          std::string binary, std::vector<std::string> prefix) {
+  auto* sub = parent.add_subcommand(name, description);
+  // Everything after the subcommand, --help included, belongs to the sibling.
+  sub->prefix_command();
+  sub->set_help_flag();
+  sub->allow_extras();
+  sub->callback([sub, binary = std::move(binary), prefix = std::move(prefix)] {
+    std::vector<std::string> args = prefix;
+    for (auto& a : sub->remaining()) args.push_back(a);
+    set_exit_code(exec_sibling(binary, args));
+  });
+  return sub;
 }
 
 }  // namespace ota32::cli

@@ -5,7 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 
@@ -37,5 +39,15 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
 // A number option accepting 0x.., decimal and K/M suffixes (core/numbers.h); validated when parsed.
 CLI::Option* add_number_option(CLI::App* app, const std::string& name, uint64_t& value,
                                const std::string& help);
+
+// Replaces this process with the sibling executable `binary` (git's git-<command> pattern: looked up next to
+// the running executable, then on PATH), run as `ota32 <args...>` so that its --help and usage errors name
+// the command the user typed. Returns only when it cannot run it, after printing why (kExitFailed).
+int exec_sibling(std::string_view binary, const std::vector<std::string>& args);
+
+// A subcommand of `parent` whose whole command line, --help included, belongs to `binary`: running it execs
+// `binary` with `prefix` followed by the arguments after the subcommand.
+CLI::App* add_passthrough(CLI::App& parent, const std::string& name, const std::string& description,
+                          std::string binary, std::vector<std::string> prefix);
 
 }  // namespace ota32::cli

@@ -2,6 +2,7 @@
 
 #include <mbedtls/md5.h>
 #include <mbedtls/sha256.h>
+#include <mbedtls/sha512.h>
 
 namespace ota32 {
 
@@ -57,6 +58,12 @@ Md5Digest md5(ByteView data) {
   Md5 h;
   h.update(data);
   return h.finish();
+}
+
+Sha384Digest sha384(ByteView data) {
+  Sha384Digest d{};
+  mbedtls_sha512_ret(data.data(), data.size(), d.data(), /*is384=*/1);
+  return d;
 }
 
 }  // namespace ota32

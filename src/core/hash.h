@@ -11,6 +11,7 @@ namespace ota32 {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 using Md5Digest = std::array<uint8_t, 16>;
+using Sha384Digest = std::array<uint8_t, 48>;  // Secure Boot v2 ECDSA P-384 image digest
 
 class Sha256 {
  public:
@@ -46,5 +47,6 @@ class Md5 {
 
 Sha256Digest sha256(ByteView data);
 Md5Digest md5(ByteView data);
+Sha384Digest sha384(ByteView data);
 
 }  // namespace ota32

@@ -98,6 +98,9 @@ TEST(Hash, KnownVectors) {
   EXPECT_EQ(to_hex(sha256(as_bytes("abc"))),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(to_hex(md5(as_bytes("abc"))), "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(
+      to_hex(sha384(as_bytes("abc"))),
+      "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7");
   Sha256 h;
   h.update(as_bytes("a"));
   h.update(as_bytes("bc"));

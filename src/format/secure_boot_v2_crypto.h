@@ -1,0 +1,45 @@
+// Secure Boot v2 key reading and signature verification with mbedTLS, as the chip's bootloader and app do
+// (ESP-IDF v5.5.5 secure_boot_rsa_signature.c / secure_boot_ecdsa_signature.c): used by the virtual device's
+// bootloader and OTA agent and by `ota32 sign verify | info | digest`. Signing is host work (src/sign,
+// OpenSSL).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "format/secure_boot_v2.h"
+
+namespace ota32 {
+
+// A PEM key, private or public (PKCS#8, "RSA PRIVATE KEY", "EC PRIVATE KEY", "PUBLIC KEY"), as a block
+// stores its public half. invalid_argument: not a PEM RSA/EC key, RSA other than 3072 bits, another curve.
+Result<SbPublicKey> sb_public_key_from_pem(ByteView pem);
+
+// RSA-PSS salt rule: espsecure signs and verifies with a 32-byte salt; IDF's mbedTLS check accepts any.
+enum class PssSalt { exactly_32, any };
+
+// Checks the block's signature over `digest` with the key stored in the block. bad_signature when it does
+// not verify, invalid_argument when the stored key is not a usable key.
+Result<void> verify_block_signature(const SignatureBlock& block, ByteView digest,
+                                    PssSalt salt = PssSalt::exactly_32);
+
+// `ota32 sign verify`: every slot of a signed file checked against one key (espsecure verify_signature).
+struct SigBlockCheck {
+  SigBlockSlot slot;
+  bool digest_matches = false;  // stored image_digest == digest of the signed data
+  bool key_matches = false;     // the block holds the given key
+  bool verified = false;        // all three, and the signature verifies
+  std::string why;              // when not verified: what failed, for people
+};
+struct SigVerifyReport {
+  std::vector<SigBlockCheck> blocks;  // always kSigMaxBlocks entries
+  std::optional<size_t> matched;      // the first block that verified
+  // A valid block whose stored digest differs from the data's: the image changed after signing. espsecure
+  // stops with an error then, even when another block verified.
+  std::optional<size_t> digest_mismatch;
+};
+// corrupt when the file is not a non-zero multiple of 4096 bytes.
+Result<SigVerifyReport> verify_signed_image(ByteView file, const SbPublicKey& key);
+
+}  // namespace ota32
