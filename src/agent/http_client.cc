@@ -220,7 +220,8 @@ Result<std::unique_ptr<HttpResponse>> HttpClient::send(const HttpRequest& reques
   std::string body = request.body;
   bool host_changed = false;
   for (int hop = 0;; ++hop) {
-    OTA32_ASSIGN(auto conn, open_connection(url, options_.tls, options_.timeout));
+    OTA32_ASSIGN(auto conn, options_.connect ? options_.connect(url)
+                                             : open_connection(url, options_.tls, options_.timeout));
     std::string head = fmt::format("{} {} HTTP/1.1\r\nUser-Agent: {}\r\nHost: {}\r\n", method, url.target,
                                    options_.user_agent, host_changed ? url.host : url.host_header());
     for (const auto& h : request.headers) head += fmt::format("{}: {}\r\n", h.name, h.value);

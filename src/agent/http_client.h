@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -25,6 +26,10 @@ struct HttpOptions {
   int max_redirects = 10;
   std::string user_agent = "ESP32 HTTP Client/1.0";
   size_t buffer_size = 1024;  // receive buffer; also the longest accepted response header line
+  // Opens each request's connection instead of open_connection (TCP / TLS): the power-cut simulator serves
+  // an image from memory this way, so that every replay reads exactly the same bytes in the same pieces
+  // (a socket's read sizes vary with timing). Empty = open_connection.
+  std::function<Result<std::unique_ptr<Connection>>(const Url&)> connect;
 };
 
 struct HttpHeader {

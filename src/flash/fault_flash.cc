@@ -24,6 +24,26 @@ const char* kind_name(FlashOp::Kind k) {
 
 }  // namespace
 
+std::string_view to_string(TornMode m) {
+  switch (m) {
+    case TornMode::random:
+      return "random";
+    case TornMode::not_started:
+      return "not-started";
+    case TornMode::completed:
+      return "completed";
+  }
+  return "?";
+}
+
+Result<TornMode> parse_torn_mode(std::string_view text) {
+  for (TornMode m : {TornMode::random, TornMode::not_started, TornMode::completed}) {
+    if (text == to_string(m)) return m;
+  }
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("unknown torn mode '{}' (random, not-started, completed)", text));
+}
+
 std::string to_string(const FlashOp& op) {
   return fmt::format("{} {:#010x} +{:#x}{}", kind_name(op.kind), op.addr, op.len, op.torn ? " (torn)" : "");
 }
@@ -47,7 +67,8 @@ Result<void> FaultFlash::program(uint32_t addr, ByteView data) {
     OTA32_TRY(inner_.check_program(addr, data));  // what the flash refuses is refused, not torn
     op.torn = true;
     log_.push_back(op);
-    tear_program(addr, data);
+    if (torn_mode_ == TornMode::completed) (void)inner_.program(addr, data);
+    if (torn_mode_ == TornMode::random) tear_program(addr, data);
     power_lost_ = true;
     return lost("program", addr);
   }
@@ -63,7 +84,8 @@ Result<void> FaultFlash::erase(uint32_t addr, uint32_t len) {
     OTA32_TRY(inner_.check_erase(addr, len));
     op.torn = true;
     log_.push_back(op);
-    tear_erase(addr, len);
+    if (torn_mode_ == TornMode::completed) (void)inner_.erase(addr, len);
+    if (torn_mode_ == TornMode::random) tear_erase(addr, len);
     power_lost_ = true;
     return lost("erase", addr);
   }

@@ -32,7 +32,15 @@ std::string to_string(const FlashOp& op);
 // - erase: a completed prefix of 4 KiB sectors, one sector where a random subset of bits went 0 -> 1
 //   (new = old OR R), the rest untouched.
 // The prefix length and the masks come from a PRNG seeded with (seed, n): the same seed and n always give
-// the same torn flash.
+// the same torn flash. TornMode picks the two extreme outcomes instead (power sweeps run all three).
+enum class TornMode {
+  random,       // a completed prefix of units, one unit with a random mask, the rest untouched
+  not_started,  // the cells are untouched: the cut came before the chip began the command
+  completed,    // the whole operation reached the cells: the cut came before the call returned
+};
+std::string_view to_string(TornMode m);  // "random", "not-started", "completed"
+Result<TornMode> parse_torn_mode(std::string_view text);
+
 class FaultFlash : public Flash {
  public:
   explicit FaultFlash(NorFlash& inner, uint64_t seed = 0) : inner_(inner), seed_(seed) {}
@@ -43,6 +51,13 @@ class FaultFlash : public Flash {
   Result<void> erase(uint32_t addr, uint32_t len) override;
 
   void cut_power_at(uint64_t op) { cut_at_ = op; }
+  void set_torn_mode(TornMode m) { torn_mode_ = m; }
+  void set_seed(uint64_t seed) { seed_ = seed; }
+  // Power comes back: calls work again and no cut is armed; the numbering of operations continues.
+  void restore_power() {
+    power_lost_ = false;
+    cut_at_.reset();
+  }
   void log_reads(bool on) { log_reads_ = on; }
   bool power_lost() const { return power_lost_; }
   // Number of mutating operations issued so far (including the torn one).
@@ -57,6 +72,7 @@ class FaultFlash : public Flash {
   NorFlash& inner_;
   uint64_t seed_;
   std::optional<uint64_t> cut_at_;
+  TornMode torn_mode_ = TornMode::random;
   uint64_t mutations_ = 0;
   bool power_lost_ = false;
   bool log_reads_ = false;

@@ -137,5 +137,42 @@ TEST(FaultFlash, RefusedOperationIsNotTorn) {
   EXPECT_FALSE(f.power_lost());
 }
 
+TEST(FaultFlash, TornModesNotStartedAndCompleted) {
+  for (TornMode mode : {TornMode::not_started, TornMode::completed}) {
+    auto base = patterned();
+    const Bytes before = contents(*base);
+    FaultFlash f(*base, 5);
+    f.set_torn_mode(mode);
+    f.cut_power_at(1);
+    ASSERT_TRUE(f.program(0x0, Bytes(16, 0x00)));
+    auto r = f.erase(0x1000, 0x2000);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::power_lost);
+    const Bytes after = contents(*base);
+    for (size_t a = 0x1000; a < 0x3000; ++a) {
+      ASSERT_EQ(after[a], mode == TornMode::completed ? 0xFF : before[a]) << to_string(mode) << " " << a;
+    }
+    EXPECT_TRUE(f.log().back().torn);
+  }
+  EXPECT_EQ(*parse_torn_mode("not-started"), TornMode::not_started);
+  EXPECT_EQ(parse_torn_mode("half").error().message(),
+            "unknown torn mode 'half' (random, not-started, completed)");
+}
+
+TEST(FaultFlash, RestorePowerLetsCallsThroughAndKeepsCounting) {
+  MemFlash base(0x4000);
+  FaultFlash f(base);
+  f.cut_power_at(0);
+  ASSERT_FALSE(f.erase(0x1000, 0x1000));
+  Bytes b(4);
+  EXPECT_FALSE(f.read(0, b));
+  f.restore_power();
+  EXPECT_FALSE(f.power_lost());
+  ASSERT_TRUE(f.read(0, b));
+  ASSERT_TRUE(f.erase(0x1000, 0x1000));
+  ASSERT_TRUE(f.program(0x1000, Bytes{1}));
+  EXPECT_EQ(f.mutations(), 3u);  // the cut one counts: the numbering goes on
+}
+
 }  // namespace
 }  // namespace ota32
