@@ -387,13 +387,20 @@ Result<std::string> retry(Rig& rig, const Plan& plan, bool committed_before, Tra
   return p;
 }
 
-Result<CutResult> single_cut(const Plan& plan, uint64_t cut, uint64_t commit_op) {
-  CutResult res;
+// The first cut of a run from the start state and the checks right after it (power restored).
+Result<Rig> first_cut(const Plan& plan, uint64_t cut, CutResult& res) {
   OTA32_ASSIGN(Rig rig, make_rig(plan.start, plan));
   Trace t;
   OTA32_ASSIGN(res.problem, cut_run(rig, plan, cut, t, res.op));
-  if (!res.problem.empty()) return res;
-  OTA32_ASSIGN(res.problem, after_cut(rig, plan, res.unbootable));
+  if (res.problem.empty()) {
+    OTA32_ASSIGN(res.problem, after_cut(rig, plan, res.unbootable));
+  }
+  return rig;
+}
+
+Result<CutResult> single_cut(const Plan& plan, uint64_t cut, uint64_t commit_op) {
+  CutResult res;
+  OTA32_ASSIGN(Rig rig, first_cut(plan, cut, res));
   if (!res.problem.empty()) return res;
   OTA32_ASSIGN(res.problem, retry(rig, plan, cut >= commit_op));
   return res;
@@ -401,11 +408,7 @@ Result<CutResult> single_cut(const Plan& plan, uint64_t cut, uint64_t commit_op)
 
 Result<CutResult> pair_cut(const Plan& plan, uint64_t cut, uint64_t commit_op, SplitMix64& rng) {
   CutResult res;
-  OTA32_ASSIGN(Rig rig, make_rig(plan.start, plan));
-  Trace t;
-  OTA32_ASSIGN(res.problem, cut_run(rig, plan, cut, t, res.op));
-  if (!res.problem.empty()) return res;
-  OTA32_ASSIGN(res.problem, after_cut(rig, plan, res.unbootable));
+  OTA32_ASSIGN(Rig rig, first_cut(plan, cut, res));
   if (!res.problem.empty()) return res;
   const DeviceState torn = state_of(rig);
   // The recovery without a second cut (the single cut's check): how many operations it makes, and where
