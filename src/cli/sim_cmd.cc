@@ -17,7 +17,9 @@ namespace {
 
 void add_powercut_sweep(CLI::App& device) {
   std::string scenarios;
+  std::vector<std::string> names;
   for (sim::Scenario s : sim::all_scenarios()) {
+    names.emplace_back(sim::to_string(s));
     scenarios += fmt::format("\n  {:<13} {}", sim::to_string(s), sim::describe(s));
   }
   auto* cmd = device.add_subcommand(
@@ -35,9 +37,11 @@ void add_powercut_sweep(CLI::App& device) {
   cmd->add_option("--image", opts->image, "The new app image the scenario installs")->required();
   cmd->add_option("--scenario", opts->scenario,
                   "ota (default), ota-rollback, rollback, mark-valid, "
-                  "write-flash, resume");
+                  "write-flash, resume")
+      ->check(CLI::IsMember(names));
   cmd->add_option("--torn", opts->torn,
-                  "What a cut leaves of the operation: random (default), not-started, completed");
+                  "What a cut leaves of the operation: random (default), not-started, completed")
+      ->check(CLI::IsMember({"random", "not-started", "completed"}));
   add_number_option(cmd, "--multi", opts->multi,
                     "Also K random pairs of cuts: a second cut during the recovery from the first");
   add_number_option(cmd, "--seed", opts->seed, "Seed of the torn bits and of the pairs (default 0)");

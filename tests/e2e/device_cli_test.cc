@@ -160,5 +160,52 @@ TEST(DeviceCli, RunRollsBackAVersionWhoseSelfTestFails) {
   EXPECT_EQ(bad.err, "ota32: " + f.dir() + ": runs version '1' from factory, expected '2'\n");
 }
 
+// ota32 device powercut-sweep on the seed layout: the summary, --json, and exit 1 naming the first failing
+// cut when the device's otadata already selects a slot that does not verify.
+TEST(DeviceCli, PowercutSweepReportsSurvivalAndTheFirstFailingCut) {
+  Files f;
+  ASSERT_EQ(run_ota32({"device", "new", f.dir()}).exit_code, 0);
+  const std::string table = f.file("partition-table.bin", testing::seed_partition_table());
+  const std::string boot = f.file("bootloader.bin", testing::seed_bootloader());
+  const std::string app = f.file("simple_ota.bin", testing::seed_factory_app());
+  ASSERT_EQ(run_ota32({"device", "flash", f.dir(), "0x1000", boot, "0x8000", table, "0xd000",
+                       f.file("ota_data_initial.bin", Bytes(8192, 0xFF)), "0x10000", app})
+                .exit_code,
+            0);
+  const std::string v4 = f.file("v4.bin", testing::seed_ota_app("4", 0, 4));
+  auto ok = run_ota32({"device", "powercut-sweep", f.dir(), "--image", v4, "--scenario", "mark-valid",
+                       "--multi", "3", "--seed", "5"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("clean run: 4 flash operations; torn mode random, seed 5\n"), std::string::npos)
+      << ok.out;
+  EXPECT_NE(ok.out.find("survived 4 of 4 cuts and 3 of 3 pairs of cuts\n"), std::string::npos) << ok.out;
+  auto j = run_ota32({"device", "powercut-sweep", f.dir(), "--image", v4, "--sample", "3", "--json"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["scenario"], "ota");
+  EXPECT_EQ(doc["cuts"], 3);
+  EXPECT_EQ(doc["cuts_survived"], 3);
+  EXPECT_GT(doc["operations"].get<int>(), 800);
+
+  // otadata entry 0 (seq 1) names ota_0, which is empty: the bootloader falls back to the factory app,
+  // and the sweep reports the selection at the first cut (the last, with ota_0 complete, survives).
+  Bytes otadata(8192, 0xFF);
+  auto e = serialize_ota_select_entry(make_ota_select_entry(1, kOtaStateValid));
+  std::copy(e.begin(), e.end(), otadata.begin());
+  ASSERT_EQ(run_ota32({"device", "flash", f.dir(), "0xd000", f.file("otadata.bin", otadata)}).exit_code, 0);
+  auto bad = run_ota32({"device", "powercut-sweep", f.dir(), "--image", v4, "--sample", "2"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("survived 1 of 2 cuts\n"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.err, "ota32: " + f.dir() +
+                         ": 1 of 2 cut runs failed; first: cut at operation 0 (erase 0x00110000 +0x1000 "
+                         "(torn)): otadata entry 0 selects ota_0, whose image does not verify\n");
+  auto same = run_ota32({"device", "powercut-sweep", f.dir(), "--image", app});
+  EXPECT_EQ(same.exit_code, 1);
+  EXPECT_NE(same.err.find("the new image is the one the device already runs"), std::string::npos);
+  auto usage = run_ota32({"device", "powercut-sweep", f.dir(), "--image", v4, "--scenario", "swap"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.err.find("--scenario"), std::string::npos) << usage.err;
+}
+
 }  // namespace
 }  // namespace ota32
