@@ -55,6 +55,7 @@ Result<ApiSetup> open_api(const ApiConfig& config) {
   }
   setup.context = std::make_unique<ApiContext>(
       ApiContext{std::move(store), BlobStore(config.data_dir / "blobs"), config});
+  setup.context->device_limiter = std::make_unique<RateLimiter>(config.device_rate, config.device_burst);
   return setup;
 }
 
@@ -190,6 +191,38 @@ std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view
     return json_error(http::status::forbidden, "unknown_device",
                       fmt::format("device '{}' is not registered on this server", device_id), req);
   return std::nullopt;
+}
+
+std::optional<HttpResponse> check_device_cap(ApiContext& api, std::string_view device_id,
+                                             const HttpRequest& req) {
+  if (api.config.max_devices <= 0) return std::nullopt;
+  auto d = api.store->get_device(device_id);
+  if (!d) return store_error(d.error(), req);
+  if (d->has_value()) return std::nullopt;
+  auto n = api.store->device_count();
+  if (!n) return store_error(n.error(), req);
+  if (*n < api.config.max_devices) return std::nullopt;
+  auto res = json_error(http::status::too_many_requests, "too_many_devices",
+                        fmt::format("this server holds its limit of {} devices (--max-devices); device '{}' "
+                                    "is new: register it (POST /api/v1/devices) or raise the limit",
+                                    api.config.max_devices, device_id),
+                        req);
+  res.set(http::field::retry_after, "3600");
+  return res;
+}
+
+std::optional<HttpResponse> check_rate(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
+  if (!api.device_limiter) return std::nullopt;
+  std::chrono::seconds wait{1};
+  if (api.device_limiter->allow(ctx.remote_address, RateLimiter::Clock::now(), &wait)) return std::nullopt;
+  auto res = json_error(
+      http::status::too_many_requests, "rate_limited",
+      fmt::format("too many requests from {}: at most {:g} per second (burst {:g}); retry "
+                  "in {} s",
+                  ctx.remote_address, api.config.device_rate, api.config.device_burst, wait.count()),
+      req);
+  res.set(http::field::retry_after, std::to_string(std::max<long>(1, wait.count())));
+  return res;
 }
 
 Reply firmware_file(const ApiContext& api, const FirmwareRecord& fw, const HttpRequest& req) {
@@ -427,9 +460,12 @@ Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContex
     return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", chip), req);
   if (!chip.empty()) chip = canonical_chip(chip);
   if (auto denied = check_device_known(api, id, req)) return *denied;
+  if (auto full = check_device_cap(api, id, req)) return *full;
   r.reported_at = unix_now();
   r.address = ctx.remote_address;
   if (auto ok = api.store->record_report(r, project, chip); !ok) return store_error(ok.error(), req);
+  if (auto pruned = api.store->prune_reports(id, api.config.report_retention, r.reported_at); !pruned)
+    return store_error(pruned.error(), req);
   auto d = api.store->get_device(id);
   if (!d) return store_error(d.error(), req);
   if (!d->has_value())
@@ -521,6 +557,7 @@ namespace {
 struct ApiRuntime {
   ApiConfig options;
   std::string max_upload = "16M";
+  double report_max_age_days = 90;
   std::unique_ptr<ApiContext> context;
 };
 ApiRuntime& runtime() {
@@ -545,6 +582,26 @@ void add_api_options(CLI::App* cmd) {
         if (*n == 0 || *n > (uint64_t{1} << 30)) return std::string("--max-upload: must be 1 byte .. 1G");
         return std::string();
       });
+  cmd->add_option("--device-rate", r.options.device_rate,
+                  "Requests per second one source address (IPv6: one /64) may make to the device endpoints "
+                  "(update checks, reports); more get 429 + Retry-After. 0 = no limit")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--device-burst", r.options.device_burst,
+                  "Requests one source may make at once before --device-rate applies")
+      ->check(CLI::Range(1.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--max-devices", r.options.max_devices,
+                  "Reports from new device ids get 429 once the store holds this many devices (0 = no cap)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--report-history", r.options.report_retention.max_per_device,
+                  "Reports kept per device, newest first (0 = all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--report-max-age", r.report_max_age_days, "Days a report is kept (0 = forever)")
+      ->check(CLI::Range(0.0, 1e5))
+      ->capture_default_str();
 }
 
 Result<void> register_api_routes(Router& router, const ServeContext& serve) {
@@ -554,6 +611,7 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   cfg.store_url = serve.store_url;
   OTA32_ASSIGN(uint64_t max_upload, parse_number(r.max_upload, "--max-upload"));
   cfg.max_upload = static_cast<std::size_t>(max_upload);
+  cfg.report_retention.max_age_seconds = static_cast<int64_t>(r.report_max_age_days * 24 * 3600);
   OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
   setup.context->metrics = serve.metrics;
   std::fflush(stdout);
@@ -581,8 +639,15 @@ void register_api_routes(Router& router, ApiContext& api) {
   router.add(http::verb::get, "/api/v1/firmware/{sha256}", bind(get_firmware));
   router.add(http::verb::delete_, "/api/v1/firmware/{sha256}", bind(delete_firmware));
   router.add(http::verb::get, "/fw/{file}", bind(download_firmware));
-  router.add(http::verb::get, "/api/v1/update", bind(update_check));
-  router.add(http::verb::post, "/api/v1/devices/{id}/report", bind(device_report));
+  // Device-facing and anonymous: rate-limited per source address.
+  auto device_facing = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
+    return [&api, fn](const HttpRequest& req, const RequestContext& ctx) -> Reply {
+      if (auto limited = check_rate(api, req, ctx)) return *limited;
+      return fn(api, req, ctx);
+    };
+  };
+  router.add(http::verb::get, "/api/v1/update", device_facing(update_check));
+  router.add(http::verb::post, "/api/v1/devices/{id}/report", device_facing(device_report));
   router.add(http::verb::get, "/api/v1/devices", bind(list_devices));
   router.add(http::verb::post, "/api/v1/devices", bind(register_device));
   router.add(http::verb::get, "/api/v1/devices/{id}", bind(get_device));

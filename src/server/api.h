@@ -12,6 +12,7 @@
 #include "core/result.h"
 #include "server/http_types.h"
 #include "server/metrics.h"
+#include "server/rate_limit.h"
 #include "server/serve_context.h"
 #include "store/blob_store.h"
 #include "store/store.h"
@@ -30,13 +31,24 @@ struct ApiConfig {
   std::string public_url;
   bool refuse_unknown_devices = false;  // devices must be registered (POST /api/v1/devices) first
   std::size_t max_upload = 16 * 1024 * 1024;
+  // Anonymous floods on the device-facing endpoints (update checks, reports, Arduino / esp32FOTA): requests
+  // per second per source address (IPv6: per /64) and the burst allowed at once; 0 = no limit. Refused
+  // requests get 429 + Retry-After.
+  double device_rate = 10;
+  double device_burst = 100;
+  // Reports from device ids the store has never seen are refused (429) once it holds this many devices
+  // (0 = no cap); registered and known devices are always served.
+  int64_t max_devices = 100'000;
+  // Report history kept: the newest N per device and none older than the age (0 = no limit).
+  ReportRetention report_retention{100, int64_t{90} * 24 * 3600};
 };
 
 struct ApiContext {
   std::unique_ptr<Store> store;
   BlobStore blobs;
   ApiConfig config;
-  Metrics* metrics = nullptr;  // optional: update checks and completed downloads are counted
+  Metrics* metrics = nullptr;                   // optional: update checks and completed downloads are counted
+  std::unique_ptr<RateLimiter> device_limiter;  // from config.device_rate / device_burst (open_api)
 };
 
 struct ApiSetup {

@@ -174,11 +174,15 @@ Reply esp32fota_manifest(ApiContext& api, const HttpRequest& req, const RequestC
 }  // namespace
 
 void register_compat_routes(Router& router, ApiContext& api) {
-  router.add(
-      http::verb::get, "/api/v1/arduino/{project}",
-      [&api](const HttpRequest& req, const RequestContext& ctx) { return arduino_update(api, req, ctx); });
+  // Device-facing and anonymous: rate-limited per source address like /api/v1/update.
+  router.add(http::verb::get, "/api/v1/arduino/{project}",
+             [&api](const HttpRequest& req, const RequestContext& ctx) -> Reply {
+               if (auto limited = check_rate(api, req, ctx)) return *limited;
+               return arduino_update(api, req, ctx);
+             });
   router.add(http::verb::get, "/api/v1/esp32fota/{project}",
-             [&api](const HttpRequest& req, const RequestContext& ctx) {
+             [&api](const HttpRequest& req, const RequestContext& ctx) -> Reply {
+               if (auto limited = check_rate(api, req, ctx)) return *limited;
                return esp32fota_manifest(api, req, ctx);
              });
 }

@@ -39,6 +39,12 @@ bool valid_name(std::string_view s);
 std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view device_id,
                                                const HttpRequest& req);
 
+// The cap on devices the store has never seen (ApiConfig::max_devices): nullopt = allowed, else 429.
+std::optional<HttpResponse> check_device_cap(ApiContext& api, std::string_view device_id,
+                                             const HttpRequest& req);
+// The per-source rate limit of the device-facing endpoints: nullopt = allowed, else 429 + Retry-After.
+std::optional<HttpResponse> check_rate(ApiContext& api, const HttpRequest& req, const RequestContext& ctx);
+
 // A FileReply streaming the blob of `fw` (ETag = its SHA-256, x-MD5 for Arduino HTTPUpdate), or a 404 JSON
 // error when the blob file is missing.
 Reply firmware_file(const ApiContext& api, const FirmwareRecord& fw, const HttpRequest& req);

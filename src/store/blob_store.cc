@@ -2,13 +2,52 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 #include <system_error>
 
-#include "core/file_io.h"
 #include "core/hash.h"
 
 namespace ota32 {
+
+namespace {
+
+Error os_error(const std::filesystem::path& p, std::string_view what, int err) {
+  return Error(ErrorCode::io_error, fmt::format("{}: {}: {}", p.string(), what, std::strerror(err)));
+}
+
+// The blob's directory, 0700 (and its parents up to the root, which the server creates 0700 itself).
+Result<void> make_dir(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return {};
+  if (errno == ENOENT) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir.parent_path(), ec);
+    if (!ec && (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST)) return {};
+  }
+  return os_error(dir, "cannot create directory", errno);
+}
+
+// A temporary name beside `path`, created 0600 (mkstemp), then `fill`ed, synced and renamed over `path`.
+template <class Fill>
+Result<void> publish(const std::filesystem::path& path, Fill&& fill) {
+  OTA32_TRY(make_dir(path.parent_path()));
+  std::string tmp = (path.parent_path() / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return os_error(path.parent_path(), "cannot create a file", errno);
+  Result<void> r = fill(fd, tmp);
+  if (r && (::fchmod(fd, 0600) != 0 || ::fsync(fd) != 0)) r = os_error(path, "cannot write", errno);
+  ::close(fd);
+  if (r && ::rename(tmp.c_str(), path.c_str()) != 0) r = os_error(path, "cannot rename into place", errno);
+  if (!r) ::unlink(tmp.c_str());
+  return r;
+}
+
+}  // namespace
 
 bool is_sha256_hex(std::string_view s) {
   if (s.size() != 64) return false;
@@ -30,13 +69,19 @@ bool BlobStore::exists(std::string_view sha256_hex) const {
 Result<std::string> BlobStore::put(ByteView data) const {
   std::string hex = to_hex(sha256(data));
   auto path = path_for(hex);
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec)
-    return Error(ErrorCode::io_error,
-                 fmt::format("{}: cannot create directory: {}", path.parent_path().string(), ec.message()));
   // Always rewritten (not skipped when present): a re-upload repairs a blob removed by a concurrent delete.
-  OTA32_TRY(write_file_atomic(path, data));
+  OTA32_TRY(publish(path, [&](int fd, const std::string&) -> Result<void> {
+    const auto* p = data.data();
+    std::size_t left = data.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return os_error(path, "cannot write", n < 0 ? errno : ENOSPC);
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    return {};
+  }));
   return hex;
 }
 

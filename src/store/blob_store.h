@@ -1,5 +1,6 @@
 // Content-addressed firmware files: DATA/blobs/<sha256[0:2]>/<sha256>, written atomically (temp + rename), so
 // several servers sharing the directory never see a partial file and may write the same blob concurrently.
+// Files are mode 0600 and directories 0700 whatever the umask (the data directory holds secrets).
 #pragma once
 
 #include <filesystem>

@@ -68,6 +68,8 @@ CREATE TABLE admin_tokens (
       // and "the newest upload wins" fell to the SHA-256 order. Each new record gets MAX + 1; rows from
       // before keep 0, and so their former order (ties by SHA-256).
       "ALTER TABLE firmware ADD COLUMN upload_seq BIGINT NOT NULL DEFAULT 0",
+      // 3: report retention by age (Store::prune_reports) deletes by time across every device.
+      "CREATE INDEX IF NOT EXISTS device_reports_by_time ON device_reports (reported_at)",
   };
 }
 
@@ -299,6 +301,35 @@ class SqlStore final : public Store {
     std::lock_guard lock(mu_);
     OTA32_TRY(conn_->query("DELETE FROM devices WHERE id = $1", {std::string(id)}));
     return conn_->changes() > 0;
+  }
+
+  Result<int64_t> device_count() override {
+    std::lock_guard lock(mu_);
+    OTA32_ASSIGN(auto rows, conn_->query("SELECT COUNT(*) FROM devices", {}));
+    return rows.empty() ? int64_t{0} : to_i64(rows[0][0]);
+  }
+
+  Result<int64_t> prune_reports(std::string_view device_id, const ReportRetention& keep,
+                                int64_t now) override {
+    std::lock_guard lock(mu_);
+    int64_t removed = 0;
+    OTA32_TRY(in_transaction([&]() -> Result<void> {
+      if (keep.max_per_device > 0) {
+        // Everything at or below the id of the first report past the newest N.
+        OTA32_TRY(conn_->query(
+            "DELETE FROM device_reports WHERE device_id = $1 AND id <= (SELECT id FROM device_reports "
+            "WHERE device_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            {std::string(device_id), keep.max_per_device}));
+        removed += conn_->changes();
+      }
+      if (keep.max_age_seconds > 0) {
+        OTA32_TRY(
+            conn_->query("DELETE FROM device_reports WHERE reported_at < $1", {now - keep.max_age_seconds}));
+        removed += conn_->changes();
+      }
+      return {};
+    }));
+    return removed;
   }
 
   Result<bool> add_admin_token(std::string_view token_sha256, std::string_view label) override {

@@ -1,7 +1,13 @@
 // SQLite driver: WAL journal (readers never block the writer), a busy timeout so that several processes
 // sharing the file wait for each other instead of failing, foreign keys on.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "store/sql_connection.h"
 
@@ -94,6 +100,20 @@ class SqliteConnection final : public SqlConnection {
 }  // namespace
 
 Result<std::unique_ptr<SqlConnection>> open_sqlite(const std::string& path) {
+  // The database holds token hashes and device data: 0600 whatever the umask. SQLite gives its -wal and
+  // -shm files the database file's mode, so the file is made (or tightened) before SQLite opens it; files
+  // left by an older version are tightened too.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Error(ErrorCode::io_error,
+                 fmt::format("sqlite store {}: cannot open: {}", path, std::strerror(errno)));
+  bool private_mode = ::fchmod(fd, 0600) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!private_mode)
+    return Error(ErrorCode::io_error,
+                 fmt::format("sqlite store {}: cannot chmod 0600: {}", path, std::strerror(err)));
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) ::chmod((path + suffix).c_str(), 0600);
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);

@@ -56,6 +56,12 @@ struct DeviceReport {
   std::string state, running_version, error, address;
 };
 
+// How much report history the store keeps (Store::prune_reports). 0 = no limit on that axis.
+struct ReportRetention {
+  int64_t max_per_device = 0;   // newest N reports of each device
+  int64_t max_age_seconds = 0;  // reports older than this are dropped (every device)
+};
+
 struct FirmwareFilter {
   std::string project, chip, channel;  // empty = any
 };
@@ -104,6 +110,12 @@ class Store {
   // Newest first, at most `limit` entries.
   virtual Result<std::vector<DeviceReport>> device_reports(std::string_view id, int limit) = 0;
   virtual Result<bool> delete_device(std::string_view id) = 0;
+  // How many device records exist (the server's cap on devices it has never seen).
+  virtual Result<int64_t> device_count() = 0;
+  // Drops the reports of `device_id` beyond its newest retention.max_per_device, and every device's reports
+  // older than retention.max_age_seconds before `now`. Returns how many were removed.
+  virtual Result<int64_t> prune_reports(std::string_view device_id, const ReportRetention& retention,
+                                        int64_t now) = 0;
 
   // Admin bearer tokens, stored only as SHA-256 hex. `label` is unique: add_admin_token returns false when
   // a token with that label exists, so concurrent first starts create exactly one "initial" token.

@@ -37,11 +37,12 @@ class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override { open(false); }
 
-  void open(bool refuse_unknown) {
+  void open(bool refuse_unknown, const std::function<void(ApiConfig&)>& configure = {}) {
     router_ = Router();
     ApiConfig cfg;
     cfg.data_dir = tmp_ / "data";
     cfg.refuse_unknown_devices = refuse_unknown;
+    if (configure) configure(cfg);
     auto setup = open_api(cfg);
     ASSERT_TRUE(setup) << setup.error().message();
     if (setup->new_admin_token) token_ = *setup->new_admin_token;
@@ -50,7 +51,8 @@ class ApiTest : public ::testing::Test {
   }
 
   Reply call(http::verb method, std::string target, std::string body = {}, bool admin = false,
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
+             std::vector<std::pair<std::string, std::string>> headers = {},
+             const std::string& remote = "127.0.0.1") {
     HttpRequest req{method, target, 11};
     req.set(http::field::host, "10.0.0.36:8070");
     if (admin) req.set(http::field::authorization, "Bearer " + token_);
@@ -58,12 +60,13 @@ class ApiTest : public ::testing::Test {
     req.body() = std::move(body);
     req.prepare_payload();
     RequestContext ctx;
-    ctx.remote_address = "127.0.0.1";
+    ctx.remote_address = remote;
     return router_.route(req, ctx);
   }
   HttpResponse response(http::verb method, std::string target, std::string body = {}, bool admin = false,
-                        std::vector<std::pair<std::string, std::string>> headers = {}) {
-    auto r = call(method, std::move(target), std::move(body), admin, std::move(headers));
+                        std::vector<std::pair<std::string, std::string>> headers = {},
+                        const std::string& remote = "127.0.0.1") {
+    auto r = call(method, std::move(target), std::move(body), admin, std::move(headers), remote);
     EXPECT_TRUE(std::holds_alternative<HttpResponse>(r)) << "expected a response, got a file";
     return std::holds_alternative<HttpResponse>(r) ? std::get<HttpResponse>(r) : HttpResponse{};
   }
@@ -362,6 +365,60 @@ TEST_F(ApiTest, ReportsAreValidatedAndRecorded) {
   EXPECT_EQ(response(http::verb::delete_, "/api/v1/devices/dev-1", "", true).result(), http::status::ok);
   EXPECT_EQ(response(http::verb::delete_, "/api/v1/devices/dev-1", "", true).result(),
             http::status::not_found);
+}
+
+// Anonymous floods: the device endpoints are rate-limited per source address (429 + Retry-After, JSON),
+// new device ids are refused beyond --max-devices, and the report history is pruned as it grows.
+TEST_F(ApiTest, DeviceEndpointsAreRateLimitedPerSource) {
+  open(false, [](ApiConfig& c) {
+    c.device_rate = 0.001;  // effectively no refill during the test
+    c.device_burst = 3;
+  });
+  const std::string check = "/api/v1/update?project=blink&version=1.0.0&chip=esp32";
+  const std::string report_body = R"({"state":"idle","version":"1.0.0"})";
+  EXPECT_EQ(response(http::verb::get, check).result(), http::status::no_content);
+  EXPECT_EQ(response(http::verb::post, "/api/v1/devices/d1/report", report_body).result(), http::status::ok);
+  EXPECT_EQ(response(http::verb::get, "/api/v1/esp32fota/blink").result(), http::status::ok);
+  for (const std::string& target : {check, std::string("/api/v1/esp32fota/blink")}) {
+    auto limited = response(http::verb::get, target);
+    EXPECT_EQ(limited.result(), http::status::too_many_requests) << target;
+    EXPECT_EQ(body_of(limited)["error"], "rate_limited");
+    EXPECT_THAT(std::string(body_of(limited)["message"]), HasSubstr("127.0.0.1"));
+    EXPECT_GE(std::stol(std::string(limited[http::field::retry_after])), 1);
+  }
+  auto limited = response(http::verb::post, "/api/v1/devices/d1/report", report_body);
+  EXPECT_EQ(limited.result(), http::status::too_many_requests);
+  EXPECT_EQ(api_->store->device_reports("d1", 10).value().size(), 1u) << "a refused report was recorded";
+  // Another source has its own bucket; the admin API is not limited.
+  EXPECT_EQ(response(http::verb::get, check, "", false, {}, "10.0.0.9").result(), http::status::no_content);
+  EXPECT_EQ(response(http::verb::get, "/api/v1/devices", "", true).result(), http::status::ok);
+}
+
+TEST_F(ApiTest, NewDevicesBeyondTheCapAreRefusedKnownOnesServed) {
+  open(false, [](ApiConfig& c) { c.max_devices = 2; });
+  const std::string body = R"({"state":"idle","version":"1.0.0"})";
+  EXPECT_EQ(response(http::verb::post, "/api/v1/devices/d1/report", body).result(), http::status::ok);
+  EXPECT_EQ(response(http::verb::post, "/api/v1/devices/d2/report", body).result(), http::status::ok);
+  auto full = response(http::verb::post, "/api/v1/devices/d3/report", body);
+  EXPECT_EQ(full.result(), http::status::too_many_requests);
+  EXPECT_EQ(body_of(full)["error"], "too_many_devices");
+  EXPECT_THAT(std::string(body_of(full)["message"]), HasSubstr("--max-devices"));
+  EXPECT_FALSE(full[http::field::retry_after].empty());
+  EXPECT_FALSE(api_->store->get_device("d3").value().has_value());
+  EXPECT_EQ(response(http::verb::post, "/api/v1/devices/d1/report", body).result(), http::status::ok);
+}
+
+TEST_F(ApiTest, ReportHistoryIsPrunedToTheRetention) {
+  open(false, [](ApiConfig& c) { c.report_retention = {3, 0}; });
+  for (int i = 0; i < 6; ++i) {
+    auto r = response(http::verb::post, "/api/v1/devices/d1/report",
+                      R"({"state":"idle","version":"1.0.)" + std::to_string(i) + R"("})");
+    ASSERT_EQ(r.result(), http::status::ok) << r.body();
+  }
+  auto hist = api_->store->device_reports("d1", 100).value();
+  ASSERT_EQ(hist.size(), 3u);
+  EXPECT_EQ(hist.front().running_version, "1.0.5");
+  EXPECT_EQ(hist.back().running_version, "1.0.3");
 }
 
 TEST_F(ApiTest, RefusingUnknownDevices) {

@@ -1,6 +1,7 @@
 // SQLite backend of the store suite, plus the parts of src/store that need no database.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <string>
 
@@ -107,7 +108,7 @@ TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
   ASSERT_EQ(exec_sql(path, to_v1), "");
   auto s = open_store("sqlite://" + path);
   ASSERT_TRUE(s) << s.error().message();
-  EXPECT_EQ((*s)->schema_version().value(), 2);
+  EXPECT_EQ((*s)->schema_version().value(), 3);
   FirmwareRecord f;
   f.sha256 = std::string(64, 'c');
   f.project = "blink";
@@ -141,6 +142,29 @@ TEST(BlobStore, ContentAddressedAtomicFiles) {
   ASSERT_TRUE(blobs.remove(*hex));
   EXPECT_FALSE(blobs.exists(*hex));
   EXPECT_TRUE(blobs.remove(*hex));  // absent is fine
+}
+
+// Secrets at rest (issue 26): the database (token hashes, device data), its WAL and the blobs are 0600
+// whatever the umask.
+TEST(OpenStore, DatabaseWalAndBlobsArePrivateWhateverTheUmask) {
+  testing::TempDir tmp;
+  mode_t old = ::umask(022);
+  auto path = (tmp / "ota32.db").string();
+  auto s = open_store("sqlite://" + path);
+  ASSERT_TRUE(s) << s.error().message();
+  ASSERT_TRUE((*s)->add_admin_token(std::string(64, 'a'), "t"));
+  BlobStore blobs(tmp / "blobs");
+  auto hex = blobs.put(as_bytes(std::string_view("firmware bytes")));
+  ::umask(old);
+  ASSERT_TRUE(hex) << hex.error().message();
+  auto mode = [](const std::filesystem::path& p) {
+    return static_cast<int>(std::filesystem::status(p).permissions() & std::filesystem::perms::mask);
+  };
+  EXPECT_EQ(mode(path), 0600);
+  ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+  EXPECT_EQ(mode(path + "-wal"), 0600);
+  EXPECT_EQ(mode(blobs.path_for(*hex)), 0600);
+  EXPECT_EQ(mode(blobs.path_for(*hex).parent_path()), 0700);
 }
 
 TEST(BlobStore, RejectsNamesThatAreNotDigests) {

@@ -57,11 +57,11 @@ class StoreSuite : public ::testing::Test {
 TEST_F(StoreSuite, MigratesToCurrentSchemaAndReopens) {
   auto v = store_->schema_version();
   ASSERT_TRUE(v) << v.error().message();
-  EXPECT_EQ(*v, 2);
+  EXPECT_EQ(*v, 3);
   store_.reset();
   auto again = open_store(url_);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ((*again)->schema_version().value(), 2);
+  EXPECT_EQ((*again)->schema_version().value(), 3);
 }
 
 TEST_F(StoreSuite, FirmwareRoundTripsEveryField) {
@@ -170,6 +170,34 @@ TEST_F(StoreSuite, ReportCreatesDeviceAndKeepsHistoryNewestFirst) {
   EXPECT_EQ(hist[1].address, "127.0.0.1");
   EXPECT_EQ(store_->device_reports("dev-1", 1).value().size(), 1u);
   EXPECT_TRUE(store_->device_reports("nobody", 10).value().empty());
+}
+
+TEST_F(StoreSuite, PruneReportsKeepsTheNewestPerDeviceAndDropsOldOnes) {
+  for (int64_t at = 1; at <= 5; ++at) {
+    ASSERT_TRUE(
+        store_->record_report({"dev-1", at * 100, "idle", "1.0." + std::to_string(at), "", "a"}, "", ""));
+    ASSERT_TRUE(
+        store_->record_report({"dev-2", at * 100, "idle", "2.0." + std::to_string(at), "", "a"}, "", ""));
+  }
+  EXPECT_EQ(store_->device_count().value(), 2);
+  // Nothing to do without limits.
+  EXPECT_EQ(store_->prune_reports("dev-1", {}, 1000).value(), 0);
+  // The newest 2 of dev-1 stay; dev-2 is untouched by the count limit.
+  EXPECT_EQ(store_->prune_reports("dev-1", {2, 0}, 1000).value(), 3);
+  auto hist = store_->device_reports("dev-1", 10).value();
+  ASSERT_EQ(hist.size(), 2u);
+  EXPECT_EQ(hist[0].running_version, "1.0.5");
+  EXPECT_EQ(hist[1].running_version, "1.0.4");
+  EXPECT_EQ(store_->device_reports("dev-2", 10).value().size(), 5u);
+  EXPECT_EQ(store_->prune_reports("dev-1", {2, 0}, 1000).value(), 0);  // already within the limit
+  // Age: at now = 600, a 250 s limit drops everything reported before 350, on every device.
+  EXPECT_EQ(store_->prune_reports("dev-1", {0, 250}, 600).value(), 3);
+  EXPECT_EQ(store_->device_reports("dev-1", 10).value().size(), 2u);
+  hist = store_->device_reports("dev-2", 10).value();
+  ASSERT_EQ(hist.size(), 2u);
+  EXPECT_EQ(hist.back().reported_at, 400);
+  // The device records themselves stay.
+  EXPECT_EQ(store_->device_count().value(), 2);
 }
 
 TEST_F(StoreSuite, RegisterKeepsReportedStateAndOnlyOverwritesGivenFields) {
