@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "format/otadata.h"
+#include "format/secure_boot_v2_crypto.h"
 
 namespace ota32 {
 
@@ -234,6 +235,11 @@ Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& ch
   if (auto ok = verify_image(*img, data, vo); !ok) {
     out.error("esp_image", ok.error().message());
     return std::optional<LoadedApp>();
+  }
+  if (efuse.secure_boot.enabled) {
+    auto check = verify_app_on_boot(data, img->image_size, default_sign_scheme(chip.name), efuse.secure_boot);
+    for (auto& line : check.lines) out.log(line.level, std::move(line.tag), std::move(line.text));
+    if (!check.verified) return std::optional<LoadedApp>();
   }
   LoadedApp l{std::move(*img), std::nullopt};
   l.desc = l.image.app_desc;

@@ -19,6 +19,7 @@
 #include "format/chip.h"
 #include "format/otadata.h"
 #include "format/partition_table.h"
+#include "format/secure_boot_v2.h"
 
 namespace ota32 {
 
@@ -36,6 +37,7 @@ struct BootEfuse {
   uint32_t chip_revision = 0;  // major*100+minor
   uint32_t secure_version = 0;
   uint32_t secure_version_bits = 32;
+  SecureBootEfuse secure_boot;  // enabled: every app is signature-checked before it boots
 };
 
 struct BootedApp {

@@ -53,10 +53,50 @@ json to_json(const DeviceConfig& c) {
 }
 
 json to_json(const Efuse& e) {
-  return json{{"mac", e.mac},
-              {"chip_revision", chip_revision_text(e.chip_revision)},
-              {"secure_version", e.secure_version},
-              {"secure_version_bits", e.secure_version_bits}};
+  json j{{"mac", e.mac},
+         {"chip_revision", chip_revision_text(e.chip_revision)},
+         {"secure_version", e.secure_version},
+         {"secure_version_bits", e.secure_version_bits}};
+  const SecureBootEfuse& sb = e.secure_boot;
+  json digests = json::array(), revoked = json::array();
+  for (size_t i = 0; i < kSigMaxBlocks; ++i) {
+    digests.push_back(sb.key_digests[i] ? json(to_hex(*sb.key_digests[i])) : json(nullptr));
+    revoked.push_back(sb.revoked[i]);
+  }
+  j["secure_boot"] = {{"enabled", sb.enabled}, {"key_digests", digests}, {"key_revoked", revoked}};
+  return j;
+}
+
+// efuse.json "secure_boot": {"enabled": bool, "key_digests": [hex|null x3], "key_revoked": [bool x3]}.
+static Result<SecureBootEfuse> secure_boot_from_json(const json& j, std::string_view file) {
+  SecureBootEfuse sb;
+  if (!j.is_object()) return field_error(file, "secure_boot", "not an object");
+  OTA32_TRY(get(j, "enabled", sb.enabled, file, "secure_boot"));
+  if (auto it = j.find("key_digests"); it != j.end()) {
+    if (!it->is_array() || it->size() > kSigMaxBlocks)
+      return field_error(file, "secure_boot.key_digests", "not an array of up to 3 digests");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& d = (*it)[i];
+      if (d.is_null()) continue;
+      auto bytes =
+          d.is_string() ? from_hex(d.get<std::string>()) : Result<Bytes>(Error(ErrorCode::corrupt, ""));
+      if (!bytes || bytes->size() != 32)
+        return field_error(file, fmt::format("secure_boot.key_digests[{}]", i), "not 64 hex digits or null");
+      Sha256Digest dg;
+      std::copy(bytes->begin(), bytes->end(), dg.begin());
+      sb.key_digests[i] = dg;
+    }
+  }
+  if (auto it = j.find("key_revoked"); it != j.end()) {
+    if (!it->is_array() || it->size() > kSigMaxBlocks)
+      return field_error(file, "secure_boot.key_revoked", "not an array of up to 3 booleans");
+    for (size_t i = 0; i < it->size(); ++i) {
+      if (!(*it)[i].is_boolean())
+        return field_error(file, fmt::format("secure_boot.key_revoked[{}]", i), "not a boolean");
+      sb.revoked[i] = (*it)[i].get<bool>();
+    }
+  }
+  return sb;
 }
 
 Result<DeviceConfig> device_config_from_json(const json& j, std::string_view file) {
@@ -111,6 +151,9 @@ Result<Efuse> efuse_from_json(const json& j, std::string_view file) {
     return field_error(
         file, "secure_version",
         fmt::format("{} exceeds the field's {} bits", e.secure_version, e.secure_version_bits));
+  }
+  if (auto it = j.find("secure_boot"); it != j.end()) {
+    OTA32_ASSIGN(e.secure_boot, secure_boot_from_json(*it, file));
   }
   return e;
 }

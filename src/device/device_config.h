@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "format/secure_boot_v2.h"
 
 namespace ota32 {
 
@@ -46,6 +47,7 @@ struct Efuse {
   uint32_t chip_revision = 0;         // major*100 + minor ("v1.0" = 100)
   uint32_t secure_version = 0;        // anti-rollback: the number of bits burnt in SECURE_VERSION
   uint32_t secure_version_bits = 32;  // CONFIG_BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD (32 on ESP32)
+  SecureBootEfuse secure_boot;        // key digests, revocations, SECURE_BOOT_EN (efuse.json "secure_boot")
 };
 
 nlohmann::json to_json(const DeviceConfig& c);

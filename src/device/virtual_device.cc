@@ -147,7 +147,7 @@ BootConfig VirtualDevice::boot_config() const {
 }
 
 Result<BootResult> VirtualDevice::power_on() {
-  BootEfuse be{efuse_.chip_revision, efuse_.secure_version, efuse_.secure_version_bits};
+  BootEfuse be{efuse_.chip_revision, efuse_.secure_version, efuse_.secure_version_bits, efuse_.secure_boot};
   OTA32_ASSIGN(auto result, run_bootloader(*fault_, *chip_, boot_config(), be));
   if (result.efuse.secure_version != efuse_.secure_version) {
     Efuse e = efuse_;

@@ -160,6 +160,21 @@ std::array<SigBlockSlot, kSigMaxBlocks> parse_signature_sector(ByteView sector) 
   return slots;
 }
 
+SigScheme default_sign_scheme(std::string_view chip_name) {
+  return chip_name == "esp32c2" || chip_name == "esp32c61" ? SigScheme::ecdsa256 : SigScheme::rsa3072;
+}
+
+size_t secure_boot_digest_slots(std::string_view chip_name) {
+  return chip_name == "esp32" || chip_name == "esp32c2" ? 1 : kSigMaxBlocks;
+}
+
+std::vector<Sha256Digest> SecureBootEfuse::trusted() const {
+  std::vector<Sha256Digest> out;
+  for (size_t i = 0; i < kSigMaxBlocks; ++i)
+    if (key_digests[i] && !revoked[i]) out.push_back(*key_digests[i]);
+  return out;
+}
+
 Result<SignedImageView> split_signed_image(ByteView file) {
   if (file.empty() || file.size() % kSigSectorSize != 0) {
     return Error(

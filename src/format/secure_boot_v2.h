@@ -96,6 +96,24 @@ Result<SignedImageView> split_signed_image(ByteView file);
 // The digest a block of this scheme signs: SHA-256 of the signed data (RSA, P-192, P-256), SHA-384 (P-384).
 Bytes image_digest(SigScheme scheme, ByteView signed_data);
 
+// The Secure Boot v2 eFuses: up to 3 key digests (KEY_PURPOSE SECURE_BOOT_DIGEST0..2; ESP32: BLK2 only),
+// their revocation bits (SECURE_BOOT_KEY_REVOKE0..2) and SECURE_BOOT_EN.
+struct SecureBootEfuse {
+  bool enabled = false;
+  std::array<std::optional<Sha256Digest>, kSigMaxBlocks> key_digests{};
+  std::array<bool, kSigMaxBlocks> revoked{};
+
+  // The digests a verifier trusts: burnt and not revoked.
+  std::vector<Sha256Digest> trusted() const;
+};
+
+// The scheme a chip's ESP-IDF build uses by default: RSA-3072 where the ROM has it (SOC_SECURE_BOOT_V2_RSA),
+// ECDSA P-256 on ESP32-C2 and ESP32-C61.
+SigScheme default_sign_scheme(std::string_view chip_name);
+// How many key digests the chip's eFuse holds (SOC_EFUSE_SECURE_BOOT_KEY_DIGESTS): 1 on ESP32 (BLK2) and
+// ESP32-C2, 3 elsewhere.
+size_t secure_boot_digest_slots(std::string_view chip_name);
+
 // --- signing (espsecure sign_data --version 2), the crypto supplied by the caller ---------------------
 
 // Makes one block's signature over a digest; `signature` is stored little-endian (SignatureBlock::signature).

@@ -250,3 +250,84 @@ Result<SigVerifyReport> verify_signed_image(ByteView file, const SbPublicKey& ke
 }
 
 }  // namespace ota32
+
+namespace ota32 {
+
+SbBootCheck verify_app_on_boot(ByteView partition, size_t image_len, SigScheme build_scheme,
+                               const SecureBootEfuse& efuse) {
+  SbBootCheck c;
+  auto log = [&](char level, const char* tag, std::string text) {
+    c.lines.push_back({level, tag, std::move(text)});
+  };
+  const size_t start = (image_len + kSigSectorSize - 1) / kSigSectorSize * kSigSectorSize;
+  c.signed_length = start + kSigSectorSize;
+  if (c.signed_length > partition.size()) {
+    log('E', "esp_image",
+        fmt::format("Image length {} doesn't fit in partition length {}", c.signed_length, partition.size()));
+    return c;
+  }
+  log('I', "esp_image", "Verifying image signature...");
+  auto fail = [&](bool with_hash_line) {
+    log('E', "secure_boot_v2", "Secure Boot V2 verification failed.");
+    log('E', "esp_image", "Secure boot signature verification failed");
+    if (with_hash_line) {
+      // The simple hash was already checked by the image verification before this point.
+      log('I', "esp_image", "Calculating simple hash to check for corruption...");
+      log('W', "esp_image", "image valid, signature bad");
+    }
+    return c;
+  };
+  const auto trusted = efuse.trusted();
+  if (trusted.empty()) {
+    log('E', "secure_boot_v2", "Could not read eFuse secure boot digests!");
+    return fail(false);
+  }
+  ByteView signed_data = partition.first(start);
+  auto slots = parse_signature_sector(partition.subspan(start, kSigSectorSize));
+  const uint8_t want_version =
+      build_scheme == SigScheme::rsa3072 ? kSigBlockVersionRsa : kSigBlockVersionEcdsa;
+  const bool want_rsa = build_scheme == SigScheme::rsa3072;
+  std::vector<const SignatureBlock*> usable;
+  for (const auto& s : slots) {
+    if (!s.block) continue;
+    if (s.version != want_version) {
+      log('E', "secure_boot_v2",
+          fmt::format("{} signing scheme selected but signature block generated for {} scheme",
+                      scheme_kind(build_scheme), scheme_kind(s.block->scheme)));
+      continue;
+    }
+    if (!want_rsa && s.block->scheme != build_scheme) {
+      auto id = [](SigScheme x) { return x == SigScheme::ecdsa192 ? 1 : x == SigScheme::ecdsa256 ? 2 : 3; };
+      log('E', "secure_boot_v2",
+          fmt::format("ECDSA curve mismatch: actual (curve_id {}), expected (curve_id {})",
+                      id(s.block->scheme), id(build_scheme)));
+      continue;
+    }
+    usable.push_back(&*s.block);
+  }
+  if (usable.empty()) {
+    log('E', "secure_boot_v2", "No signature block generated for valid scheme");
+    log('E', "secure_boot_v2",
+        fmt::format("{} signing scheme selected but no signature block for the selected scheme",
+                    scheme_kind(build_scheme)));
+    return fail(true);
+  }
+  log('I', "secure_boot_v2", want_rsa ? "Verifying with RSA-PSS..." : "Verifying with ECDSA...");
+  Bytes digest = image_digest(build_scheme, signed_data);
+  for (size_t i = 0; i < kSigMaxBlocks; ++i) {
+    if (!slots[i].block) continue;
+    const SignatureBlock& b = *slots[i].block;
+    if (std::find(usable.begin(), usable.end(), &b) == usable.end()) continue;
+    auto kd = key_digest(b.key);
+    if (std::find(trusted.begin(), trusted.end(), kd) == trusted.end()) continue;
+    if (verify_block_signature(b, digest, PssSalt::any)) {
+      log('I', "secure_boot_v2", "Signature verified successfully!");
+      c.verified = true;
+      c.block = i;
+      return c;
+    }
+  }
+  return fail(true);
+}
+
+}  // namespace ota32

@@ -42,4 +42,22 @@ struct SigVerifyReport {
 // corrupt when the file is not a non-zero multiple of 4096 bytes.
 Result<SigVerifyReport> verify_signed_image(ByteView file, const SbPublicKey& key);
 
+// The 2nd-stage bootloader's check of an app (ESP-IDF v5.5.5 esp_image_format.c + secure_boot_v2
+// secure_boot_signatures_bootloader.c, non-ESP32 path): the signature sector at ALIGN_UP(image_len, 4096)
+// of the partition, blocks of the build's scheme only, a block verifies when its key digest is a trusted
+// (burnt, not revoked) eFuse digest and its signature checks out. `lines` are the log lines it prints,
+// each with its level and tag.
+struct SbLogLine {
+  char level;
+  std::string tag, text;
+};
+struct SbBootCheck {
+  bool verified = false;
+  std::optional<size_t> block;  // the block that verified
+  size_t signed_length = 0;     // image + padding + sector: the bytes the app occupies
+  std::vector<SbLogLine> lines;
+};
+SbBootCheck verify_app_on_boot(ByteView partition, size_t image_len, SigScheme build_scheme,
+                               const SecureBootEfuse& efuse);
+
 }  // namespace ota32

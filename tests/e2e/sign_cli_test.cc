@@ -123,5 +123,60 @@ TEST(SignCli, KeySignVerifyAppendAndErrors) {
   EXPECT_THAT(r.out, HasSubstr("Usage: ota32 sign sign"));
 }
 
+TEST(SignCli, DeviceEfuseSecureBoot) {
+  TempDir dir;
+  auto d = (dir / "dev").string(), key = (dir / "k.pem").string(), other = (dir / "o.pem").string();
+  auto csv = (dir / "p.csv").string(), pt = (dir / "p.bin").string(), bl = (dir / "bl.bin").string();
+  auto app = (dir / "app.bin").string(), sapp = (dir / "app.s.bin").string();
+  ASSERT_TRUE(write_file_atomic(csv, std::string_view("otadata, data, ota, 0xd000, 0x2000,\n"
+                                                      "ota_0, app, ota_0, 0x10000, 0x100000,\n"
+                                                      "ota_1, app, ota_1, 0x110000, 0x100000,\n")));
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"sign", "key", "--scheme", "rsa3072", "-o", key},
+           {"sign", "key", "--scheme", "rsa3072", "-o", other},
+           {"part", "csv2bin", "-q", csv, pt},
+           {"image", "make", "--bootloader", "-o", bl, "--chip", "esp32s3"},
+           {"image", "make", "-o", app, "--chip", "esp32s3", "--project", "p", "--version", "1", "--size",
+            "90000"},
+           {"sign", "sign", "--key", key, app, "-o", sapp},
+           {"device", "new", d, "--chip", "esp32s3"},
+           {"device", "flash", d, "0x0", bl, "0x8000", pt, "0x10000", sapp}}) {
+    auto r = run_ota32(args);
+    ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
+  }
+  auto r = run_ota32({"device", "efuse", d, "enable-secure-boot"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no usable key digest burned"));
+  r = run_ota32({"device", "efuse", d, "burn-key-digest", key});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("into SECURE_BOOT_DIGEST0\n"));
+  r = run_ota32({"device", "efuse", d, "burn-key-digest", key, "--block", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("already burned in SECURE_BOOT_DIGEST0"));
+  r = run_ota32({"device", "efuse", d, "enable-secure-boot"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_ota32({"device", "boot", d});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("secure_boot_v2: Signature verified successfully!\n"));
+  r = run_ota32({"device", "efuse", d, "revoke-key", "0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("last usable key digest"));
+  // Signed by another key: the only slot is refused, nothing boots.
+  r = run_ota32({"sign", "sign", "--key", other, app, "-o", sapp + ".2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_ota32({"device", "flash", d, "0x10000", sapp + ".2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_ota32({"device", "boot", d});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("E ("));
+  EXPECT_THAT(r.out, HasSubstr("esp_image: image valid, signature bad\n"));
+  r = run_ota32({"device", "efuse", d, "summary", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["secure_boot_enabled"], true);
+  EXPECT_TRUE(j["key_digests"][0]["digest"].is_string());
+  EXPECT_TRUE(j["key_digests"][1]["digest"].is_null());
+}
+
 }  // namespace
 }  // namespace ota32::testing
