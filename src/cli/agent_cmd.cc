@@ -7,6 +7,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "core/numbers.h"
 #include "device/ota_app_model.h"
@@ -44,9 +45,9 @@ void add_ota(CLI::App& device) {
     DirectOtaOptions o;
     o.url = opts->url;
     if (!opts->ca.empty()) {
-      auto pem = read_text_file(opts->ca);
+      auto pem = read_input(opts->ca, kPemInput);
       if (!pem) return set_exit_code(fail(pem.error().with_context("--ca")));
-      o.ca_pem = *pem;
+      o.ca_pem = std::string(as_chars(*pem));
       o.ca_name = opts->ca;
     }
     o.skip_cert_common_name_check = opts->skip_cn;
@@ -78,17 +79,15 @@ void add_ota(CLI::App& device) {
       }
       j["log"] = nlohmann::json::array();
       for (const auto& l : log.lines()) j["log"].push_back(format_log_line(l));
-      std::puts(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      out(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     } else {
-      for (const auto& l : log.lines()) std::puts(format_log_line(l).c_str());
+      for (const auto& l : log.lines()) out(format_log_line(l) + "\n");
     }
     if (!r) return set_exit_code(fail(r.error()));
     if (!opts->json) {
-      std::printf("OTA done: %s at 0x%x now holds %s %s (%u bytes, sha256 %s); the next boot starts it\n",
-                  r->slot.name.c_str(), r->slot.offset,
-                  r->image.desc ? r->image.desc->project_name.c_str() : "an app",
-                  r->image.desc ? r->image.desc->version.c_str() : "", r->image.size,
-                  to_hex(r->image.sha256).c_str());
+      print_out("OTA done: {} at 0x{:x} now holds {} {} ({} bytes, sha256 {}); the next boot starts it\n",
+                r->slot.name, r->slot.offset, r->image.desc ? r->image.desc->project_name : "an app",
+                r->image.desc ? r->image.desc->version : "", r->image.size, to_hex(r->image.sha256));
     }
   });
 }

@@ -4,7 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,18 +18,81 @@
 namespace ota32::cli {
 
 static int g_exit_code = kExitOk;
+static int g_stdout_errno = 0;  // the first failed write to stdout
+static bool g_stdout_used = false;
+
+static void note_stdout_error(int err) {
+  if (g_stdout_errno == 0) g_stdout_errno = err != 0 ? err : EIO;
+}
+
+static void flush_stdout() {
+  errno = 0;
+  if (std::fflush(stdout) != 0) note_stdout_error(errno);
+}
+
+void out(std::string_view s) {
+  if (s.empty()) return;
+  g_stdout_used = true;
+  errno = 0;
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) note_stdout_error(errno);
+}
+
+void start_process() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // stdin write-only, stdout/stderr read-only: the descriptor is taken, and using it still fails.
+    int got = ::open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+    if (got >= 0 && got != fd) {
+      ::dup2(got, fd);
+      ::close(got);
+    }
+  }
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+int finish_output(int code) {
+  flush_stdout();
+  // A write that bypassed out() (CLI11's --help goes through std::cout) leaves only the error flag.
+  if (std::ferror(stdout)) note_stdout_error(EIO);
+  errno = 0;
+  if (std::fclose(stdout) != 0) {
+    // Closing a stdout that was closed before we started and never written is not an error (as coreutils).
+    if (errno != EBADF || g_stdout_used || g_stdout_errno != 0) note_stdout_error(errno);
+  }
+  if (g_stdout_errno == 0) return code;
+  fmt::print(stderr, "ota32: <stdout>: {}\n", std::strerror(g_stdout_errno));
+  return kExitFailed;
+}
+
+std::string escape_control(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char ch : message) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if ((c < 0x20 && c != '\t') || c == 0x7F) {  // a tab stays: it is whitespace on one line
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
 
 int fail(const Error& e) { return fail(e.message()); }
 
 int fail(std::string_view message) {
-  std::fflush(stdout);
-  fmt::print(stderr, "ota32: {}\n", message);
+  flush_stdout();
+  fmt::print(stderr, "ota32: {}\n", escape_control(message));
   return kExitFailed;
 }
 
 int usage_error(std::string_view program, std::string_view message) {
-  std::fflush(stdout);
-  fmt::print(stderr, "{}: {}\n", program, message);
+  flush_stdout();
+  fmt::print(stderr, "{}: {}\n", program, escape_control(message));
   fmt::print(stderr, "Run with --help for more information.\n");
   return kExitUsage;
 }

@@ -2,6 +2,7 @@
 // the small library ota32_cli_util (core, CLI11, fmt only), which ota32-serve links too.
 #pragma once
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include <optional>
@@ -18,13 +19,33 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-// Prints "ota32: <message>" on stderr and returns kExitFailed.
+// The message with every control character (CR, LF, ESC, DEL, ...) written as \r, \n or \xNN: an error that
+// echoes input (a URL, a CSV field, an argument) stays one line and cannot move the terminal's cursor.
+std::string escape_control(std::string_view message);
+
+// Prints "ota32: <message>" (control characters escaped) on stderr and returns kExitFailed.
 int fail(const Error& e);
 int fail(std::string_view message);
 
 // Prints "<program>: <message>" and the --help hint on stderr, as CLI11's parse errors are reported, and
 // returns kExitUsage: for usage rules CLI11 cannot express.
 int usage_error(std::string_view program, std::string_view message);
+
+// Standard output, checked (a build step must not ship a truncated table): commands print through these,
+// and the first failed write's errno is kept, because stdio forgets it once its buffer is dropped.
+void out(std::string_view s);
+template <typename... T>
+void print_out(fmt::format_string<T...> f, T&&... args) {
+  out(fmt::format(f, std::forward<T>(args)...));
+}
+
+// Both executables call these first and last. start_process(): a closed stdin/stdout/stderr is taken by
+// /dev/null opened the wrong way round, so an output file never becomes fd 1 and writes to a closed stdout
+// still fail (EBADF); SIGXFSZ is ignored, so `ulimit -f` makes writes fail with EFBIG (reported, the
+// temporary file removed) instead of killing the process. finish_output(code): flushes and closes stdout;
+// if any write to it failed, prints "ota32: <stdout>: <reason>" and returns kExitFailed, else `code`.
+void start_process();
+int finish_output(int code);
 
 // Wraps a command body: the callback's return value becomes the process exit code.
 // CLI11 callbacks return void, so commands store their code here and main() returns it.

@@ -8,6 +8,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "core/numbers.h"
 #include "device/ota_app_model.h"
@@ -17,8 +18,8 @@ namespace ota32::cli {
 namespace {
 
 void print_line(const std::string& l) {
-  std::fputs(l.c_str(), stdout);
-  std::fputc('\n', stdout);
+  out(l);
+  out("\n");
 }
 
 void add_new(CLI::App& device) {
@@ -48,7 +49,11 @@ void add_new(CLI::App& device) {
     auto& o = opts->o;
     if (opts->flash_size > UINT32_MAX) return set_exit_code(fail("--flash-size: too large"));
     o.flash_size = static_cast<uint32_t>(opts->flash_size);
-    if (!opts->mac.empty()) o.mac = opts->mac;
+    if (!opts->mac.empty()) {
+      auto mac = parse_mac(opts->mac);
+      if (!mac) return set_exit_code(fail(mac.error().with_context("--mac")));
+      o.mac = *mac;
+    }
     if (!opts->rev.empty()) {
       auto r = parse_chip_revision(opts->rev);
       if (!r) return set_exit_code(fail(r.error().with_context("--chip-revision")));
@@ -62,9 +67,9 @@ void add_new(CLI::App& device) {
     auto dev = VirtualDevice::open(opts->dir);
     if (!dev) return set_exit_code(fail(dev.error()));
     const auto& d = **dev;
-    fmt::print("Created {}: {} (revision {}), {} flash, MAC {}, bootloader at {:#x}\n", opts->dir,
-               d.chip().display_name, chip_revision_text(d.efuse().chip_revision),
-               format_size(d.config().flash_size), d.efuse().mac, d.chip().bootloader_offset);
+    print_out("Created {}: {} (revision {}), {} flash, MAC {}, bootloader at {:#x}\n", opts->dir,
+              d.chip().display_name, chip_revision_text(d.efuse().chip_revision),
+              format_size(d.config().flash_size), d.efuse().mac, d.chip().bootloader_offset);
   });
 }
 
@@ -99,7 +104,7 @@ void add_flash(CLI::App& device) {
     for (size_t i = 0; i < p.size(); i += 2) {
       auto addr = parse_u32(p[i], "address");
       if (!addr) return set_exit_code(fail(addr.error()));
-      auto data = read_file(p[i + 1]);
+      auto data = read_input(p[i + 1], kImageInput);
       if (!data) return set_exit_code(fail(data.error()));
       files.push_back({*addr, p[i + 1], std::move(*data)});
     }

@@ -7,6 +7,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "core/numbers.h"
 #include "format/app_image.h"
@@ -27,8 +28,6 @@ Result<const ChipInfo*> chip_option(const std::string& name) {
   }
   return c;
 }
-
-void write_stdout(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
 
 nlohmann::ordered_json info_json(const std::string& file, ByteView data, const AppImage& img,
                                  const ChipInfo* chip) {
@@ -115,24 +114,25 @@ struct InfoArgs {
 int run_info(const InfoArgs& a) {
   auto chip = chip_option(a.chip);
   if (!chip) return fail(chip.error());
-  auto data = read_file(a.file);
+  auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
-  if (a.json) {
-    auto img = parse_image(*data, a.file);
-    if (!img) return fail(img.error());
-    const ChipInfo* c = *chip ? *chip : find_chip_by_id(img->header.chip_id);
-    write_stdout(
-        info_json(a.file, *data, *img, c).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
-        "\n");
-    return kExitOk;
-  }
   ImageInfoOptions o;
   o.chip = *chip;
   o.chip_arg = a.chip;
   o.version = a.version;
   o.file_name = a.file;
+  // One verdict for both forms: the JSON is printed only for an image the text report accepts.
   auto r = image_info_report(*data, o);
-  write_stdout(r.text);
+  if (a.json) {
+    if (r.error) return fail(*r.error);
+    auto img = parse_image(*data, a.file);
+    if (!img) return fail(img.error());
+    const ChipInfo* c = *chip ? *chip : find_chip_by_id(img->header.chip_id);
+    out(info_json(a.file, *data, *img, c).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+        "\n");
+    return kExitOk;
+  }
+  out(r.text);
   if (r.error) return fail(*r.error);
   return kExitOk;
 }
@@ -145,7 +145,7 @@ struct VerifyArgs {
 int run_verify(const VerifyArgs& a) {
   auto chip = chip_option(a.chip);
   if (!chip) return fail(chip.error());
-  auto data = read_file(a.file);
+  auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
   auto img = parse_image(*data, a.file);
   Result<void> v = img ? Result<void>() : Result<void>(img.error());
@@ -162,13 +162,13 @@ int run_verify(const VerifyArgs& a) {
   if (a.json) {
     nlohmann::ordered_json j{{"file", a.file}, {"valid", bool(v)}};
     if (!v) j["error"] = v.error().message();
-    write_stdout(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    out(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return v ? kExitOk : kExitFailed;
   }
   if (!v) return fail(v.error());
-  fmt::print("{}: valid {} image, {} segments, {} bytes\n", a.file,
-             (*chip ? *chip : find_chip_by_id(img->header.chip_id))->display_name, img->segments.size(),
-             img->image_size);
+  print_out("{}: valid {} image, {} segments, {} bytes\n", a.file,
+            (*chip ? *chip : find_chip_by_id(img->header.chip_id))->display_name, img->segments.size(),
+            img->image_size);
   return kExitOk;
 }
 
@@ -221,6 +221,16 @@ struct Elf2ImageArgs {
   bool dont_append_digest = false;
 };
 
+// elf2image's errors as esptool words them, with the ELF's name in front where the text lacks it (an
+// option's own error, "--flash-mode: ...", stays as it is).
+Error naming_elf(const Error& e, const std::string& elf) {
+  std::string_view m = e.message();
+  const bool named = m.find(elf + ":") != std::string_view::npos ||
+                     m.find(elf + " ") != std::string_view::npos || m.ends_with(elf);
+  if (named || m.starts_with("--")) return e;
+  return e.with_context(elf);
+}
+
 int run_elf2image(Elf2ImageArgs a) {
   auto chip = chip_option(a.chip);
   if (!chip) return fail(chip.error());
@@ -239,12 +249,12 @@ int run_elf2image(Elf2ImageArgs a) {
     std::filesystem::path p(a.elf);
     out = p.replace_extension(".bin").string();
   }
-  auto elf = read_file(a.elf);
+  auto elf = read_input(a.elf, kElfInput);
   if (!elf) return fail(elf.error());
   std::vector<std::string> console;
   auto r = elf2image(*elf, a.elf, a.opt, &console);
-  for (const auto& line : console) fmt::print("{}\n", line);
-  if (!r) return fail(r.error());
+  for (const auto& line : console) print_out("{}\n", line);
+  if (!r) return fail(naming_elf(r.error(), a.elf));
   if (auto w = write_file_atomic(out, r->image); !w) return fail(w.error());
   return kExitOk;
 }

@@ -16,6 +16,7 @@ std::vector<CommandGroup>& command_groups() {
 
 int main(int argc, char** argv) {
   using namespace ota32::cli;
+  start_process();
   CLI::App app{"ota32: over-the-air firmware updates for ESP32 fleets, byte-compatible with ESP-IDF",
                "ota32"};
   app.set_version_flag("--version", "ota32 0.1.0");
@@ -26,6 +27,6 @@ int main(int argc, char** argv) {
   std::sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.order < b.order; });
   for (const auto& g : groups) g.fn(app);
 
-  if (auto code = parse_command_line(app, argc, argv)) return *code;
-  return exit_code();
+  if (auto code = parse_command_line(app, argc, argv)) return finish_output(*code);
+  return finish_output(exit_code());
 }

@@ -8,6 +8,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "format/otadata.h"
 #include "format/partition_table.h"
@@ -24,9 +25,9 @@ struct OtadataArgs {
 };
 
 Result<PartitionTable> load_table(const std::string& path) {
-  OTA32_ASSIGN(Bytes bytes, read_file(path));
+  OTA32_ASSIGN(Bytes bytes, read_partition_table_input(path));
   PartitionToolOptions o;
-  o.warn = [](const std::string& w) { fmt::print(stderr, "ota32: {}\n", w); };
+  o.warn = [](const std::string& w) { fmt::print(stderr, "ota32: {}\n", escape_control(w)); };
   OTA32_ASSIGN(auto t, load_partition_table(bytes, o, path));
   return t.table;
 }
@@ -40,7 +41,7 @@ struct OtadataSource {
 
 Result<OtadataSource> load_otadata(const OtadataArgs& a, const PartitionTable& t) {
   OtadataSource s;
-  OTA32_ASSIGN(s.file, read_file(a.file));
+  OTA32_ASSIGN(s.file, read_input(a.file, kImageInput));
   s.size = s.file.size();
   if (a.flash_image) {
     const PartitionEntry* ota = t.otadata();
@@ -141,23 +142,23 @@ void run_read(const OtadataArgs& a) {
                              {"seq", w.entry.ota_seq},
                              {"state_name", ota_state_name(w.entry.ota_state)}});
     }
-    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    print_out("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return set_exit_code(kExitOk);
   }
   std::string names;
   for (const auto* p : slots) names += (names.empty() ? "" : ", ") + p->name;
-  fmt::print("{}: {} OTA slot(s){}, factory: {}, rollback: {}\n", a.file, slots.size(),
-             names.empty() ? "" : " (" + names + ")", t->factory() ? t->factory()->name : "none",
-             a.rollback ? "on" : "off");
-  for (size_t i = 0; i < 2; ++i) fmt::print("{}\n", entry_text(d, i, slots.size(), slots));
+  print_out("{}: {} OTA slot(s){}, factory: {}, rollback: {}\n", a.file, slots.size(),
+            names.empty() ? "" : " (" + names + ")", t->factory() ? t->factory()->name : "none",
+            a.rollback ? "on" : "off");
+  for (size_t i = 0; i < 2; ++i) print_out("{}\n", entry_text(d, i, slots.size(), slots));
   for (const auto& w : s.writes) {
-    fmt::print("bootloader rewrites entry {}: state {}\n", w.sector, ota_state_name(w.entry.ota_state));
+    print_out("bootloader rewrites entry {}: state {}\n", w.sector, ota_state_name(w.entry.ota_state));
   }
-  if (!s.log.empty()) fmt::print("bootloader log: {} boot: {}\n", log_level, log_text);
+  if (!s.log.empty()) print_out("bootloader log: {} boot: {}\n", log_level, log_text);
   if (boot) {
-    fmt::print("boot: {} at 0x{:x} ({})\n", boot->name, boot->offset, s.reason);
+    print_out("boot: {} at 0x{:x} ({})\n", boot->name, boot->offset, s.reason);
   } else {
-    fmt::print("boot: none: no bootable app partition in the table ({})\n", s.reason);
+    print_out("boot: none: no bootable app partition in the table ({})\n", s.reason);
   }
   set_exit_code(kExitOk);
 }
@@ -270,7 +271,7 @@ void run_switch(const OtadataArgs& a) {
   o.has_factory = t->factory() != nullptr;
   const PartitionEntry* boot =
       boot_partition_for(*t, select_boot_slot(*parse_otadata(updated), slots.size(), o));
-  fmt::print("{}: {}; the bootloader will boot {}\n", dest, what, boot ? boot->name : "nothing");
+  print_out("{}: {}; the bootloader will boot {}\n", dest, what, boot ? boot->name : "nothing");
   set_exit_code(kExitOk);
 }
 

@@ -7,6 +7,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "core/numbers.h"
@@ -95,7 +96,7 @@ PartitionToolOptions tool_options(const PartArgs& a, bool* usage_error) {
   }
   o.warn = [](const std::string& w) {
     std::fflush(stdout);
-    fmt::print(stderr, "ota32: {}\n", w);
+    fmt::print(stderr, "ota32: {}\n", escape_control(w));
   };
   if (!a.quiet) o.status = [](const std::string& s) { fmt::print(stderr, "{}\n", s); };
   return o;
@@ -109,7 +110,7 @@ std::optional<LoadedPartitionTable> load(const PartArgs& a, PartitionToolOptions
     set_exit_code(kExitUsage);
     return std::nullopt;
   }
-  auto bytes = read_file(a.input);
+  auto bytes = read_partition_table_input(a.input);
   if (!bytes) {
     set_exit_code(fail(bytes.error()));
     return std::nullopt;
@@ -124,9 +125,8 @@ std::optional<LoadedPartitionTable> load(const PartArgs& a, PartitionToolOptions
 
 int write_output(const std::string& path, ByteView data) {
   if (path.empty() || path == "-") {
-    std::fwrite(data.data(), 1, data.size(), stdout);
-    std::fflush(stdout);
-    return kExitOk;
+    out(as_chars(data));
+    return kExitOk;  // a failed write to stdout is reported, and the exit code set, by finish_output()
   }
   std::error_code ec;
   auto dir = std::filesystem::path(path).parent_path();
@@ -196,14 +196,14 @@ void run_info(const PartArgs& a) {
     j["otadata"] = ota ? nlohmann::json(ota->name) : nlohmann::json(nullptr);
     j["ota_slots"] = nlohmann::json::array();
     for (const auto* e : ota_apps) j["ota_slots"].push_back(e->name);
-    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    print_out("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return set_exit_code(kExitOk);
   }
-  fmt::print("{}: {} partition table, {} partitions, table at 0x{:x}, MD5 {}\n", a.input,
-             t->from_binary ? "binary" : "CSV", table.entries.size(), o.csv.table_offset,
-             md5_hex.empty() ? "(table too long)" : md5_hex);
+  print_out("{}: {} partition table, {} partitions, table at 0x{:x}, MD5 {}\n", a.input,
+            t->from_binary ? "binary" : "CSV", table.entries.size(), o.csv.table_offset,
+            md5_hex.empty() ? "(table too long)" : md5_hex);
   // The bootloader's listing (bootloader_utility_load_partition_table), plus flags.
-  fmt::print("## Label            Usage            Ty ST Offset   Length   Flags\n");
+  print_out("## Label            Usage            Ty ST Offset   Length   Flags\n");
   for (size_t i = 0; i < table.entries.size(); ++i) {
     const auto& e = table.entries[i];
     std::string flags = e.encrypted && e.readonly ? "encrypted:readonly"
@@ -214,9 +214,9 @@ void run_info(const PartArgs& a) {
         fmt::format("{:2} {:<16} {:<16} {:02x} {:02x} {:08x} {:08x} {}", i, e.name,
                     partition_usage_name(e.type, e.subtype), e.type, e.subtype, e.offset, e.size, flags);
     while (!row.empty() && row.back() == ' ') row.pop_back();
-    fmt::print("{}\n", row);
+    print_out("{}\n", row);
   }
-  if (ota) fmt::print("otadata: {} at 0x{:x}, {} OTA slot(s)\n", ota->name, ota->offset, ota_apps.size());
+  if (ota) print_out("otadata: {} at 0x{:x}, {} OTA slot(s)\n", ota->name, ota->offset, ota_apps.size());
   set_exit_code(kExitOk);
 }
 

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 
 namespace ota32 {
 
@@ -21,6 +22,17 @@ static Error os_error(const std::filesystem::path& path, std::string_view what, 
 }
 
 Result<Bytes> read_file(const std::filesystem::path& path) {
+  return read_file(path, std::numeric_limits<uint64_t>::max(), {});
+}
+
+static Error too_large(const std::filesystem::path& path, uint64_t size, bool at_least, uint64_t max_size,
+                       std::string_view what) {
+  return Error(ErrorCode::out_of_range,
+               fmt::format("{}: {}{} bytes: larger than {} can be ({} bytes at most)", path.string(),
+                           at_least ? "more than " : "", size, what, max_size));
+}
+
+Result<Bytes> read_file(const std::filesystem::path& path, uint64_t max_size, std::string_view what) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return os_error(path, "cannot open", errno);
   struct stat st {};
@@ -33,8 +45,15 @@ Result<Bytes> read_file(const std::filesystem::path& path) {
     ::close(fd);
     return Error(ErrorCode::invalid_argument, fmt::format("{}: is a directory, not a file", path.string()));
   }
+  // A regular file's size is known: refused before a byte is read. Anything else (a pipe, /dev/zero) is
+  // read in pieces and refused as soon as it passes the limit.
+  const bool regular = S_ISREG(st.st_mode);
+  if (regular && static_cast<uint64_t>(st.st_size) > max_size) {
+    ::close(fd);
+    return too_large(path, static_cast<uint64_t>(st.st_size), false, max_size, what);
+  }
   Bytes out;
-  out.reserve(static_cast<size_t>(st.st_size));
+  if (regular) out.reserve(static_cast<size_t>(st.st_size));
   uint8_t buf[65536];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -45,6 +64,10 @@ Result<Bytes> read_file(const std::filesystem::path& path) {
       return os_error(path, "read failed", e);
     }
     if (n == 0) break;
+    if (static_cast<uint64_t>(n) > max_size - out.size()) {  // a growing file, or not a regular file
+      ::close(fd);
+      return too_large(path, max_size, true, max_size, what);
+    }
     out.insert(out.end(), buf, buf + n);
   }
   ::close(fd);
@@ -82,9 +105,38 @@ int create_temp_beside(const std::filesystem::path& path, std::string& name) {
   return -1;
 }
 
+Result<void> write_all(int fd, const std::filesystem::path& path, ByteView data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return os_error(path, "write failed", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+// A device or FIFO (/dev/stdout, a pipe made with mkfifo): written to, never replaced by a renamed file.
+Result<void> write_in_place(const std::filesystem::path& path, ByteView data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return os_error(path, "cannot open", errno);
+  auto w = write_all(fd, path, data);
+  if (::close(fd) != 0 && w) return os_error(path, "close failed", errno);
+  return w;
+}
+
 }  // namespace
 
 Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
+      return Error(ErrorCode::invalid_argument, fmt::format("{}: is a directory, not a file", path.string()));
+    }
+    return write_in_place(path, data);
+  }
   std::string tmpl;
   int fd = create_temp_beside(path, tmpl);
   // The file is written beside its destination and renamed: a failure here is the destination's directory
@@ -96,14 +148,10 @@ Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data)
     ::unlink(tmpl.c_str());
     return os_error(path, what, e);
   };
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write failed");
-    }
-    done += static_cast<size_t>(n);
+  if (auto w = write_all(fd, path, data); !w) {
+    ::close(fd);
+    ::unlink(tmpl.c_str());
+    return w;
   }
   if (::fsync(fd) != 0) return fail("fsync failed");
   if (::close(fd) != 0) {

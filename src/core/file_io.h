@@ -1,5 +1,6 @@
 // Whole-file reads and atomic writes (temp file in the same directory, fsync, rename): an output file is
-// either the old one, absent, or complete — never half-written.
+// either the old one, absent, or complete — never half-written. A destination that exists and is not a
+// regular file (/dev/stdout, a FIFO) is written in place, every write checked; a directory is refused.
 #pragma once
 
 #include <filesystem>
@@ -11,6 +12,10 @@ namespace ota32 {
 
 // Errors: not_found (no such file), io_error (other OS errors), each naming the path.
 Result<Bytes> read_file(const std::filesystem::path& path);
+// For inputs that have a largest possible size: a regular file larger than `max_size` is refused before a
+// byte is read; anything else (a pipe, /dev/zero) is read in 64 KiB pieces and refused as soon as it passes
+// `max_size`. out_of_range: "FILE: N bytes: larger than <what> can be (<max_size> bytes at most)".
+Result<Bytes> read_file(const std::filesystem::path& path, uint64_t max_size, std::string_view what);
 Result<std::string> read_text_file(const std::filesystem::path& path);
 
 Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data);

@@ -10,6 +10,7 @@
 #include "server/serve_main.h"
 
 int main(int argc, char** argv) {
+  ota32::cli::start_process();
   // `ota32 serve` / `ota32 fw` exec this binary with argv[0] "ota32": --help and usage errors then name the
   // command the user typed ("Usage: ota32 serve ..."), not this executable.
   std::string_view invoked = argc > 0 && argv[0] ? argv[0] : "";
@@ -22,6 +23,6 @@ int main(int argc, char** argv) {
   int code = 0;
   ota32::server::add_serve_command(app, &code);
   ota32::server::register_fw_commands(app, code);
-  if (auto early = ota32::cli::parse_command_line(app, argc, argv)) return *early;
-  return code;
+  if (auto early = ota32::cli::parse_command_line(app, argc, argv)) return ota32::cli::finish_output(*early);
+  return ota32::cli::finish_output(code);
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,16 @@ namespace ota32::testing {
 ProcessResult run_process(const std::filesystem::path& program, const std::vector<std::string>& args,
                           const std::string& input, const std::filesystem::path& cwd,
                           std::chrono::milliseconds timeout) {
+  ProcessOptions o;
+  o.cwd = cwd;
+  o.timeout = timeout;
+  return run_process(program, args, input, o);
+}
+
+ProcessResult run_process(const std::filesystem::path& program, const std::vector<std::string>& args,
+                          const std::string& input, const ProcessOptions& options) {
+  const auto& cwd = options.cwd;
+  const auto timeout = options.timeout;
   ProcessResult r;
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -32,8 +43,25 @@ ProcessResult run_process(const std::filesystem::path& program, const std::vecto
   pid_t pid = fork();
   if (pid == 0) {
     dup2(in[0], 0);
-    dup2(out[1], 1);
     dup2(err[1], 2);
+    using S = ProcessOptions::Stdout;
+    if (options.stdout_to == S::pipe) {
+      dup2(out[1], 1);
+    } else if (options.stdout_to == S::closed) {
+      close(1);
+    } else {
+      int fd = options.stdout_to == S::dev_full
+                   ? open("/dev/full", O_WRONLY)
+                   : open(options.stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) _exit(125);
+      dup2(fd, 1);
+      close(fd);
+    }
+    if (options.file_size_limit >= 0) {
+      rlimit lim{static_cast<rlim_t>(options.file_size_limit), static_cast<rlim_t>(options.file_size_limit)};
+      if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(125);
+    }
+    signal(SIGXFSZ, SIG_DFL);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     execv(argv[0], argv.data());
     _exit(127);
@@ -102,6 +130,10 @@ std::filesystem::path ota32_binary() { return binary_dir() / "src" / "cli" / "ot
 ProcessResult run_ota32(const std::vector<std::string>& args, const std::string& input,
                         const std::filesystem::path& cwd) {
   return run_process(ota32_binary(), args, input, cwd);
+}
+
+ProcessResult run_ota32(const std::vector<std::string>& args, const ProcessOptions& options) {
+  return run_process(ota32_binary(), args, {}, options);
 }
 
 }  // namespace ota32::testing
