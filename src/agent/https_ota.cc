@@ -156,8 +156,11 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
     return cfg.progress->save({cfg.url, slot->offset, writer->written(), total});
   };
   auto give_up = [&](const Error& e) -> Error {
-    // A bad image or a refused update will not get better: forget the partial download.
-    if (!retryable(e) && cfg.progress != nullptr) (void)cfg.progress->clear();
+    // A bad image or a refused update will not get better: forget the partial download. Not after a power
+    // loss: on the chip nothing runs after it, so the progress saved before it is what the next boot resumes.
+    if (!retryable(e) && e.code() != ErrorCode::power_lost && cfg.progress != nullptr) {
+      (void)cfg.progress->clear();
+    }
     return e;
   };
 

@@ -30,9 +30,7 @@ constexpr std::array<Scenario, 6> kScenarios = {Scenario::ota,         Scenario:
                                                 Scenario::write_flash, Scenario::resume};
 
 // The agent's download progress where the chip keeps it (NVS): survives the power cut, written atomically.
-// NVS lives on the same flash, so once its power is lost nothing more is stored: the code that runs on
-// after a simulated cut (the agent forgets a download that failed with a non-retryable error) must not
-// change what the next boot finds.
+// NVS lives on the same flash, so once its power is lost nothing more is stored.
 class MemProgressStore final : public agent::ProgressStore {
  public:
   std::optional<agent::DownloadProgress> saved;

@@ -5,6 +5,7 @@
 
 #include "agent/https_ota.h"
 #include "core/file_io.h"
+#include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "format/image_make.h"
 #include "ota_test_layout.h"
@@ -193,6 +194,34 @@ TEST_F(HttpsOtaTest, ResumesAfterARebootFromSavedProgress) {
   EXPECT_EQ(range_start(server.requests().back()), 69632);
   EXPECT_EQ(slot0(img.size()), img);
   EXPECT_FALSE(*progress.load());  // cleared after success
+}
+
+// On the chip nothing runs after a power cut: the progress saved before it is what the next boot resumes
+// from, so the agent must not clear it on the way out of a power_lost error.
+TEST_F(HttpsOtaTest, APowerCutKeepsTheSavedProgress) {
+  Bytes img = image("esp32", "2", 200 * 1024);
+  std::string body(as_chars(img));
+  ScriptedServer server([&](const std::string& head, int i) { return ranged_reply(body, head, 0, i); });
+  FileProgressStore progress(dir_.path() / "ota_progress.json");
+  auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
+  c.progress = &progress;
+  uint64_t clean_ops = 0;
+  {
+    MemFlash clean(4u << 20);
+    FaultFlash counting(clean);
+    auto r = https_ota(counting, table_, table_.factory(), c, log_);
+    ASSERT_TRUE(r) << r.error().message();
+    clean_ops = counting.mutations();
+  }
+  ASSERT_FALSE(*progress.load());  // cleared after success
+  FaultFlash cut(flash_);
+  cut.cut_power_at(clean_ops * 3 / 4);  // well past the first save at 64 KiB, before otadata
+  auto r = https_ota(cut, table_, table_.factory(), c, log_);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::power_lost);
+  auto saved = progress.load();
+  ASSERT_TRUE(saved && *saved) << "the progress saved before the cut was cleared";
+  EXPECT_GE((*saved)->written, 64u * 1024);
 }
 
 TEST_F(HttpsOtaTest, ImageForAnotherChipLeavesOtadataAlone) {
