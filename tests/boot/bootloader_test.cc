@@ -4,6 +4,7 @@
 
 #include "boot/app_ota_state.h"
 #include "boot/bootloader.h"
+#include "boot_test_util.h"
 #include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "test_images.h"
@@ -11,26 +12,16 @@
 namespace ota32 {
 namespace {
 
+using testing::has_line;
+using testing::put;
 using testing::seed_bootloader;
 using testing::seed_factory_app;
+using testing::seed_flash;
 using testing::seed_ota_app;
 using testing::seed_partition_table;
+using testing::texts;
 
 const ChipInfo& esp32() { return *find_chip("esp32"); }
-
-// The seed's flash after `idf.py flash`: bootloader, table, blank otadata, factory app.
-std::unique_ptr<MemFlash> seed_flash() {
-  auto f = std::make_unique<MemFlash>(4u << 20);
-  EXPECT_TRUE(f->program(0x1000, seed_bootloader()));
-  EXPECT_TRUE(f->program(0x8000, seed_partition_table()));
-  EXPECT_TRUE(f->program(0x10000, seed_factory_app()));
-  return f;
-}
-
-void put(NorFlash& f, uint32_t addr, const Bytes& data) {
-  ASSERT_TRUE(f.erase(addr, static_cast<uint32_t>((data.size() + 0xFFF) & ~size_t{0xFFF})));
-  ASSERT_TRUE(f.program(addr, data));
-}
 
 void set_entry(NorFlash& f, int i, uint32_t seq, uint32_t state) {
   const auto e = make_ota_entry(seq, state);
@@ -50,18 +41,6 @@ std::unique_ptr<MemFlash> two_slot_flash(uint32_t state) {
   set_entry(*f, 0, 1, kOtaStateValid);
   set_entry(*f, 1, 2, state);
   return f;
-}
-
-// "tag: text" of every line (timestamps are hardware-dependent).
-std::vector<std::string> texts(const BootResult& r) {
-  std::vector<std::string> out;
-  for (const auto& l : r.log) out.push_back(std::string(1, l.level) + " " + l.tag + ": " + l.text);
-  return out;
-}
-
-bool has_line(const BootResult& r, const std::string& line) {
-  auto t = texts(r);
-  return std::find(t.begin(), t.end(), line) != t.end();
 }
 
 BootResult boot(Flash& f, BootConfig cfg = {}, BootEfuse efuse = {100, 0, 32}) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "boot/bootloader.h"
+#include "boot_test_util.h"
 #include "flash/nor_flash.h"
 #include "format/secure_boot_v2_crypto.h"
 #include "sign/host_signer.h"
@@ -13,10 +14,14 @@
 namespace ota32 {
 namespace {
 
+using testing::has_line;
+using testing::put;
 using testing::seed_bootloader;
 using testing::seed_factory_app;
+using testing::seed_flash;
 using testing::seed_ota_app;
 using testing::seed_partition_table;
+using testing::texts;
 
 const BlockSigner& key(SigScheme s, int n = 0) {
   static std::map<std::pair<SigScheme, int>, BlockSigner> keys;
@@ -38,36 +43,13 @@ Bytes signed_with(const Bytes& image, const BlockSigner& k) {
   return r->output;
 }
 
-void put(NorFlash& f, uint32_t addr, const Bytes& data) {
-  ASSERT_TRUE(f.erase(addr, static_cast<uint32_t>((data.size() + 0xFFF) & ~size_t{0xFFF})));
-  ASSERT_TRUE(f.program(addr, data));
-}
-
-// Seed layout: factory at 0x10000, ota_0 at 0x110000, ota_1 at 0x210000; no otadata (factory boots first).
-std::unique_ptr<MemFlash> flash_with(const Bytes& factory) {
-  auto f = std::make_unique<MemFlash>(4u << 20);
-  EXPECT_TRUE(f->program(0x1000, seed_bootloader()));
-  EXPECT_TRUE(f->program(0x8000, seed_partition_table()));
-  EXPECT_TRUE(f->program(0x10000, factory));
-  return f;
-}
-
+// seed_flash(): factory at 0x10000, ota_0 at 0x110000, ota_1 at 0x210000; no otadata (factory boots first).
 BootEfuse efuse_trusting(std::initializer_list<const BlockSigner*> keys) {
   BootEfuse e{100, 0, 32};
   e.secure_boot.enabled = true;
   size_t i = 0;
   for (const auto* k : keys) e.secure_boot.key_digests[i++] = key_digest(k->key);
   return e;
-}
-
-std::vector<std::string> texts(const BootResult& r) {
-  std::vector<std::string> out;
-  for (const auto& l : r.log) out.push_back(std::string(1, l.level) + " " + l.tag + ": " + l.text);
-  return out;
-}
-bool has_line(const BootResult& r, const std::string& line) {
-  auto t = texts(r);
-  return std::find(t.begin(), t.end(), line) != t.end();
 }
 
 BootResult boot(Flash& f, const BootEfuse& e) {
@@ -78,7 +60,7 @@ BootResult boot(Flash& f, const BootEfuse& e) {
 
 TEST(SecureBoot, SignedAppBootsWithItsKeyDigestBurned) {
   const auto& k = key(SigScheme::rsa3072);
-  auto f = flash_with(signed_with(seed_factory_app(), k));
+  auto f = seed_flash(signed_with(seed_factory_app(), k));
   auto r = boot(*f, efuse_trusting({&k}));
   ASSERT_TRUE(r.app) << r.failure;
   EXPECT_EQ(r.app->index, kFactoryIndex);
@@ -91,7 +73,7 @@ TEST(SecureBoot, SignedAppBootsWithItsKeyDigestBurned) {
 }
 
 TEST(SecureBoot, OffMeansUnsignedAppsBootUnchecked) {
-  auto f = flash_with(seed_factory_app());
+  auto f = seed_flash(seed_factory_app());
   BootEfuse e{100, 0, 32};
   auto r = boot(*f, e);
   ASSERT_TRUE(r.app);
@@ -101,7 +83,7 @@ TEST(SecureBoot, OffMeansUnsignedAppsBootUnchecked) {
 TEST(SecureBoot, WrongKeyAndUnsignedSlotsFallBackToTheSignedOne) {
   const auto& k = key(SigScheme::rsa3072);
   const auto& other = key(SigScheme::rsa3072, 1);
-  auto f = flash_with(signed_with(seed_factory_app(), other));  // signed by an untrusted key
+  auto f = seed_flash(signed_with(seed_factory_app(), other));  // signed by an untrusted key
   put(*f, 0x110000, seed_ota_app("2"));                         // not signed at all
   put(*f, 0x210000, signed_with(seed_ota_app("3"), k));
   auto r = boot(*f, efuse_trusting({&k}));
@@ -118,7 +100,7 @@ TEST(SecureBoot, WrongKeyAndUnsignedSlotsFallBackToTheSignedOne) {
 TEST(SecureBoot, RevokedKeyAndOtherSchemeRefuseToBoot) {
   const auto& k = key(SigScheme::rsa3072);
   const auto& k2 = key(SigScheme::rsa3072, 1);
-  auto f = flash_with(signed_with(seed_factory_app(), k));
+  auto f = seed_flash(signed_with(seed_factory_app(), k));
   put(*f, 0x110000, signed_with(seed_ota_app("2"), key(SigScheme::ecdsa256)));
   BootEfuse e = efuse_trusting({&k, &k2});
   e.secure_boot.revoked[0] = true;
@@ -136,7 +118,7 @@ TEST(SecureBoot, RevokedKeyAndOtherSchemeRefuseToBoot) {
 TEST(SecureBoot, NoDigestBurnedAndTamperedCode) {
   const auto& k = key(SigScheme::rsa3072);
   Bytes app = signed_with(seed_factory_app(), k);
-  auto f = flash_with(app);
+  auto f = seed_flash(app);
   BootEfuse none{100, 0, 32};
   none.secure_boot.enabled = true;
   auto r = boot(*f, none);
