@@ -9,7 +9,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "core/file_io.h"
+#include "cli/inputs.h"
 #include "device/virtual_device.h"
 #include "format/secure_boot_v2.h"
 #include "format/secure_boot_v2_crypto.h"
@@ -19,7 +19,7 @@ namespace {
 
 // A PEM key (private or public), or the raw 32-byte digest `ota32 sign digest` writes.
 Result<Sha256Digest> digest_of_key_file(const std::string& path) {
-  OTA32_ASSIGN(Bytes data, read_file(path));
+  OTA32_ASSIGN(Bytes data, read_input(path, kKeyInput));
   Sha256Digest d{};
   if (data.size() == d.size() && as_chars(data).find("-----BEGIN") == std::string_view::npos) {
     std::copy(data.begin(), data.end(), d.begin());

@@ -7,10 +7,6 @@
 
 namespace ota32::cli {
 
-Result<Bytes> read_input(const std::string& path, const InputLimit& limit) {
-  return read_file(path, limit.max_size, limit.what);
-}
-
 Result<Bytes> read_partition_table_input(const std::string& path) {
   OTA32_ASSIGN(Bytes b, read_file(path, 1u << 20, "a partition table (CSV or binary)"));
   if (b.size() > kPartitionTableMaxLength && b[0] == 0xAA && b[1] == 0x50) {

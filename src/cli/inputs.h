@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/bytes.h"
+#include "core/file_io.h"
 
 namespace ota32::cli {
 
@@ -23,8 +24,12 @@ inline constexpr InputLimit kImageInput{128ull << 20, "an image for the largest 
 // ESP-IDF app's.
 inline constexpr InputLimit kElfInput{512ull << 20, "an ELF file ota32 converts"};
 inline constexpr InputLimit kPemInput{1ull << 20, "a PEM certificate file"};
+// A signing or verification key (PEM), or the raw 32-byte eFuse digest of one.
+inline constexpr InputLimit kKeyInput{1ull << 20, "a key or key digest file"};
 
-Result<Bytes> read_input(const std::string& path, const InputLimit& limit);
+inline Result<Bytes> read_input(const std::string& path, const InputLimit& limit) {
+  return read_file(path, limit.max_size, limit.what);
+}
 
 // A partition table, CSV or binary (detected by content as gen_esp32part does): a CSV is at most 1 MiB
 // (95 rows and any comments), a binary table (starts with AA 50) at most 0xC00 bytes, the table's area in

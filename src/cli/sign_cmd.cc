@@ -10,6 +10,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "format/secure_boot_v2.h"
 #include "format/secure_boot_v2_crypto.h"
@@ -20,7 +21,7 @@ namespace {
 constexpr const char* kSignBinary = "ota32-sign";
 
 Result<SbPublicKey> read_key(const std::string& path) {
-  OTA32_ASSIGN(Bytes pem, read_file(path));
+  OTA32_ASSIGN(Bytes pem, read_input(path, kKeyInput));
   auto key = sb_public_key_from_pem(pem);
   if (!key) return key.error().with_context(path);
   return key;
@@ -68,7 +69,7 @@ struct VerifyArgs {
 int run_verify(const VerifyArgs& a) {
   auto key = read_key(a.key);
   if (!key) return fail(key.error());
-  auto data = read_file(a.file);
+  auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
   auto report = verify_signed_image(*data, *key);
   if (!report) return fail(report.error().with_context(a.file));
@@ -125,7 +126,7 @@ struct InfoArgs {
 };
 
 int run_info(const InfoArgs& a) {
-  auto data = read_file(a.file);
+  auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
   auto view = split_signed_image(*data);
   if (!view) return fail(view.error().with_context(a.file));

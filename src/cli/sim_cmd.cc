@@ -8,7 +8,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "core/file_io.h"
+#include "cli/inputs.h"
 #include "device/virtual_device.h"
 #include "sim/powercut_sweep.h"
 
@@ -54,7 +54,7 @@ void add_powercut_sweep(CLI::App& device) {
     if (!torn) return set_exit_code(fail(torn.error().with_context("--torn")));
     auto dev = VirtualDevice::open(opts->dir);
     if (!dev) return set_exit_code(fail(dev.error()));
-    auto image = read_file(opts->image);
+    auto image = read_input(opts->image, kImageInput);
     if (!image) return set_exit_code(fail(image.error()));
     sim::DeviceState state{(*dev)->config(), (*dev)->efuse(), (*dev)->snapshot(), std::nullopt};
     sim::SweepOptions o;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/cli_util.h"
+#include "cli/inputs.h"
 #include "core/file_io.h"
 #include "format/secure_boot_v2.h"
 #include "sign/host_signer.h"
@@ -20,6 +21,9 @@ namespace {
 using namespace ota32;
 using ota32::cli::fail;
 using ota32::cli::kExitOk;
+using ota32::cli::kImageInput;
+using ota32::cli::kKeyInput;
+using ota32::cli::read_input;
 
 namespace fs = std::filesystem;
 
@@ -77,22 +81,22 @@ int run_sign(const SignArgs& a) {
     return cli::usage_error("ota32 sign sign", "give either --key (up to 3) or --pub-key with --signature");
   std::vector<BlockSigner> signers;
   for (const auto& k : a.keys) {
-    auto pem = read_file(k);
+    auto pem = read_input(k, kKeyInput);
     if (!pem) return fail(pem.error());
     auto s = load_signing_key(*pem);
     if (!s) return fail(s.error().with_context(k));
     signers.push_back(std::move(*s));
   }
   for (size_t i = 0; i < a.pub_keys.size(); ++i) {
-    auto pem = read_file(a.pub_keys[i]);
+    auto pem = read_input(a.pub_keys[i], kKeyInput);
     if (!pem) return fail(pem.error());
-    auto sig = read_file(a.signatures[i]);
+    auto sig = read_input(a.signatures[i], kKeyInput);
     if (!sig) return fail(sig.error());
     auto s = precomputed_signer(*pem, std::move(*sig));
     if (!s) return fail(s.error().with_context(a.signatures[i]));
     signers.push_back(std::move(*s));
   }
-  auto input = read_file(a.in);
+  auto input = read_input(a.in, kImageInput);
   if (!input) return fail(input.error());
   SignRequest req{.append = a.append, .precomputed = !a.pub_keys.empty()};
   auto r = sign_image(*input, signers, req);
@@ -126,7 +130,7 @@ struct PubkeyArgs {
 };
 
 int run_pubkey(const PubkeyArgs& a) {
-  auto pem = read_file(a.key);
+  auto pem = read_input(a.key, kKeyInput);
   if (!pem) return fail(pem.error());
   auto pub = public_key_pem(*pem);
   if (!pub) return fail(pub.error().with_context(a.key));

@@ -40,6 +40,9 @@ TEST(CliInput, OversizedRegularFilesAreRefusedBeforeReading) {
       "ota32: " + big +
       ": 3221225472 bytes: larger than an image for the largest flash (128MB) can be "
       "(134217728 bytes at most)\n";
+  const std::string key_err = "ota32: " + big +
+                              ": 3221225472 bytes: larger than a key or key digest file can be "
+                              "(1048576 bytes at most)\n";
   ASSERT_TRUE(write_file_atomic(tmp / "t.csv", std::string(kCsv)));
   ASSERT_TRUE(write_file_atomic(tmp / "ota.bin", std::string(8192, '\xff')));
   struct Case {
@@ -58,6 +61,10 @@ TEST(CliInput, OversizedRegularFilesAreRefusedBeforeReading) {
       {{"image", "elf2image", big, "--chip", "esp32", "-o", (tmp / "out.bin").string()},
        "ota32: " + big +
            ": 3221225472 bytes: larger than an ELF file ota32 converts can be (536870912 bytes at most)\n"},
+      {{"sign", "info", big}, image_err},
+      {{"sign", "digest", big, "-o", (tmp / "out.bin").string()}, key_err},
+      {{"sign", "verify", "--key", big, (tmp / "ota.bin").string()}, key_err},
+      {{"sign", "sign", "--key", big, (tmp / "ota.bin").string(), "-o", (tmp / "out.bin").string()}, key_err},
   };
   for (const auto& c : cases) {
     auto r = run_ota32(c.args);
@@ -80,6 +87,20 @@ TEST(CliInput, FileToFlashLargerThanTheLargestFlash) {
   EXPECT_EQ(r.err, "ota32: " + big +
                        ": 134217729 bytes: larger than an image for the largest flash (128MB) can be "
                        "(134217728 bytes at most)\n");
+  EXPECT_EQ(read_file(tmp / "dev" / "flash.bin").value(), before.value());
+  r = run_ota32({"device", "powercut-sweep", (tmp / "dev").string(), "--image", big});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "ota32: " + big +
+                       ": 134217729 bytes: larger than an image for the largest flash (128MB) can be "
+                       "(134217728 bytes at most)\n");
+  auto efuse = read_file(tmp / "dev" / "efuse.json");
+  make_sparse(big, (1ull << 20) + 1);
+  r = run_ota32({"device", "efuse", (tmp / "dev").string(), "burn-key-digest", big});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "ota32: " + big +
+                ": 1048577 bytes: larger than a key or key digest file can be (1048576 bytes at most)\n");
+  EXPECT_EQ(read_file(tmp / "dev" / "efuse.json").value(), efuse.value());
   EXPECT_EQ(read_file(tmp / "dev" / "flash.bin").value(), before.value());
 }
 
