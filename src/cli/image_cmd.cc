@@ -340,6 +340,12 @@ void register_image(CLI::App& app) {
                  "MMU page size: 64KB, 32KB, 16KB, 8KB (C2, C5, C6, C61, H2)");
   ce->add_flag("--use-segments,--use_segments", ea->opt.use_segments,
                "Use ELF program headers, not sections");
+  ce->add_flag("--ram-only-header,--ram_only_header", ea->opt.ram_only_header,
+               "Only RAM segments in the header and checksum, flash segments after them, no SHA-256 "
+               "(an image the ROM loads directly)");
+  ce->add_option("--version,-e", ea->opt.version,
+                 "ESP8266 image format 1, 2 or 3 (default 1); ignored for ESP32-family chips, as by esptool")
+      ->check(CLI::IsMember({1, 2, 3}));
   ce->callback([ea] { set_exit_code(run_elf2image(*ea)); });
 }
 

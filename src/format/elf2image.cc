@@ -41,6 +41,9 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   std::vector<std::string> scratch;
   std::vector<std::string>& con = console_so_far ? *console_so_far : scratch;
   if (opt.chip == nullptr) return fatal("elf2image: no chip given");
+  if (opt.version < 1 || opt.version > 3) {
+    return fatal(fmt::format("--version: '{}' is not one of 1, 2, 3", opt.version));
+  }
   const ChipInfo& chip = *opt.chip;
 
   OTA32_ASSIGN(ElfFile elf, parse_elf(elf_bytes, elf_path));
@@ -138,11 +141,16 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   lo.min_rev = opt.min_rev;
   lo.min_rev_full = opt.min_rev_full;
   lo.max_rev_full = opt.max_rev_full;
-  lo.append_digest = opt.append_digest;
+  lo.append_digest = opt.append_digest && !opt.ram_only_header;
+  lo.ram_only_header = opt.ram_only_header;
   lo.secure_pad = opt.secure_pad_v2 ? LayoutOptions::SecurePad::v2
                   : opt.secure_pad  ? LayoutOptions::SecurePad::v1
                                     : LayoutOptions::SecurePad::none;
 
+  if (opt.ram_only_header) {
+    con.push_back(
+        "Image has only RAM segments visible. ROM segments are hidden and SHA256 digest is not appended.");
+  }
   lo.on_merged = [&con](unsigned n) {
     if (n == 1) con.push_back("Merged 1 ELF section");
     if (n > 1) con.push_back(fmt::format("Merged {} ELF sections", n));

@@ -25,6 +25,12 @@ struct Elf2ImageOptions {
   std::string pad_to_size;          // "4KB", "1MB"; empty: none
   std::string flash_mmu_page_size;  // "64KB", "32KB", "16KB", "8KB"; empty: default
   bool use_segments = false;        // program headers instead of sections
+  // --ram-only-header (§8.7): only the RAM segments in the header count and checksum, the flash segments
+  // after them; no SHA-256 is appended whatever append_digest says (esptool v4.8.1 clears it).
+  bool ram_only_header = false;
+  // --version 1|2|3 picks esptool's ESP8266 image format (v3 = the ESP8266 RTOS SDK v3 layout); esptool
+  // v4.8.1 ignores it for every ESP32-family chip, and so do we.
+  int version = 1;
 };
 
 struct Elf2ImageResult {

@@ -49,6 +49,53 @@ struct Writer {
   }
 };
 
+// esptool v4.8.1's BOOTLOADER_FLASH_OFFSET, which --ram-only-header subtracts from each flash padding: ESP32
+// and ESP32-S2 0x1000, ESP32-P4 0x2000, every other chip 0 (v4.8.1's ESP32-C5 still inherits 0 from the C6).
+uint32_t esptool_bootloader_offset(const ChipInfo& chip) {
+  switch (chip.chip_id) {
+    case 0x0000:
+    case 0x0002:
+      return 0x1000;
+    case 0x0012:
+      return 0x2000;
+    default:
+      return 0;
+  }
+}
+
+// The §8.5 step 4 padding in front of a flash item at `addr` when the file is `pos` bytes long.
+int64_t flash_alignment_padding(uint32_t addr, size_t pos, uint32_t A) {
+  int64_t align_past = int64_t{addr % A} - int64_t{kSegmentHeaderSize};
+  int64_t pad = int64_t{A} - int64_t(pos % A) + align_past;
+  if (pad == 0 || pad == int64_t{A}) return 0;
+  pad -= int64_t{kSegmentHeaderSize};
+  if (pad < 0) pad += A;
+  return pad;
+}
+
+uint8_t segment_checksum(ByteView image, size_t from, size_t to) {
+  uint8_t checksum = kChecksumSeed;
+  for (size_t pos = from; pos < to;) {
+    uint32_t len = load_le32(&image[pos + 4]);
+    for (size_t i = 0; i < len; ++i) checksum ^= image[pos + 8 + i];
+    pos += 8 + len;
+  }
+  return checksum;
+}
+
+void append_checksum(Bytes& out, uint8_t checksum) {
+  out.resize(out.size() + (15 - out.size() % 16), 0);
+  out.push_back(checksum);
+}
+
+// ESP32 only: old bootloaders did not map a last page holding < 0x24 bytes of a flash segment, so esptool
+// extends the segment written at file position `pos` (always with the 64 KiB page).
+void esp32_map_workaround(const ChipInfo& chip, size_t pos, Bytes& data) {
+  if (chip.chip_id != 0) return;
+  uint32_t rem = static_cast<uint32_t>((pos + kSegmentHeaderSize + data.size()) % 0x10000);
+  if (rem < kEsp32MapWorkaroundTail) data.resize(data.size() + (kEsp32MapWorkaroundTail - rem), 0);
+}
+
 bool same_types(const ChipInfo& chip, uint32_t a, uint32_t b) {
   for (const auto& r : chip.memory_map) {
     if ((a >= r.start && a < r.end) != (b >= r.start && b < r.end)) return false;
@@ -62,6 +109,10 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
                                   const LayoutOptions& opt) {
   LayoutResult res;
   for (auto& it : items) it.data.resize((it.data.size() + 3) & ~size_t{3}, 0);
+  if (opt.ram_only_header) {  // esptool sorts by address before merging only in this mode
+    std::stable_sort(items.begin(), items.end(),
+                     [](const ImageItem& a, const ImageItem& b) { return a.addr < b.addr; });
+  }
 
   // Merge backwards: item i joins i-1 when contiguous, same memory types and same flag bit 2 (v4.8.x).
   if (!items.empty()) {
@@ -118,16 +169,24 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
   Writer w;
   w.opt = &opt;
   w.out.resize(kImageHeaderSize);
-  while (!flash.empty()) {
-    ImageItem& s = flash.front();
-    int64_t align_past = int64_t{s.addr % A} - int64_t{kSegmentHeaderSize};
-    int64_t pad = int64_t{A} - int64_t(w.out.size() % A) + align_past;
-    if (pad == 0 || pad == int64_t{A}) {
-      pad = 0;
-    } else {
-      pad -= int64_t{kSegmentHeaderSize};
-      if (pad < 0) pad += A;
+  unsigned header_segments = 0;
+  if (opt.ram_only_header) {
+    for (auto& r : ram) OTA32_TRY(w.segment(r.addr, std::move(r.data)));
+    header_segments = w.segments;
+    append_checksum(w.out, segment_checksum(w.out, kImageHeaderSize, w.out.size()));
+    const int64_t offset = esptool_bootloader_offset(chip);
+    for (auto it = flash.rbegin(); it != flash.rend(); ++it) {
+      int64_t pad = flash_alignment_padding(it->addr, w.out.size(), A);
+      if (pad < offset - int64_t{kSegmentHeaderSize}) pad += A;
+      pad -= offset;
+      OTA32_TRY(w.segment(0, Bytes(static_cast<size_t>(pad), 0)));
+      esp32_map_workaround(chip, w.out.size(), it->data);
+      OTA32_TRY(w.segment(it->addr, std::move(it->data)));
     }
+  }
+  while (!opt.ram_only_header && !flash.empty()) {
+    ImageItem& s = flash.front();
+    int64_t pad = flash_alignment_padding(s.addr, w.out.size(), A);
     if (pad > 0) {
       if (!ram.empty() && pad > int64_t{kSegmentHeaderSize}) {
         ImageItem& r = ram.front();
@@ -143,14 +202,13 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
       }
       continue;
     }
-    if (chip.chip_id == 0) {  // ESP32 only: old bootloaders did not map a page holding < 0x24 bytes
-      uint32_t rem = static_cast<uint32_t>((w.out.size() + kSegmentHeaderSize + s.data.size()) % 0x10000);
-      if (rem < kEsp32MapWorkaroundTail) s.data.resize(s.data.size() + (kEsp32MapWorkaroundTail - rem), 0);
-    }
+    esp32_map_workaround(chip, w.out.size(), s.data);
     OTA32_TRY(w.segment(s.addr, std::move(s.data)));
     flash.pop_front();
   }
-  for (auto& r : ram) OTA32_TRY(w.segment(r.addr, std::move(r.data)));
+  if (!opt.ram_only_header) {
+    for (auto& r : ram) OTA32_TRY(w.segment(r.addr, std::move(r.data)));
+  }
 
   LayoutOptions::SecurePad sp = opt.secure_pad;
   if (sp == LayoutOptions::SecurePad::v1 && chip.chip_id != 0) sp = LayoutOptions::SecurePad::none;
@@ -165,18 +223,14 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
     OTA32_TRY(w.segment(0, Bytes(static_cast<size_t>(pad), 0)));
   }
 
-  // Checksum over the segment data: re-walk what was written.
-  uint8_t checksum = kChecksumSeed;
-  for (size_t pos = kImageHeaderSize; pos < w.out.size();) {
-    uint32_t len = load_le32(&w.out[pos + 4]);
-    for (size_t i = 0; i < len; ++i) checksum ^= w.out[pos + 8 + i];
-    pos += 8 + len;
+  // Checksum over the segment data: re-walk what was written (with --ram-only-header it is already there).
+  if (!opt.ram_only_header) {
+    append_checksum(w.out, segment_checksum(w.out, kImageHeaderSize, w.out.size()));
+    header_segments = w.segments;
   }
-  w.out.resize(w.out.size() + (15 - w.out.size() % 16), 0);
-  w.out.push_back(checksum);
 
   ImageHeader h;
-  h.segment_count = static_cast<uint8_t>(w.segments);
+  h.segment_count = static_cast<uint8_t>(header_segments);
   h.spi_mode = opt.flash_mode;
   h.spi_speed_size = opt.flash_speed_size;
   h.entry_addr = opt.entry;

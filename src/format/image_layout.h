@@ -33,6 +33,10 @@ struct LayoutOptions {
   enum class SecurePad { none, v1, v2 } secure_pad = SecurePad::none;
   uint32_t pad_to_size = 0;          // 0: none
   uint32_t mmu_page_size = 0x10000;  // "A" (only C2/C5/C6/C61/H2 may change it)
+  // esptool's --ram-only-header (§8.7): the header counts and the checksum covers only the RAM segments,
+  // which come first, never split; each flash item follows behind a padding segment, in reverse order,
+  // placed for a write at the chip's bootloader offset. The caller also clears append_digest.
+  bool ram_only_header = false;
   // With elf_sha256_offset != 0, elf_sha256 is written into the segment data at that file offset.
   uint32_t elf_sha256_offset = 0;
   Sha256Digest elf_sha256{};

@@ -86,5 +86,26 @@ TEST(ImageCli, Elf2ImageMatchesEsptool) {
   EXPECT_FALSE(std::filesystem::exists(dir / "x.bin"));
 }
 
+TEST(ImageCli, Elf2ImageRamOnlyHeaderAndVersion) {
+  OTA32_REQUIRE_TESTDATA();
+  TempDir dir;
+  auto elf = (testdata_dir() / "elf" / "esp32-app-template.elf").string();
+  auto plain = (dir / "plain.bin").string(), v3 = (dir / "v3.bin").string(), ram = (dir / "ram.bin").string();
+  ASSERT_EQ(run_ota32({"image", "elf2image", elf, "-o", plain, "--chip", "esp32"}).exit_code, 0);
+  // --version / -e only matters for ESP8266 images (esptool v4.8.1): same bytes for an ESP32.
+  auto r = run_ota32({"image", "elf2image", elf, "-o", v3, "--chip", "esp32", "-e", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*read_file(v3), *read_file(plain));
+  r = run_ota32({"image", "elf2image", elf, "-o", v3, "--chip", "esp32", "--version", "4"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_ota32({"image", "elf2image", elf, "-o", ram, "--chip", "esp32", "--ram-only-header"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Creating esp32 image...\nImage has only RAM segments visible. ROM segments "
+                               "are hidden and SHA256 digest is not appended.\n"));
+  auto img = *read_file(ram);
+  EXPECT_EQ(img[0x17], 0);                     // no SHA-256
+  EXPECT_LT(img[1], read_file(plain)->at(1));  // the header counts only the RAM segments
+}
+
 }  // namespace
 }  // namespace ota32::testing

@@ -208,5 +208,120 @@ TEST(Elf2Image, BadElfsGiveOneClearError) {
   }
 }
 
+// One segment header of a raw image: (load address, length) at file offset `at`.
+std::pair<uint32_t, uint32_t> seg_at(const Bytes& img, size_t at) {
+  return {load_le32(&img[at]), load_le32(&img[at + 4])};
+}
+
+// spec/esp-app-image.md §10.1 (checked by running esptool v4.8.1 elf2image --ram-only-header): RAM items
+// first and counted in byte 1, checksum after them, then each flash item in reverse order behind a padding
+// segment placed for a write at 0x1000, no SHA-256.
+TEST(Elf2Image, RamOnlyHeaderLayoutOnEsp32) {
+  Bytes elf = make_elf(esp32_sections());
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32");
+  o.ram_only_header = true;
+  auto r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_THAT(r->console,
+              ::testing::ElementsAre(
+                  "Creating esp32 image...",
+                  "Image has only RAM segments visible. ROM segments are hidden and SHA256 digest is not "
+                  "appended.",
+                  "Merged 2 ELF sections", "Successfully created esp32 image."));
+  const Bytes& img = r->image;
+  ASSERT_EQ(img.size(), 0x1F160u);
+  EXPECT_EQ(img[0], 0xE9);
+  EXPECT_EQ(img[1], 2);     // only the RAM segments
+  EXPECT_EQ(img[0x17], 0);  // hash_appended = 0
+  EXPECT_EQ(seg_at(img, 0x18), std::pair(0x3FFB0000u, 0x30u));
+  EXPECT_EQ(seg_at(img, 0x50), std::pair(0x40080000u, 0x1400u));
+  EXPECT_EQ(img[0x145F], 0xEF);  // 0xEF xor the RAM data (each byte value an even number of times)
+  EXPECT_EQ(seg_at(img, 0x1460), std::pair(0u, 0xDBB0u));
+  EXPECT_EQ(seg_at(img, 0xF018), std::pair(0x400D0020u, 0x200u));
+  EXPECT_EQ(seg_at(img, 0xF220), std::pair(0u, 0xFDF0u));
+  EXPECT_EQ(seg_at(img, 0x1F018), std::pair(0x3F400020u, 0x140u));
+  // The ROM loader reads it as a 2-segment image with a valid checksum.
+  auto parsed = parse_image(img);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->segments.size(), 2u);
+  EXPECT_EQ(parsed->stored_checksum, parsed->calculated_checksum);
+
+  // esptool clears append_digest in this mode, so a secure pad is refused as for --dont-append-digest.
+  o.secure_pad_v2 = true;
+  auto bad = elf2image(elf, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(),
+            "secure_pad only applies if a SHA-256 digest is also appended to the image");
+  // The ELF SHA-256 offset is checked against every segment written, here the IRAM one at 0x50.
+  o.secure_pad_v2 = false;
+  o.elf_sha256_offset = 0xb0;
+  bad = elf2image(elf, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(),
+            "Contents of segment at SHA256 digest offset 0xb0 are not all zero. Refusing to overwrite.");
+}
+
+// esptool's own assertion for every flash item in this layout: (header offset + 8 + BOOTLOADER_FLASH_OFFSET)
+// % page == load address % page; v4.8.1's offsets are 0 (ESP32-C3, ESP32-C5) and 0x2000 (ESP32-P4).
+TEST(Elf2Image, RamOnlyHeaderFlashItemsLandOnTheirPageOffset) {
+  Bytes desc(0x100, 0);
+  store_le32(desc.data(), kAppDescMagic);
+  struct Case {
+    const char* chip;
+    uint32_t drom, dram, iram, irom, offset;
+  };
+  for (const Case& c : {Case{"esp32c3", 0x3C000020, 0x3FC88000, 0x40380000, 0x42010020, 0},
+                        Case{"esp32c5", 0x42800020, 0x40810000, 0x40800000, 0x42000020, 0},
+                        Case{"esp32p4", 0x40000020, 0x4FF10000, 0x4FF00000, 0x40010020, 0x2000}}) {
+    SCOPED_TRACE(c.chip);
+    Bytes elf = make_elf({{".flash.appdesc", 1, 2, c.drom, desc},
+                          {".dram0.data", 1, 3, c.dram, Bytes(0x30, 0x33)},
+                          {".iram0.text", 1, 6, c.iram, Bytes(0x800, 0x55)},
+                          {".flash.text", 1, 6, c.irom, Bytes(0x300, 0x66)}});
+    Elf2ImageOptions o;
+    o.chip = find_chip(c.chip);
+    o.ram_only_header = true;
+    auto r = elf2image(elf, "app.elf", o);
+    ASSERT_TRUE(r) << r.error().message();
+    const Bytes& img = r->image;
+    EXPECT_EQ(img[1], 2);
+    // Walk: 2 RAM segments, the checksum, then (padding, flash item) pairs; the later address comes first.
+    size_t pos = 0x18;
+    for (int i = 0; i < 2; ++i) pos += 8 + seg_at(img, pos).second;
+    pos = (pos | 15) + 1;
+    std::vector<uint32_t> flash_addrs;
+    while (pos < img.size()) {
+      ASSERT_EQ(seg_at(img, pos).first, 0u) << "padding at " << pos;
+      pos += 8 + seg_at(img, pos).second;
+      auto [addr, len] = seg_at(img, pos);
+      EXPECT_EQ((pos + 8 + c.offset) % 0x10000, addr % 0x10000) << std::hex << addr;
+      flash_addrs.push_back(addr);
+      pos += 8 + len;
+    }
+    EXPECT_EQ(pos, img.size());
+    EXPECT_THAT(flash_addrs, ::testing::UnorderedElementsAre(c.drom, c.irom));
+  }
+}
+
+// esptool v4.8.1 elf2image reads --version only for ESP8266 images; for an ESP32-family chip the bytes do
+// not change.
+TEST(Elf2Image, VersionIsIgnoredForEsp32FamilyChips) {
+  Bytes elf = make_elf(esp32_sections());
+  Elf2ImageOptions o;
+  o.chip = find_chip("esp32");
+  auto base = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(base);
+  for (int v : {1, 2, 3}) {
+    o.version = v;
+    auto r = elf2image(elf, "app.elf", o);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->image, base->image) << "--version " << v;
+    EXPECT_EQ(r->console, base->console);
+  }
+  o.version = 4;
+  EXPECT_FALSE(elf2image(elf, "app.elf", o));
+}
+
 }  // namespace
 }  // namespace ota32
