@@ -7,31 +7,15 @@
 
 #include "core/numbers.h"
 #include "format/otadata.h"
+#include "ota_ops/log_text.h"
 
 namespace ota32::agent {
 namespace {
 
 constexpr const char* kTag = "esp_ota_ops";
 
-bool is_ota_slot(const PartitionEntry& p) {
-  return p.type == kPartitionTypeApp && p.subtype >= kAppSubtypeOta0 && p.subtype < kAppSubtypeOta0 + 16;
-}
-
 uint32_t round_up_sector(uint64_t v) {
   return static_cast<uint32_t>((v + kFlashSectorSize - 1) / kFlashSectorSize * kFlashSectorSize);
-}
-
-std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
-
-std::string segment_line(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, bool mapped, bool old) {
-  // App side (esp_ota_end): nothing is loaded, so RAM segments end with an empty word (spec §6.3).
-  const char* kind = mapped ? "map" : "";
-  if (old) {
-    return fmt::format("segment {}: paddr=0x{:08x} vaddr=0x{:08x} size=0x{:05x} ({:6}) {}", index, paddr,
-                       vaddr, size, size, kind);
-  }
-  return fmt::format("segment {}: paddr={:08x} vaddr={:08x} size={:05x}h ({:6}) {}", index, paddr, vaddr,
-                     size, size, kind);
 }
 
 // Reads region bytes [off, off + out.size()) refusing anything at or past `limit` (what was written).
@@ -46,17 +30,6 @@ Result<void> read_within(const Region& r, uint32_t limit, uint64_t off, std::spa
 }
 
 }  // namespace
-
-const PartitionEntry* next_update_partition(const PartitionTable& table, const PartitionEntry* running) {
-  auto slots = table.ota_apps();
-  if (slots.empty()) return nullptr;
-  if (running != nullptr && is_ota_slot(*running)) {
-    for (size_t i = 0; i + 1 < slots.size(); ++i) {
-      if (slots[i]->offset == running->offset) return slots[i + 1];
-    }
-  }
-  return slots.front();
-}
 
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
                                            AgentLog& log, bool old_log_format) {
@@ -108,8 +81,9 @@ Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo&
         if (auto d = parse_app_desc(ByteView(desc_bytes, sizeof desc_bytes))) out.desc = *d;
       }
     }
-    log.info("esp_image", segment_line(i, region.offset() + static_cast<uint32_t>(pos), vaddr, len,
-                                       segment_is_mapped(chip, vaddr), old_log_format));
+    // App side (esp_ota_end): nothing is loaded, so RAM segments end with an empty word (spec §6.3).
+    log.info("esp_image", segment_log_text(i, region.offset() + static_cast<uint32_t>(pos), vaddr, len,
+                                           segment_is_mapped(chip, vaddr) ? "map" : "", old_log_format));
     for (uint32_t done = 0; done < len;) {
       uint32_t n = std::min<uint32_t>(sizeof buf, len - done);
       OTA32_TRY(region.read(static_cast<uint32_t>(pos + done), std::span<uint8_t>(buf, n)));
@@ -158,73 +132,6 @@ OtaWriter::OtaWriter(Flash& flash, const PartitionTable& table, const PartitionE
       opt_(std::move(options)),
       log_(log != nullptr ? log : &null_log_) {}
 
-Result<Otadata> read_otadata_entries(Flash& flash, const PartitionTable& table) {
-  const PartitionEntry* od = table.otadata();
-  if (od == nullptr)
-    return Error(ErrorCode::not_found, "not found otadata: the partition table has no otadata");
-  if (od->size < 2 * kFlashSectorSize) {
-    return Error(ErrorCode::corrupt,
-                 fmt::format("{}: otadata partition of {:#x} bytes, 0x2000 needed", od->name, od->size));
-  }
-  Region otadata(flash, od->offset, od->size, od->name);
-  // Only the first 32 bytes of each sector matter: read those, not the whole 8 KiB.
-  Bytes image(2 * kFlashSectorSize, 0xFF);
-  for (uint32_t i = 0; i < 2; ++i) {
-    OTA32_TRY(otadata.read(i * kFlashSectorSize,
-                           std::span<uint8_t>(image.data() + i * kFlashSectorSize, kOtaSelectEntrySize)));
-  }
-  return parse_otadata(image);
-}
-
-namespace {
-
-// Errors of reading otadata that ESP-IDF's app side turns into "not found" (no otadata partition, one too
-// small): everything else (flash failures) is passed on.
-bool otadata_missing(const Error& e) {
-  return e.code() == ErrorCode::not_found || e.code() == ErrorCode::corrupt;
-}
-
-}  // namespace
-
-Result<std::optional<uint32_t>> ota_state_of_partition(Flash& flash, const PartitionTable& table,
-                                                       const PartitionEntry& p) {
-  if (!is_ota_slot(p)) return std::optional<uint32_t>();  // ESP_ERR_NOT_SUPPORTED
-  size_t count = table.ota_apps().size();
-  auto od = read_otadata_entries(flash, table);
-  if (!od) {
-    if (otadata_missing(od.error())) return std::optional<uint32_t>();  // ESP_ERR_NOT_FOUND
-    return od.error();
-  }
-  if (count == 0) return std::optional<uint32_t>();
-  for (const OtaSelectEntry& e : od->entries) {
-    if (ota_entry_crc_ok(e) && ota_slot_of_seq(e.ota_seq, count) == (p.subtype & 0x0Fu)) {
-      return std::optional<uint32_t>(e.ota_state);
-    }
-  }
-  return std::optional<uint32_t>();
-}
-
-Result<bool> invalidate_inactive_ota_data_slot(Flash& flash, const PartitionTable& table,
-                                               const PartitionEntry* running) {
-  auto od = read_otadata_entries(flash, table);
-  if (!od) {
-    if (otadata_missing(od.error())) return false;
-    return od.error();
-  }
-  auto slots = table.ota_apps();
-  int active = active_otadata_entry(*od);
-  if (active < 0 || slots.empty()) return false;
-  int inactive = 1 - active;
-  const OtaSelectEntry& e = od->entries[inactive];
-  if (e.ota_seq == kOtaSeqEmpty || !ota_entry_crc_ok(e)) return false;
-  const PartitionEntry* named = slots[ota_slot_of_seq(e.ota_seq, slots.size())];
-  if (running == nullptr || named->offset == running->offset) return false;
-  const PartitionEntry* part = table.otadata();
-  Region otadata(flash, part->offset, part->size, part->name);
-  OTA32_TRY(otadata.erase(static_cast<uint32_t>(inactive) * kFlashSectorSize, kFlashSectorSize));
-  return true;
-}
-
 Result<std::unique_ptr<OtaWriter>> OtaWriter::open(Flash& flash, const PartitionTable& table,
                                                    const PartitionEntry& target,
                                                    const PartitionEntry* running, OtaWriterOptions options,
@@ -255,7 +162,8 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const Partitio
   OTA32_ASSIGN(auto w, open(flash, table, target, running, std::move(options), log));
   if (w->opt_.rollback_enabled && running != nullptr) {
     // An update must not replace the only image known to work while the running one is unconfirmed.
-    OTA32_ASSIGN(auto state, ota_state_of_partition(flash, table, *running));
+    auto state = get_state_partition(flash, table, *running);
+    if (!state && !is_esp_ota_answer(state.error())) return state.error();
     if (state && *state == kOtaStatePendingVerify) {
       w->log_->error(kTag, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
       return Error(ErrorCode::rollback_refused,
@@ -433,14 +341,7 @@ Result<void> OtaWriter::set_boot_partition() {
   }
   // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice).
   OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format));
-  OTA32_ASSIGN(Otadata current, read_otadata_entries(flash_, table_));
-  const PartitionEntry* od = table_.otadata();
-  Region otadata(flash_, od->offset, od->size, od->name);
-  OTA32_ASSIGN(OtadataWrite w, plan_set_boot_partition(current, target_.subtype & 0x0F,
-                                                       table_.ota_apps().size(), opt_.rollback_enabled));
-  uint32_t at = static_cast<uint32_t>(w.sector) * kFlashSectorSize;
-  OTA32_TRY(otadata.erase(at, kFlashSectorSize));
-  return otadata.program(at, serialize_ota_select_entry(w.entry));
+  return ota32::set_boot_partition(flash_, table_, target_, opt_.rollback_enabled);
 }
 
 }  // namespace ota32::agent

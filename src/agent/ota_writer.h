@@ -16,6 +16,7 @@
 #include "format/chip.h"
 #include "format/otadata.h"
 #include "format/partition_table.h"
+#include "ota_ops/ota_ops.h"
 
 namespace ota32::agent {
 
@@ -39,13 +40,13 @@ struct OtaWriterOptions {
   // (image_size rounded up to 4 KiB, or the whole partition when the size is unknown).
   bool bulk_erase = false;
   std::optional<uint32_t> image_size;
-  // The seed's (IDF v4.3-dev) segment-line format "paddr=0x%08x ..." instead of v4.3+ "paddr=%08x ...".
+  // The old segment-line format "paddr=0x%08x ..." instead of v4.3+ "paddr=%08x ..."
+  // (ota_ops/log_text.h old_segment_log_format of the running firmware's ESP-IDF version).
   bool old_log_format = false;
 };
 
-// esp_ota_get_next_update_partition: the first OTA slot after `running` (or ota_0 when running is not an
-// OTA slot or is the last one); nullptr when the table has no OTA slot.
-const PartitionEntry* next_update_partition(const PartitionTable& table, const PartitionEntry* running);
+// esp_ota_get_next_update_partition and the otadata calls of esp_ota_ops are ota_ops/ota_ops.h's.
+using ota32::next_update_partition;
 
 // What the streaming verification found.
 struct VerifiedImage {
@@ -61,23 +62,6 @@ struct VerifiedImage {
 // (tag esp_image), as esp_ota_end prints them. Errors: corrupt / unsupported with the reason; flash errors.
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
                                            AgentLog& log, bool old_log_format);
-
-// The otadata entries as the app reads them (the first 32 bytes of each sector). not_found without an
-// otadata partition, corrupt when it is smaller than 0x2000; flash errors.
-Result<Otadata> read_otadata_entries(Flash& flash, const PartitionTable& table);
-
-// esp_ota_get_state_partition(p): the state of the first CRC-good entry (0, then 1) whose slot
-// ((seq - 1) % ota_app_count) is p's. nullopt where ESP-IDF returns an error (p not an OTA slot, no
-// otadata, no OTA slots, no such entry). Only flash errors are errors.
-Result<std::optional<uint32_t>> ota_state_of_partition(Flash& flash, const PartitionTable& table,
-                                                       const PartitionEntry& p);
-
-// esp_ota_invalidate_inactive_ota_data_slot() (spec otadata-and-boot.md §4): erases the inactive otadata
-// sector (1 - active) when there is an active entry, the inactive entry has a seq other than 0xFFFFFFFF and
-// a good CRC (its state does not matter), and the OTA slot it names exists and is not `running`. Returns
-// whether it erased (false = ESP-IDF's ESP_FAIL: nothing done). Only flash errors are errors.
-Result<bool> invalidate_inactive_ota_data_slot(Flash& flash, const PartitionTable& table,
-                                               const PartitionEntry* running);
 
 class OtaWriter {
  public:

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ota_ops/esp_log.h"
+
 namespace ota32 {
 
 struct LogLine {
@@ -19,16 +21,14 @@ struct LogLine {
 // "I (123) boot: Loaded app from partition at offset 0x10000"
 std::string format_log_line(const LogLine& l);
 
-class BootLog {
+// An EspLog, so that the esp_ota_ops calls (ota_ops/) log into the boot's log and clock.
+class BootLog : public EspLog {
  public:
   explicit BootLog(uint32_t start_ms = 0) : us_(uint64_t{start_ms} * 1000) {}
 
-  void log(char level, std::string tag, std::string text);
-  void info(std::string tag, std::string text) { log('I', std::move(tag), std::move(text)); }
-  void warn(std::string tag, std::string text) { log('W', std::move(tag), std::move(text)); }
-  void error(std::string tag, std::string text) { log('E', std::move(tag), std::move(text)); }
+  void log(char level, std::string_view tag, std::string text) override;
   // Work that takes time without printing (reading and hashing flash).
-  void spend_bytes(uint64_t bytes);
+  void spend_bytes(uint64_t bytes) override;
   void spend_ms(uint32_t ms) { us_ += uint64_t{ms} * 1000; }
 
   uint32_t now_ms() const { return static_cast<uint32_t>(us_ / 1000); }

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "format/otadata.h"
 #include "format/secure_boot_v2_crypto.h"
@@ -13,23 +12,6 @@ namespace ota32 {
 namespace {
 
 constexpr uint32_t kPartitionTableLength = 0xC00;
-
-std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
-
-// (major, minor) of "v4.3-dev-1561-g357a27760" / "v5.5.5"; nullopt when it does not start like that.
-std::optional<std::pair<int, int>> idf_major_minor(std::string_view v) {
-  int major = 0, minor = 0;
-  if (std::sscanf(std::string(v).c_str(), "v%d.%d", &major, &minor) != 2) return std::nullopt;
-  return std::make_pair(major, minor);
-}
-
-// Segment lines changed format in v4.3-beta1; "v4.3-dev" builds and older print the 0x form.
-bool old_segment_format(std::string_view idf_ver) {
-  auto mm = idf_major_minor(idf_ver);
-  if (!mm) return false;
-  if (*mm < std::make_pair(4, 3)) return true;
-  return *mm == std::make_pair(4, 3) && idf_ver.find("-dev") != std::string_view::npos;
-}
 
 std::string_view spi_speed_name(uint8_t code) {
   switch (code & 0x0F) {
@@ -108,53 +90,7 @@ const PartitionEntry* partition_for(const Slots& s, int index) {
   return nullptr;
 }
 
-// The app descriptor of the image in a partition (esp_ota_get_partition_description), for anti-rollback.
-Result<std::optional<AppDescription>> read_app_desc(Flash& flash, const PartitionEntry& p) {
-  if (p.size < kAppDescImageOffset + kAppDescSize) return std::optional<AppDescription>();
-  Bytes b(kAppDescSize);
-  OTA32_TRY(flash.read(p.offset + kAppDescImageOffset, b));
-  auto d = parse_app_desc(b);
-  if (!d) return std::optional<AppDescription>();
-  return std::optional<AppDescription>(*d);
-}
-
-OtaEntryBytes entry_bytes(const OtaSelectEntry& entry) {
-  OtaEntryBytes e;
-  const Bytes b = serialize_ota_select_entry(entry);
-  std::copy(b.begin(), b.end(), e.raw.begin());
-  return e;
-}
-
 }  // namespace
-
-OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state) {
-  return entry_bytes(make_ota_select_entry(seq, state));
-}
-
-Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata) {
-  std::array<OtaEntryBytes, 2> out;
-  for (int i = 0; i < 2; ++i) OTA32_TRY(otadata.read(i * kFlashSectorSize, out[i].raw));
-  return out;
-}
-
-Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e) {
-  OTA32_TRY(otadata.erase(index * kFlashSectorSize, kFlashSectorSize));
-  return otadata.program(index * kFlashSectorSize, e.raw);
-}
-
-Result<void> write_otadata_entry(const Region& otadata, const OtadataWrite& w) {
-  return write_otadata_entry(otadata, w.sector, entry_bytes(w.entry));
-}
-
-std::string segment_log_text(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, std::string_view kind,
-                             bool old_format) {
-  if (old_format) {
-    return fmt::format("segment {}: paddr={:#010x} vaddr={:#010x} size={:#07x} ({:6}) {}", index, paddr,
-                       vaddr, size, size, kind);
-  }
-  return fmt::format("segment {}: paddr={:08x} vaddr={:08x} size={:05x}h ({:6}) {}", index, paddr, vaddr,
-                     size, size, kind);
-}
 
 void log_app_description(BootLog& log, const AppDescription& d, bool secure_version_line) {
   auto mm = idf_major_minor(d.idf_ver);
@@ -272,7 +208,7 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
     log.info("boot", fmt::format("ESP-IDF {} 2nd stage bootloader", bl_idf));
     log.info("boot", "compile time " + bl_img->bootloader_desc->date_time);
   }
-  const bool old_format = old_segment_format(bl_idf);
+  const bool old_format = old_segment_log_format(bl_idf);
   if (dual_core(chip)) log.info("boot", "Multicore bootloader");
   log.info("boot", "chip revision: " + rev_text(efuse.chip_revision));
   const std::string chip_tag = fmt::format("boot.{}", chip.name);
@@ -331,7 +267,7 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
     if (cfg.anti_rollback) {
       for (int s = 0; s < kMaxOtaSlots && s < slots.app_count; ++s) {
         if (!slots.ota[s]) continue;
-        OTA32_ASSIGN(auto d, read_app_desc(flash, *slots.ota[s]));
+        OTA32_ASSIGN(auto d, get_partition_description(flash, *slots.ota[s]));
         if (d) opt.slot_secure_version[s] = d->secure_version;
       }
     }
@@ -350,7 +286,7 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
     if (!p || p->size == 0) continue;
     bool bootable = true;
     if (cfg.anti_rollback) {
-      OTA32_ASSIGN(auto d, read_app_desc(flash, *p));
+      OTA32_ASSIGN(auto d, get_partition_description(flash, *p));
       bootable = d && d->secure_version >= result.efuse.secure_version;
     }
     std::optional<LoadedApp> loaded;
@@ -397,6 +333,13 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
   }
   log.error("boot", "No bootable app partitions in the partition table");
   return fail("no bootable app partitions");
+}
+
+AppVerifier silent_app_verifier(Flash& flash, const ChipInfo& chip, const BootEfuse& efuse) {
+  return [&flash, &chip, efuse](const PartitionEntry& p) -> Result<bool> {
+    OTA32_ASSIGN(auto loaded, load_app_image(flash, chip, p, efuse, false, nullptr));
+    return loaded.has_value();
+  };
 }
 
 }  // namespace ota32

@@ -20,6 +20,8 @@
 #include "format/otadata.h"
 #include "format/partition_table.h"
 #include "format/secure_boot_v2.h"
+#include "ota_ops/log_text.h"
+#include "ota_ops/ota_ops.h"
 
 namespace ota32 {
 
@@ -69,27 +71,12 @@ Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& ch
 Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const BootConfig& cfg,
                                   const BootEfuse& efuse);
 
-// "segment 0: paddr=00010020 vaddr=3f400020 size=1e510h (124176) map" (v4.3-beta1 and later) or the older
-// "segment 0: paddr=0x00010020 vaddr=0x3f400020 size=0x1e510 (124176) map".
-std::string segment_log_text(int index, uint32_t paddr, uint32_t vaddr, uint32_t size, std::string_view kind,
-                             bool old_format);
 // The app's "Application information:" lines (esp_app_desc.c / startup.c), tag and SHA length by the app's
 // own ESP-IDF version.
 void log_app_description(BootLog& log, const AppDescription& d, bool secure_version_line);
 
-// otadata entries (32 bytes each at offsets 0 and 0x1000 of the otadata partition).
-struct OtaEntryBytes {
-  std::array<uint8_t, 32> raw{};
-  uint32_t seq() const { return load_le32(raw.data()); }
-  uint32_t state() const { return load_le32(raw.data() + 24); }
-  uint32_t crc() const { return load_le32(raw.data() + 28); }
-  OtaSelectEntry entry() const { return parse_ota_select_entry(raw); }
-};
-Result<std::array<OtaEntryBytes, 2>> read_otadata(const Region& otadata);
-// write_otadata: erase the entry's sector, program its 32 bytes.
-Result<void> write_otadata_entry(const Region& otadata, int index, const OtaEntryBytes& e);
-// A write planned by format/otadata.h (select_boot_slot, initial_seq_write), done the same way.
-Result<void> write_otadata_entry(const Region& otadata, const OtadataWrite& w);
-OtaEntryBytes make_ota_entry(uint32_t seq, uint32_t state);
+// esp_image_verify of the app in a partition without log, as esp_ota_check_rollback_is_possible runs it
+// (ota_ops/ota_ops.h AppOtaContext::verify). `flash`, `chip` and `efuse` must outlive the verifier.
+AppVerifier silent_app_verifier(Flash& flash, const ChipInfo& chip, const BootEfuse& efuse);
 
 }  // namespace ota32

@@ -4,16 +4,17 @@
 
 #include <algorithm>
 
-#include "boot/app_ota_state.h"
 #include "device/virtual_device.h"
+#include "ota_ops/ota_ops.h"
 
 namespace ota32 {
 
 Result<AppExit> DefaultAppModel::run(VirtualDevice& dev, const BootResult& boot, BootLog& log) {
   if (!boot.app) return AppExit::halt;
   OTA32_ASSIGN(auto table, dev.partition_table());
-  AppOtaContext ctx{dev.flash(), dev.chip(), table, boot.efuse, dev.config().bootloader.anti_rollback};
-  auto state = get_state_partition(ctx, boot.app->partition);
+  AppOtaContext ctx{dev.flash(), table, silent_app_verifier(dev.flash(), dev.chip(), boot.efuse),
+                    boot.efuse.secure_version, dev.config().bootloader.anti_rollback};
+  auto state = get_state_partition(dev.flash(), table, boot.app->partition);
   if (!state) {
     if (state.error().code() == ErrorCode::power_lost) return state.error();
     return AppExit::halt;  // factory / test app, or no otadata: nothing to confirm

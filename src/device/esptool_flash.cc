@@ -10,6 +10,7 @@
 #include "core/hash.h"
 #include "core/numbers.h"
 #include "format/app_image.h"
+#include "ota_ops/log_text.h"
 
 namespace ota32 {
 
@@ -58,8 +59,6 @@ std::string size_name_of(uint32_t bytes) {
   }
   return {};
 }
-
-std::string rev_text(uint32_t rev) { return fmt::format("v{}.{}", rev / 100, rev % 100); }
 
 Result<void> check_params(const ChipInfo& chip, const WriteFlashOptions& opt) {
   // esptool's argparse choices for --after; refused before the flash is touched, like the others.

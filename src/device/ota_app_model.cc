@@ -8,6 +8,7 @@
 #include "agent/update_client.h"
 #include "core/file_io.h"
 #include "device/virtual_device.h"
+#include "ota_ops/log_text.h"
 
 namespace ota32 {
 namespace {
@@ -104,9 +105,7 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
   cfg.writer.allow_same_version = o.allow_same_version;
   cfg.writer.rollback_enabled = dev.config().bootloader.rollback || dev.config().bootloader.anti_rollback;
   if (dev.config().bootloader.anti_rollback) cfg.writer.efuse_secure_version = dev.efuse().secure_version;
-  cfg.writer.old_log_format = dev.boot_config().idf_version.starts_with("v4.3-dev") ||
-                              dev.boot_config().idf_version.starts_with("v4.2") ||
-                              dev.boot_config().idf_version.starts_with("v4.1");
+  cfg.writer.old_log_format = old_segment_log_format(dev.boot_config().idf_version);
   cfg.expected_size = o.expected_size;
   cfg.expected_sha256 = o.expected_sha256;
   // Reconnect waits spread by device (FNV-1a of the MAC): deterministic per device, not in lockstep.

@@ -8,7 +8,7 @@
 #include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "format/image_make.h"
-#include "ota_test_layout.h"
+#include "ota_ops/ota_test_layout.h"
 #include "scripted_server.h"
 #include "test_support.h"
 #include "tls_fixture.h"

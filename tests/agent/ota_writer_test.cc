@@ -7,7 +7,7 @@
 #include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "format/image_make.h"
-#include "ota_test_layout.h"
+#include "ota_ops/ota_test_layout.h"
 
 namespace ota32::agent {
 namespace {
@@ -58,15 +58,6 @@ class OtaWriterTest : public ::testing::Test {
   PartitionTable table_;
   CollectLog log_;
 };
-
-TEST_F(OtaWriterTest, NextUpdatePartition) {
-  EXPECT_EQ(next_update_partition(table_, table_.factory())->name, "ota_0");
-  EXPECT_EQ(next_update_partition(table_, &slot("ota_0"))->name, "ota_1");
-  EXPECT_EQ(next_update_partition(table_, &slot("ota_1"))->name, "ota_0");
-  EXPECT_EQ(next_update_partition(table_, nullptr)->name, "ota_0");
-  PartitionTable none;
-  EXPECT_EQ(next_update_partition(none, nullptr), nullptr);
-}
 
 TEST_F(OtaWriterTest, StreamsAnImageAndVerifiesIt) {
   Bytes img = make_image("esp32", "2", 96 * 1024);
@@ -304,15 +295,8 @@ namespace {
 class BeginRollbackTest : public OtaWriterTest {
  protected:
   static OtaSelectEntry entry_of(uint32_t seq, uint32_t state) { return make_ota_select_entry(seq, state); }
-  void put(int sector, const OtaSelectEntry& e) {
-    ASSERT_TRUE(flash_.erase(0xd000 + sector * 0x1000, 0x1000));
-    ASSERT_TRUE(flash_.program(0xd000 + sector * 0x1000, serialize_ota_select_entry(e)));
-  }
-  OtaSelectEntry get(int sector) {
-    uint8_t b[32];
-    EXPECT_TRUE(flash_.read(0xd000 + sector * 0x1000, std::span<uint8_t>(b, 32)));
-    return parse_ota_select_entry(ByteView(b, 32));
-  }
+  void put(int sector, const OtaSelectEntry& e) { ASSERT_TRUE(testing::put_seed_otadata(flash_, sector, e)); }
+  OtaSelectEntry get(int sector) { return testing::get_seed_otadata(flash_, sector); }
   const PartitionEntry* running(const std::string& name) {
     return name.empty() ? nullptr : table_.find(name);
   }
@@ -423,22 +407,6 @@ TEST_F(BeginRollbackTest, InvalidatesTheInactiveEntryOnlyWhenTheSpecSaysSo) {
     EXPECT_EQ(get(0), row.erased == 0 ? empty : row.e0) << row.what;
     EXPECT_EQ(get(1), row.erased == 1 ? empty : row.e1) << row.what;
   }
-}
-
-TEST_F(BeginRollbackTest, ThePublicFunctionReportsWhetherItErased) {
-  put(0, entry_of(3, kOtaStateValid));
-  put(1, entry_of(2, kOtaStateValid));
-  auto again = invalidate_inactive_ota_data_slot(flash_, table_, &slot("ota_0"));
-  ASSERT_TRUE(again);
-  EXPECT_TRUE(*again);
-  auto twice = invalidate_inactive_ota_data_slot(flash_, table_, &slot("ota_0"));
-  ASSERT_TRUE(twice);
-  EXPECT_FALSE(*twice);  // now empty: ESP_FAIL, nothing done
-  PartitionTable no_otadata = table_;
-  no_otadata.entries.erase(no_otadata.entries.begin() + 1);
-  auto none = invalidate_inactive_ota_data_slot(flash_, no_otadata, no_otadata.find("ota_0"));
-  ASSERT_TRUE(none);
-  EXPECT_FALSE(*none);
 }
 
 TEST_F(BeginRollbackTest, APowerCutDuringTheInvalidationStopsBegin) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "boot/app_ota_state.h"
 #include "boot/bootloader.h"
 #include "boot_test_util.h"
 #include "flash/fault_flash.h"
@@ -248,8 +247,9 @@ TEST(Rollback, AppConfirmsOrRejectsItself) {
   auto r = boot(*f, cfg);
   ASSERT_EQ(r.app->index, 1);
   PartitionTable table = *parse_partition_binary(seed_partition_table(), {}, "t");
-  AppOtaContext ctx{*f, esp32(), table, {100, 0, 32}, false};
-  EXPECT_EQ(*get_state_partition(ctx, r.app->partition), kOtaStatePendingVerify);
+  const BootEfuse efuse{100, 0, 32};
+  AppOtaContext ctx{*f, table, silent_app_verifier(*f, esp32(), efuse)};
+  EXPECT_EQ(*get_state_partition(*f, table, r.app->partition), kOtaStatePendingVerify);
   BootLog log;
   ASSERT_TRUE(check_rollback_is_possible(ctx).value());
   ASSERT_TRUE(mark_app_invalid_rollback(ctx, log));
@@ -259,7 +259,7 @@ TEST(Rollback, AppConfirmsOrRejectsItself) {
   EXPECT_EQ(boot(*f, cfg).app->index, 0);
   // Confirming on ota_0 (already VALID) writes nothing.
   FaultFlash counting(*f);
-  AppOtaContext ctx2{counting, esp32(), table, {100, 0, 32}, false};
+  AppOtaContext ctx2{counting, table, silent_app_verifier(counting, esp32(), efuse)};
   ASSERT_TRUE(mark_app_valid_cancel_rollback(ctx2, log));
   EXPECT_EQ(counting.mutations(), 0u);
 }
@@ -270,7 +270,8 @@ TEST(Rollback, RollbackImpossibleWhenOtherSlotIsEmptyAndNoFactoryImage) {
   put(*f, 0x110000, seed_ota_app());
   set_entry(*f, 0, 1, kOtaStatePendingVerify);
   PartitionTable table = *parse_partition_binary(seed_partition_table(), {}, "t");
-  AppOtaContext ctx{*f, esp32(), table, {100, 0, 32}, false};
+  const BootEfuse efuse{100, 0, 32};
+  AppOtaContext ctx{*f, table, silent_app_verifier(*f, esp32(), efuse)};
   BootLog log;
   auto r = mark_app_invalid_rollback(ctx, log);
   ASSERT_FALSE(r);
