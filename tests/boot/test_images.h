@@ -102,8 +102,8 @@ inline Bytes seed_bootloader() {
                      Bytes{}, 7);
 }
 
-// The seed's partition table (partitions_two_ota.csv).
-inline Bytes seed_partition_table(bool with_factory = true) {
+// The seed's partition layout (simple_ota_example's partitions_two_ota.csv).
+inline PartitionTable seed_layout() {
   PartitionTable t;
   t.entries = {
       {"nvs", kPartitionTypeData, 0x02, 0x9000, 0x4000},
@@ -113,6 +113,12 @@ inline Bytes seed_partition_table(bool with_factory = true) {
       {"ota_0", kPartitionTypeApp, kAppSubtypeOta0, 0x110000, 0x100000},
       {"ota_1", kPartitionTypeApp, kAppSubtypeOta0 + 1, 0x210000, 0x100000},
   };
+  return t;
+}
+
+// The seed's partition table (partitions_two_ota.csv) in its binary form.
+inline Bytes seed_partition_table(bool with_factory = true) {
+  PartitionTable t = seed_layout();
   if (!with_factory) t.entries.erase(t.entries.begin() + 3);
   return partition_table_to_binary(t);
 }

@@ -1,4 +1,4 @@
-// The seed's partition layout (simple_ota_example's partitions_two_ota.csv) for the app-side tests (ota_ops,
+// The seed's layout (seed_layout() in boot/test_images.h) and its otadata for the app-side tests (ota_ops,
 // agent, device).
 #pragma once
 
@@ -6,25 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "boot/test_images.h"
 #include "flash/flash.h"
 #include "format/otadata.h"
 #include "format/partition_table.h"
 #include "ota_ops/esp_log.h"
 
 namespace ota32::testing {
-
-inline PartitionTable seed_layout() {
-  PartitionTable t;
-  t.entries = {
-      {"nvs", kPartitionTypeData, 0x02, 0x9000, 0x4000},
-      {"otadata", kPartitionTypeData, kDataSubtypeOta, 0xd000, 0x2000},
-      {"phy_init", kPartitionTypeData, 0x01, 0xf000, 0x1000},
-      {"factory", kPartitionTypeApp, kAppSubtypeFactory, 0x10000, 0x100000},
-      {"ota_0", kPartitionTypeApp, kAppSubtypeOta0, 0x110000, 0x100000},
-      {"ota_1", kPartitionTypeApp, kAppSubtypeOta0 + 1, 0x210000, 0x100000},
-  };
-  return t;
-}
 
 // otadata entry `sector` of seed_layout() (at 0xd000) written / read with plain flash operations, so that
 // the code under test is not used to set up or check its own work.
