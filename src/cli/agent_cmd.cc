@@ -99,6 +99,6 @@ void register_agent(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(61, register_agent);
+OTA32_REGISTER_COMMANDS(61, register_agent, "device");
 
 }  // namespace ota32::cli

@@ -229,6 +229,6 @@ void register_device(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(60, register_device);
+OTA32_REGISTER_COMMANDS(60, register_device, "device");
 
 }  // namespace ota32::cli

@@ -351,6 +351,6 @@ void register_image(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(40, register_image);
+OTA32_REGISTER_COMMANDS(40, register_image, "image");
 
 }  // namespace ota32::cli

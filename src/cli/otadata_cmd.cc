@@ -330,6 +330,6 @@ void register_otadata(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(20, register_otadata);
+OTA32_REGISTER_COMMANDS(20, register_otadata, "otadata");
 
 }  // namespace ota32::cli

@@ -255,6 +255,6 @@ void register_part(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(10, register_part);
+OTA32_REGISTER_COMMANDS(10, register_part, "part");
 
 }  // namespace ota32::cli

@@ -20,6 +20,6 @@ void register_serve_commands(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(60, register_serve_commands);
+OTA32_REGISTER_COMMANDS(60, register_serve_commands, "serve", "fw");
 
 }  // namespace ota32::cli

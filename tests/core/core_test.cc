@@ -107,6 +107,25 @@ TEST(Hash, KnownVectors) {
   EXPECT_EQ(h.finish(), sha256(as_bytes("abc")));
 }
 
+// Many blocks, fed in pieces that straddle the 64-byte blocks: the whole-block path (the CPU's SHA
+// instructions where it has them) and the buffered tail both run. FIPS 180-2's million 'a's, and its
+// two-block message.
+TEST(Hash, LongInputsInUnevenPieces) {
+  std::string million(1000000, 'a');
+  EXPECT_EQ(to_hex(sha256(as_bytes(million))),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  for (size_t piece : {1u, 63u, 65u, 4097u}) {
+    Sha256 h;
+    for (size_t at = 0; at < million.size(); at += piece)
+      h.update(as_bytes(std::string_view(million).substr(at, piece)));
+    EXPECT_EQ(to_hex(h.finish()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        << piece;
+  }
+  EXPECT_EQ(to_hex(sha256(as_bytes("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(to_hex(md5(as_bytes(million))), "7707d6ae4e027c70eea2a935c2296f21");
+}
+
 TEST(FileIo, AtomicWriteAndRead) {
   testing::TempDir dir;
   auto p = dir / "out.bin";
