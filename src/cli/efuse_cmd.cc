@@ -192,6 +192,6 @@ void register_efuse(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(62, register_efuse);
+OTA32_REGISTER_COMMANDS(62, register_efuse, "device");
 
 }  // namespace ota32::cli

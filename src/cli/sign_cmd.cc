@@ -217,6 +217,6 @@ void register_sign_commands(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(35, register_sign_commands);
+OTA32_REGISTER_COMMANDS(35, register_sign_commands, "sign");
 
 }  // namespace ota32::cli

@@ -128,6 +128,6 @@ void register_sim(CLI::App& app) {
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(62, register_sim);
+OTA32_REGISTER_COMMANDS(62, register_sim, "device");
 
 }  // namespace ota32::cli
