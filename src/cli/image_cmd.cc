@@ -13,6 +13,7 @@
 #include "format/app_image.h"
 #include "format/chip.h"
 #include "format/elf2image.h"
+#include "format/esp8266_image.h"
 #include "format/image_info.h"
 #include "format/image_make.h"
 
@@ -111,8 +112,47 @@ struct InfoArgs {
   bool json = false;
 };
 
+nlohmann::ordered_json esp8266_json(const std::string& file, ByteView data, const Esp8266Image& img) {
+  using json = nlohmann::ordered_json;
+  const ChipInfo& chip = esp8266_chip();
+  json segs = json::array();
+  for (size_t i = 0; i < img.segments.size(); ++i) {
+    const auto& s = img.segments[i];
+    json names = json::array();
+    for (const auto& r : chip.memory_map)
+      if (s.load_addr >= r.start && s.load_addr < r.end) names.push_back(r.name);
+    segs.push_back({{"index", i},
+                    {"header_offset", s.header_offset},
+                    {"data_offset", s.header_offset + kSegmentHeaderSize},
+                    {"load_addr", format_hex(s.load_addr, 8)},
+                    {"length", s.data_len},
+                    {"in_checksum", s.in_checksum},
+                    {"memory_types", names}});
+  }
+  auto size = esp8266_flash_size_name(img.flash_size_freq & 0xF0);
+  auto freq = flash_freq_name(chip, img.flash_size_freq & 0x0F);
+  auto mode = flash_mode_name(img.flash_mode);
+  return {{"file", file},
+          {"file_size", data.size()},
+          {"chip", "esp8266"},
+          {"image_version", img.version},
+          {"header",
+           {{"entry_addr", format_hex(img.entry, 8)},
+            {"flash_mode", mode.empty() ? json(img.flash_mode) : json(mode)},
+            {"flash_size", size.empty() ? json(img.flash_size_freq & 0xF0) : json(size)},
+            {"flash_freq", freq.empty() ? json(img.flash_size_freq & 0x0F) : json(freq)}}},
+          {"segments", segs},
+          {"checksum",
+           {{"offset", img.checksum_offset},
+            {"stored", img.stored_checksum},
+            {"calculated", img.calculated_checksum},
+            {"valid", img.stored_checksum == img.calculated_checksum}}}};
+}
+
 int run_info(const InfoArgs& a) {
-  auto chip = chip_option(a.chip);
+  // image info also reads ESP8266 images (esptool's image_info does); other commands take ESP32-family chips.
+  auto chip = normalise_chip_name(a.chip) == "esp8266" ? Result<const ChipInfo*>(&esp8266_chip())
+                                                       : chip_option(a.chip);
   if (!chip) return fail(chip.error());
   auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
@@ -125,6 +165,14 @@ int run_info(const InfoArgs& a) {
   auto r = image_info_report(*data, o);
   if (a.json) {
     if (r.error) return fail(*r.error);
+    if (r.chip != nullptr && is_esp8266(*r.chip)) {
+      std::vector<std::string> warnings;
+      auto img = parse_esp8266_image(*data, a.file, warnings);
+      if (!img) return fail(img.error());
+      out(esp8266_json(a.file, *data, *img).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+          "\n");
+      return kExitOk;
+    }
     auto img = parse_image(*data, a.file);
     if (!img) return fail(img.error());
     const ChipInfo* c = *chip ? *chip : find_chip_by_id(img->header.chip_id);
@@ -268,7 +316,8 @@ void register_image(CLI::App& app) {
                                    "Print an image's header, segments, checksum, hash and app descriptor "
                                    "(esptool image_info --version 2)");
   ci->add_option("file", info->file, "Image file")->required();
-  ci->add_option("--chip,-c", info->chip, "Chip (default: detected from the header)");
+  ci->add_option("--chip,-c", info->chip,
+                 "Chip, or esp8266 (default: detected from the header, as esptool does)");
   ci->add_option("--version,-v", info->version, "Report version: 1 (legacy) or 2 (extended)")
       ->check(CLI::IsMember({1, 2}));
   ci->add_flag("--json", info->json, "Print the facts as one JSON object");

@@ -170,11 +170,40 @@ constexpr ChipInfo kChips[] = {
      kEsp32C5Freqs, 0x40820000, 0x40800000},
 };
 
+constexpr MemRegion kEsp8266Map[] = {
+    {0x3FF00000, 0x3FF00010, "DPORT"},
+    {0x3FFE8000, 0x40000000, "DRAM"},
+    {0x40100000, 0x40108000, "IRAM"},
+    {0x40201010, 0x402E1010, "IROM"},
+};
+
+// chip_id 0xFFFF: ESP8266 headers have no chip id (and 0 would be the ESP32's).
+constexpr ChipInfo kEsp8266{
+    "esp8266",   "ESP8266",   0xFFFF,      true, 0x0, k64K, false, AddrRange{0x40200000, 0x40300000},
+    AddrRange{}, kEsp8266Map, kEsp32Freqs, 0,    0};
+
+struct SizeName {
+  uint8_t bits;
+  std::string_view name;
+};
+constexpr SizeName kEsp8266FlashSizes[] = {{0x00, "512KB"},  {0x10, "256KB"}, {0x20, "1MB"},
+                                           {0x30, "2MB"},    {0x40, "4MB"},   {0x50, "2MB-c1"},
+                                           {0x60, "4MB-c1"}, {0x80, "8MB"},   {0x90, "16MB"}};
+
 constexpr std::string_view kFlashSizes[] = {"1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"};
 
 }  // namespace
 
 std::span<const ChipInfo> all_chips() { return kChips; }
+
+const ChipInfo& esp8266_chip() { return kEsp8266; }
+bool is_esp8266(const ChipInfo& chip) { return &chip == &kEsp8266; }
+
+std::string_view esp8266_flash_size_name(uint8_t size_bits) {
+  for (const auto& s : kEsp8266FlashSizes)
+    if (s.bits == size_bits) return s.name;
+  return {};
+}
 
 std::string normalise_chip_name(std::string_view name) {
   std::string out;

@@ -53,6 +53,13 @@ std::string normalise_chip_name(std::string_view name);
 // "esp32, esp32s2, ..." (released chips), for error messages.
 std::string supported_chip_names();
 
+// The ESP8266 as esptool's image_info knows it (memory map, flash frequencies): not an ESP32-family chip, so
+// not in the table above (find_chip does not return it); image info uses it for ESP8266 images only.
+const ChipInfo& esp8266_chip();
+bool is_esp8266(const ChipInfo& chip);
+// ESP8266 flash size name for `byte3 & 0xF0` ("4MB-c1"), or empty if invalid.
+std::string_view esp8266_flash_size_name(uint8_t size_bits);
+
 // True if load_addr lies in the chip's IROM or DROM flash-mapped window ("map" in the boot log).
 bool segment_is_mapped(const ChipInfo& chip, uint32_t load_addr);
 // esptool's memory-map names containing addr, in table order, joined by `sep`.

@@ -19,9 +19,10 @@ struct ImageInfoOptions {
 };
 
 struct ImageInfoReport {
-  std::string text;            // stdout, exactly as esptool prints it (NUL bytes included)
-  std::optional<Error> error;  // where esptool stops with a fatal error or a traceback; text holds what
-                               // was printed before it
+  std::string text;                // stdout, exactly as esptool prints it (NUL bytes included)
+  const ChipInfo* chip = nullptr;  // whose reader was used (detected or given); esp8266_chip() for ESP8266
+  std::optional<Error> error;      // where esptool stops with a fatal error or a traceback; text holds what
+                                   // was printed before it
 };
 
 ImageInfoReport image_info_report(ByteView data, const ImageInfoOptions& opt);

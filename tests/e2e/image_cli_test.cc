@@ -107,5 +107,36 @@ TEST(ImageCli, Elf2ImageRamOnlyHeaderAndVersion) {
   EXPECT_LT(img[1], read_file(plain)->at(1));  // the header counts only the RAM segments
 }
 
+// An ESP8266 "v2" OTA image (magic 0xEA: irom0 segment, then a v1 image with one DRAM segment).
+TEST(ImageCli, InfoDetectsEsp8266Images) {
+  TempDir dir;
+  Bytes v2 = {0xEA, 4, 2, 0x20, 0x04, 0x00, 0x10, 0x40, 0, 0, 0, 0, 32, 0, 0, 0, 1};
+  v2.resize(48, 0);
+  for (uint8_t b : {0xE9, 1, 2, 0x20, 0x04, 0x00, 0x10, 0x40, 0x00, 0x80, 0xFE, 0x3F, 8, 0, 0, 0})
+    v2.push_back(b);
+  for (uint8_t b = 0x10; b < 0x18; ++b) v2.push_back(b);
+  v2.resize(79, 0);
+  v2.push_back(0xEF);
+  auto img = (dir / "esp8266.bin").string(), cut = (dir / "cut.bin").string();
+  ASSERT_TRUE(write_file_atomic(img, v2));
+  ASSERT_TRUE(write_file_atomic(cut, ByteView(v2).first(66)));
+  auto r = run_ota32({"image", "info", img});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Detected image type: ESP8266\n\nESP8266 image header\n"));
+  EXPECT_THAT(r.out, HasSubstr("Image version: 2\n"));
+  EXPECT_THAT(r.out, HasSubstr("Checksum: 0xef (valid)\n"));
+  r = run_ota32({"image", "info", "--chip", "esp8266", "--json", img});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["chip"], "esp8266");
+  EXPECT_EQ(j["image_version"], 2);
+  EXPECT_EQ(j["segments"].size(), 2u);
+  EXPECT_EQ(j["segments"][0]["in_checksum"], false);
+  r = run_ota32({"image", "info", cut});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "ota32: " + cut + ": End of file reading segment 0x3ffe8000, length 8 (actual length 2)\n");
+}
+
 }  // namespace
 }  // namespace ota32::testing
