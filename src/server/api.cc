@@ -10,8 +10,10 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/file_io.h"
 #include "core/hash.h"
 #include "core/numbers.h"
+#include "format/secure_boot_v2_crypto.h"
 #include "server/api_internal.h"
 #include "store/version.h"
 
@@ -277,6 +279,7 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   auto described = describe_image(as_bytes(req.body()), chip, name);
   if (!described)
     return json_error(http::status::unprocessable_entity, "invalid_image", described.error().message(), req);
+  if (auto refused = check_upload_signature(api, as_bytes(req.body()), name, req)) return *refused;
   FirmwareRecord fw = std::move(*described);
   fw.channel = channel.empty() ? std::string(kDefaultChannel) : channel;
   fw.uploaded_at = unix_now();
@@ -558,6 +561,7 @@ struct ApiRuntime {
   ApiConfig options;
   std::string max_upload = "16M";
   double report_max_age_days = 90;
+  std::vector<std::string> require_signed;
   std::unique_ptr<ApiContext> context;
 };
 ApiRuntime& runtime() {
@@ -602,7 +606,28 @@ void add_api_options(CLI::App* cmd) {
   cmd->add_option("--report-max-age", r.report_max_age_days, "Days a report is kept (0 = forever)")
       ->check(CLI::Range(0.0, 1e5))
       ->capture_default_str();
+  cmd->add_option("--require-signed", r.require_signed,
+                  "Take only uploads signed (Secure Boot v2) by this public key, PEM; repeat for more keys. "
+                  "Others get 422 naming why (unsigned, untrusted_signature, damaged_signature_block, "
+                  "bad_signature)")
+      ->allow_extra_args(false);
 }
+
+namespace {
+
+Result<std::vector<ApiConfig::TrustedKey>> load_trusted_keys(const std::vector<std::string>& files) {
+  std::vector<ApiConfig::TrustedKey> keys;
+  for (const auto& f : files) {
+    auto pem = read_file(f, 64 * 1024, "public key");
+    if (!pem) return pem.error().with_context("--require-signed");
+    auto key = sb_public_key_from_pem(*pem);
+    if (!key) return key.error().with_context("--require-signed " + f);
+    keys.push_back({f, std::move(*key)});
+  }
+  return keys;
+}
+
+}  // namespace
 
 Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   auto& r = runtime();
@@ -612,12 +637,17 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   OTA32_ASSIGN(uint64_t max_upload, parse_number(r.max_upload, "--max-upload"));
   cfg.max_upload = static_cast<std::size_t>(max_upload);
   cfg.report_retention.max_age_seconds = static_cast<int64_t>(r.report_max_age_days * 24 * 3600);
+  OTA32_ASSIGN(cfg.require_signed, load_trusted_keys(r.require_signed));
   OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
   setup.context->metrics = serve.metrics;
   std::fflush(stdout);
   fmt::print(stderr, "ota32-serve: catalog: {} store{}, firmware files in {}\n", setup.context->store->kind(),
              cfg.store_url.empty() ? " " + default_store_url(cfg.data_dir) : "",
              setup.context->blobs.root().string());
+  for (const auto& k : cfg.require_signed) {
+    fmt::print(stderr, "ota32-serve: uploads must be signed: trusting {} ({}, key digest {})\n", k.file,
+               scheme_name(k.key.scheme), to_hex(key_digest(k.key)));
+  }
   if (setup.new_admin_token) {
     fmt::print(stderr, "ota32-serve: created the admin token; it is shown only this once (stored hashed):\n");
     std::fflush(stderr);

@@ -8,8 +8,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
+#include "format/secure_boot_v2.h"
 #include "server/http_types.h"
 #include "server/metrics.h"
 #include "server/rate_limit.h"
@@ -41,6 +43,13 @@ struct ApiConfig {
   int64_t max_devices = 100'000;
   // Report history kept: the newest N per device and none older than the age (0 = no limit).
   ReportRetention report_retention{100, int64_t{90} * 24 * 3600};
+  // --require-signed: uploads must carry a Secure Boot v2 signature block of one of these public keys that
+  // verifies (empty = unsigned uploads are taken). The server never holds a private key.
+  struct TrustedKey {
+    std::string file;  // where it was read from, for messages
+    SbPublicKey key;
+  };
+  std::vector<TrustedKey> require_signed;
 };
 
 struct ApiContext {

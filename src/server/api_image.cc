@@ -5,6 +5,7 @@
 #include "core/hash.h"
 #include "format/app_image.h"
 #include "format/chip.h"
+#include "format/secure_boot_v2_trust.h"
 #include "server/api_internal.h"
 
 namespace ota32::server::api_detail {
@@ -71,6 +72,22 @@ Result<FirmwareRecord> describe_image(ByteView data, std::string_view chip_name,
   fw.elf_sha256 = to_hex(desc.app_elf_sha256);
   fw.file_name = std::string(file_name);
   return fw;
+}
+
+std::optional<HttpResponse> check_upload_signature(const ApiContext& api, ByteView image,
+                                                   std::string_view file_name, const HttpRequest& req) {
+  if (api.config.require_signed.empty()) return std::nullopt;
+  auto img = parse_image(image, file_name);  // describe_image accepted it: only its length is wanted here
+  if (!img)
+    return json_error(http::status::unprocessable_entity, "invalid_image", img.error().message(), req);
+  std::vector<SbPublicKey> keys;
+  for (const auto& k : api.config.require_signed) keys.push_back(k.key);
+  SignedAppCheck check = check_signed_app(image, img->image_size, keys);
+  if (check.verdict == SignedAppVerdict::verified) return std::nullopt;
+  return json_error(http::status::unprocessable_entity, verdict_code(check.verdict),
+                    fmt::format("{}: {} (this server takes only images signed by --require-signed keys)",
+                                file_name, check.reason),
+                    req);
 }
 
 }  // namespace ota32::server::api_detail

@@ -53,6 +53,13 @@ Reply firmware_file(const ApiContext& api, const FirmwareRecord& fw, const HttpR
 // `chip` (may be empty: the header's chip) is the chip the uploader declares. Errors name the reason.
 Result<FirmwareRecord> describe_image(ByteView data, std::string_view chip, std::string_view file_name);
 
+// --require-signed (ApiConfig::require_signed): nullopt when no key is required or the uploaded image carries
+// a signature block of one of the keys that verifies; else 422 with the reason (unsigned,
+// untrusted_signature, damaged_signature_block, bad_signature). `image` is the whole finished upload, already
+// described.
+std::optional<HttpResponse> check_upload_signature(const ApiContext& api, ByteView image,
+                                                   std::string_view file_name, const HttpRequest& req);
+
 // The chip table's name for `name` ("ESP32-C3" -> "esp32c3"); empty when the format module does not know it.
 std::string canonical_chip(std::string_view name);
 

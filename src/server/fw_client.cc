@@ -19,6 +19,8 @@
 #include <optional>
 
 #include "core/file_io.h"
+#include "format/secure_boot_v2.h"
+#include "sign/host_signer.h"
 
 namespace ota32::server {
 namespace {
@@ -255,14 +257,41 @@ std::string format_time(int64_t unix_seconds) {
   return buf;
 }
 
+// --sign: the private keys as block signers (the same OpenSSL path as `ota32 sign sign`), loaded once.
+Result<std::vector<BlockSigner>> load_signers(const std::vector<std::string>& key_files) {
+  std::vector<BlockSigner> signers;
+  for (const auto& k : key_files) {
+    OTA32_ASSIGN(Bytes pem, read_file(k, 64 * 1024, "signing key"));
+    auto s = load_signing_key(pem);
+    if (!s) return s.error().with_context(k);
+    signers.push_back(std::move(*s));
+  }
+  return signers;
+}
+
 int push(const CommonOptions& o, const std::vector<std::string>& files, const std::string& chip,
-         const std::string& channel) {
+         const std::string& channel, const std::vector<std::string>& sign_keys) {
+  auto signers = load_signers(sign_keys);
+  if (!signers) return fail_with(signers.error());
   int status = 0;
   for (const auto& file : files) {
     auto data = read_file(file);
     if (!data) {
       status = fail_with(data.error());
       continue;
+    }
+    if (!signers->empty()) {
+      // espsecure sign_data --append_signatures: a block is added to an already-signed image's sector.
+      auto signed_image = sign_image(*data, *signers, SignRequest{.append = true});
+      if (!signed_image) {
+        status = fail_with(signed_image.error().with_context(file));
+        continue;
+      }
+      if (!o.json) {
+        fmt::print("signed {}: {} signature block(s) over {} bytes\n", file, signed_image->total_blocks,
+                   signed_image->signed_length);
+      }
+      *data = std::move(signed_image->output);
     }
     std::string query = "?name=" + percent_encode(std::filesystem::path(file).filename().string());
     if (!chip.empty()) query += "&chip=" + percent_encode(chip);
@@ -351,7 +380,7 @@ void register_fw_commands(CLI::App& app, int& exit_code) {
 
   struct State {
     CommonOptions common;
-    std::vector<std::string> files;
+    std::vector<std::string> files, sign_keys;
     std::string chip, channel, project;
   };
   auto push_state = std::make_shared<State>();
@@ -360,9 +389,15 @@ void register_fw_commands(CLI::App& app, int& exit_code) {
   p->add_option("files", push_state->files, "app image files")->required()->check(CLI::ExistingFile);
   p->add_option("--chip", push_state->chip, "declare the chip (refused if the image is for another)");
   p->add_option("--channel", push_state->channel, "release channel (default stable)");
+  p->add_option("--sign", push_state->sign_keys,
+                "sign each image here (Secure Boot v2, as `ota32 sign sign --append`) with this private key "
+                "before the upload; repeat for up to 3 keys. The server never sees the key")
+      ->allow_extra_args(false)
+      ->check(CLI::ExistingFile);
   add_common(p, push_state->common);
   p->callback([push_state, &exit_code] {
-    exit_code = push(push_state->common, push_state->files, push_state->chip, push_state->channel);
+    exit_code = push(push_state->common, push_state->files, push_state->chip, push_state->channel,
+                     push_state->sign_keys);
   });
 
   auto list_state = std::make_shared<State>();

@@ -186,5 +186,92 @@ TEST_F(ApiE2e, OversizedUploadGets413AndTheJsonErrorNotAReset) {
   EXPECT_EQ(ok.out, "200");
 }
 
+// `ota32 serve --require-signed PUB.pem`: unsigned, wrongly signed and damaged uploads get 422 naming why;
+// `fw push --sign KEY.pem` signs on the client, and what the server then offers verifies with the key.
+TEST(ApiSignedE2e, RequireSignedRefusesWhatItCannotVerifyAndFwPushSigns) {
+  TempDir tmp;
+  auto in_tmp = [&](const char* name) { return (tmp / name).string(); };
+  for (const char* k : {"trusted", "other"}) {
+    auto key = run_ota32({"sign", "key", "--scheme", "ecdsa256", "-o", in_tmp(k) + ".pem"});
+    ASSERT_EQ(key.exit_code, 0) << key.err;
+    auto pub = run_ota32({"sign", "pubkey", in_tmp(k) + ".pem", "-o", in_tmp(k) + ".pub.pem"});
+    ASSERT_EQ(pub.exit_code, 0) << pub.err;
+  }
+  auto made = run_ota32({"image", "make", "-o", in_tmp("app.bin"), "-c", "esp32", "--project", "blink",
+                         "--version", "1.0.0", "--size", "128K"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::string why;
+  auto server = ServeProcess::start(
+      {"--data", in_tmp("data"), "--access-log", "off", "--require-signed", in_tmp("trusted.pub.pem")},
+      tmp.path(), &why);
+  ASSERT_TRUE(server) << why;
+  EXPECT_THAT(server->err(), HasSubstr("uploads must be signed: trusting " + in_tmp("trusted.pub.pem") +
+                                       " (ecdsa256, key digest "));
+  std::string out = server->out();
+  auto pos = out.find("admin token: ");
+  ASSERT_NE(pos, std::string::npos) << out;
+  const std::string token = out.substr(pos + 13, 64), ca = in_tmp("data/ca_cert.pem");
+  auto fw = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "fw");
+    args.insert(args.end(), {"--server", server->url(""), "--token", token, "--ca", ca});
+    return run_process(ota32_binary(), args, {}, tmp.path());
+  };
+  auto post = [&](const std::string& file) {
+    return run_process("/usr/bin/curl",
+                       {"-sS", "--cacert", ca, "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + token,
+                        "--data-binary", "@" + file, server->url("/api/v1/firmware?name=x.bin")},
+                       {}, tmp.path(), std::chrono::seconds(30));
+  };
+
+  auto unsigned_push = fw({"push", "app.bin"});
+  EXPECT_EQ(unsigned_push.exit_code, 1);
+  EXPECT_THAT(unsigned_push.err,
+              HasSubstr("app.bin: server answered 422 unsigned: app.bin: the image is not signed"));
+  auto wrong = fw({"push", "--sign", "other.pem", "app.bin"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err,
+              HasSubstr("server answered 422 untrusted_signature: app.bin: no signature block matches "
+                        "the trusted keys: block 0 is signed by the ecdsa256 key with digest"));
+
+  // A damaged block (its CRC no longer matches), sent with curl to see the JSON reason.
+  auto s =
+      run_ota32({"sign", "sign", "--key", in_tmp("trusted.pem"), in_tmp("app.bin"), "-o", in_tmp("s.bin")});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  Bytes damaged = read_file(tmp / "s.bin").value();
+  damaged[128 * 1024 + 40] ^= 0x01;  // inside block 0's key
+  ASSERT_TRUE(write_file_atomic(tmp / "damaged.bin", damaged));
+  auto d = post(in_tmp("damaged.bin"));
+  EXPECT_THAT(d.out, ::testing::EndsWith("\n422"));
+  auto dj = nlohmann::json::parse(d.out.substr(0, d.out.rfind('\n')), nullptr, false);
+  ASSERT_TRUE(dj.is_object()) << d.out;
+  EXPECT_EQ(dj["error"], "damaged_signature_block");
+  EXPECT_THAT(dj["message"].get<std::string>(), HasSubstr("x.bin: damaged signature block: block 0: "));
+
+  // Signed on the client: accepted, and the served bytes verify with the trusted public key.
+  auto good = fw({"push", "--sign", "trusted.pem", "app.bin"});
+  ASSERT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_THAT(good.out, HasSubstr("signed app.bin: 1 signature block(s) over 131072 bytes\nuploaded "));
+  auto check =
+      run_process("/usr/bin/curl",
+                  {"-sS", "--cacert", ca, server->url("/api/v1/update?project=blink&chip=esp32&version=0.9")},
+                  {}, tmp.path(), std::chrono::seconds(30));
+  auto offer = nlohmann::json::parse(check.out, nullptr, false);
+  ASSERT_TRUE(offer.is_object()) << check.out;
+  EXPECT_EQ(offer["size"], 131072 + 4096);
+  auto dl =
+      run_process("/usr/bin/curl", {"-sS", "--cacert", ca, "-o", "got.bin", offer["url"].get<std::string>()},
+                  {}, tmp.path(), std::chrono::seconds(30));
+  ASSERT_EQ(dl.exit_code, 0) << dl.err;
+  auto v = run_ota32({"sign", "verify", "--key", in_tmp("trusted.pub.pem"), in_tmp("got.bin")});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  // Another key's block first, the trusted one second: block 1 verifies.
+  auto two = fw({"push", "--sign", "other.pem", "--sign", "trusted.pem", "app.bin", "--channel", "beta"});
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_THAT(two.out, HasSubstr("signed app.bin: 2 signature block(s)"));
+  // A missing key file is a usage error before anything is sent.
+  auto missing = fw({"push", "--sign", "nope.pem", "app.bin"});
+  EXPECT_NE(missing.exit_code, 0);
+}
+
 }  // namespace
 }  // namespace ota32::testing
