@@ -58,6 +58,7 @@ Result<std::optional<UpdateOffer>> check_for_update(HttpClient& client, const Up
   std::string url =
       fmt::format("{}/api/v1/update?project={}&version={}&chip={}&device={}", base, url_encode(q.project),
                   url_encode(q.version), url_encode(q.chip), url_encode(q.device_id));
+  if (q.secure_version) url += fmt::format("&secure_version={}", *q.secure_version);
   OTA32_ASSIGN(auto resp, client.send({"GET", url, {}, ""}));
   OTA32_ASSIGN(std::string body, resp->read_all(64 * 1024));
   if (resp->status() == 204 || resp->status() == 304) return std::optional<UpdateOffer>();
@@ -75,6 +76,10 @@ Result<std::optional<UpdateOffer>> check_for_update(HttpClient& client, const Up
           std::to_string(fw.port) + fw.target;
   if (j.contains("size") && j["size"].is_number_unsigned()) o.size = j["size"].get<uint64_t>();
   if (j.contains("version") && j["version"].is_string()) o.version = j["version"].get<std::string>();
+  if (j.contains("secure_version") && j["secure_version"].is_number_unsigned() &&
+      j["secure_version"].get<uint64_t>() <= UINT32_MAX) {
+    o.secure_version = j["secure_version"].get<uint32_t>();
+  }
   if (!j.contains("sha256") || !j["sha256"].is_string()) return bad("no \"sha256\" string in the reply");
   auto digest = from_hex(j["sha256"].get<std::string>());
   if (!digest || digest->size() != 32) return bad("\"sha256\" is not 64 hex digits");

@@ -1,5 +1,6 @@
 // The device side of `ota32 serve`'s API: ask whether there is an update, and report what happened.
-//   GET  /api/v1/update?project=&version=&chip=&device=  -> 204, or 200 {url, size, sha256, version}
+//   GET  /api/v1/update?project=&version=&chip=&device=[&secure_version=]
+//        -> 204, or 200 {url, size, sha256, version, secure_version}
 //   POST /api/v1/devices/{id}/report  {state, version, error, project, chip}
 #pragma once
 
@@ -16,6 +17,8 @@ namespace ota32::agent {
 struct UpdateQuery {
   std::string server;  // "https://127.0.0.1:8070"
   std::string project, version, chip, device_id;
+  // The running app's esp_app_desc_t.secure_version: the server does not offer an image below it.
+  std::optional<uint32_t> secure_version;
 };
 
 struct UpdateOffer {
@@ -23,6 +26,7 @@ struct UpdateOffer {
   uint64_t size = 0;
   Sha256Digest sha256{};
   std::string version;
+  uint32_t secure_version = 0;  // the offered image's (0 when the server does not say)
 };
 
 // nullopt when the server answers 204 (nothing newer). Errors: the HTTP client's, corrupt for a reply that

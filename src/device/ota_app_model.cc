@@ -202,6 +202,7 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
   }
   if (!s.update_server.empty()) {
     agent::UpdateQuery q{s.update_server, project, running, std::string(dev.chip().name), s.device_id};
+    if (boot.app->desc) q.secure_version = boot.app->desc->secure_version;  // the server's anti-rollback
     auto offer = agent::check_for_update(client, q);
     if (!offer) {
       log.error(kTag, fmt::format("update check failed: {}", offer.error().message()));

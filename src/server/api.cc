@@ -408,6 +408,15 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
   if (!device.empty() && !valid_device_id(device))
     return bad_request("device: 1-64 characters of A-Z a-z 0-9 . _ : -", req);
   if (auto e = check_channel(channel)) return bad_request(*e, req);
+  // The running app's esp_app_desc_t.secure_version, which the agent sends with each check (optional).
+  std::optional<uint32_t> device_secure_version;
+  if (auto sv = ctx.query_param("secure_version"); !sv.empty()) {
+    uint32_t n = 0;
+    auto [p, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), n);
+    if (ec != std::errc() || p != sv.data() + sv.size())
+      return bad_request("secure_version: the running app's anti-rollback version, 0 to 4294967295", req);
+    device_secure_version = n;
+  }
   if (auto denied = check_device_known(api, device, req)) return *denied;
   if (!device.empty()) {
     // A registered device's channel wins over the query.
@@ -419,8 +428,23 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
   auto latest = latest_release(*api.store, project, chip, channel);
   if (!latest) return store_error(latest.error(), req);
   bool current = !latest->has_value() || compare_versions((*latest)->version, version) <= 0;
-  if (api.metrics != nullptr) api.metrics->update_check(current ? "up_to_date" : "update_available");
-  if (current) {
+  // Anti-rollback: an image whose secure_version is below the running app's would be refused by the device
+  // (esp_ota_set_boot_partition erases it, the bootloader skips it once the eFuse counter is burnt), so it
+  // is not offered; the device is told "no update" and the log says why.
+  const bool withheld =
+      !current && device_secure_version && (*latest)->secure_version < *device_secure_version;
+  if (withheld && api.log) {
+    api.log(
+        fmt::format("update check{}: not offering {} {} ({}, channel {}): its secure_version {} is below "
+                    "the device's {} (anti-rollback); answered no update",
+                    device.empty() ? "" : " from " + device, (*latest)->project, (*latest)->version,
+                    (*latest)->chip, (*latest)->channel, (*latest)->secure_version, *device_secure_version));
+  }
+  if (api.metrics != nullptr)
+    api.metrics->update_check(withheld  ? "secure_version_below"
+                              : current ? "up_to_date"
+                                        : "update_available");
+  if (current || withheld) {
     HttpResponse res{http::status::no_content, req.version()};
     res.keep_alive(req.keep_alive());
     res.set(http::field::cache_control, "no-store");
@@ -640,6 +664,7 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   OTA32_ASSIGN(cfg.require_signed, load_trusted_keys(r.require_signed));
   OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
   setup.context->metrics = serve.metrics;
+  setup.context->log = [](const std::string& line) { fmt::print(stderr, "ota32-serve: {}\n", line); };
   std::fflush(stdout);
   fmt::print(stderr, "ota32-serve: catalog: {} store{}, firmware files in {}\n", setup.context->store->kind(),
              cfg.store_url.empty() ? " " + default_store_url(cfg.data_dir) : "",

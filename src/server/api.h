@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,9 @@ struct ApiContext {
   ApiConfig config;
   Metrics* metrics = nullptr;                   // optional: update checks and completed downloads are counted
   std::unique_ptr<RateLimiter> device_limiter;  // from config.device_rate / device_burst (open_api)
+  // The server log (ota32-serve: a line on stderr): decisions a device cannot be told in its reply, such as
+  // an update withheld by the anti-rollback check. Empty = not logged.
+  std::function<void(const std::string&)> log;
 };
 
 struct ApiSetup {

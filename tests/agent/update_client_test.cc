@@ -41,6 +41,26 @@ TEST(UpdateClient, OfferWithRelativeUrl) {
   EXPECT_EQ((*r)->sha256[0], 0xaa);
 }
 
+TEST(UpdateClient, SendsTheRunningSecureVersionAndReadsTheOffered) {
+  std::string sha(64, 'b');
+  ScriptedServer server([&](const std::string&, int) {
+    std::string body =
+        R"({"url":"/fw/x.bin","size":1,"sha256":")" + sha + R"(","version":"3","secure_version":4})";
+    return ScriptedReply{http_response(200, body, "Content-Length: " + std::to_string(body.size()) + "\r\n")};
+  });
+  HttpClient client{HttpOptions{}};
+  UpdateQuery q{base_of(server), "p", "2", "esp32", "d"};
+  q.secure_version = 3;
+  auto r = check_for_update(client, q);
+  ASSERT_TRUE(r && *r) << (r ? "no offer" : r.error().message());
+  EXPECT_EQ((*r)->secure_version, 4u);
+  auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_TRUE(
+      reqs[0].starts_with("GET /api/v1/update?project=p&version=2&chip=esp32&device=d&secure_version=3 "))
+      << reqs[0];
+}
+
 TEST(UpdateClient, BadRepliesAreCorrupt) {
   for (std::string body : {std::string("not json"), std::string(R"({"size":1})"),
                            std::string(R"({"url":"/x","sha256":"zz"})")}) {

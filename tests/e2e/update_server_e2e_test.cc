@@ -24,9 +24,22 @@ constexpr const char* kMac = "24:0a:c4:00:00:07";  // the device id the agent re
 
 class UpdateServerE2e : public ::testing::Test {
  protected:
-  void make_image(const std::string& version, const std::string& size = "200K") {
+  void make_image(const std::string& version, const std::string& size = "200K",
+                  const std::string& secure_version = "0") {
     run_ota32_ok({"image", "make", "-o", (dir_ / ("v" + version + ".bin")).string(), "--chip", "esp32",
-                  "--project", "simple_ota", "--version", version, "--size", size});
+                  "--project", "simple_ota", "--version", version, "--size", size, "--secure-version",
+                  secure_version});
+  }
+  void start_server() {
+    std::string why;
+    server_ = ServeProcess::start({"--data", (dir_ / "data").string(), "--access-log", "off"}, dir_, &why);
+    ASSERT_TRUE(server_) << why;
+    std::string out = server_->out();
+    auto at = out.find("admin token: ");
+    ASSERT_NE(at, std::string::npos) << out;
+    token_ = out.substr(at + 13, 64);
+    ca_ = dir_ / "data" / "ca_cert.pem";
+    ASSERT_TRUE(fs::exists(ca_));
   }
   ProcessResult push(const std::string& version) {
     return run_ota32({"fw", "push", (dir_ / ("v" + version + ".bin")).string(), "--server", server_->url(""),
@@ -63,15 +76,8 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   OTA32_REQUIRE_TESTDATA();
   for (const char* v : {"1", "2", "3"}) make_image(v);
   make_image("4", "1200K");  // larger than the 1M slots
-  std::string why;
-  server_ = ServeProcess::start({"--data", (dir_ / "data").string(), "--access-log", "off"}, dir_, &why);
-  ASSERT_TRUE(server_) << why;
-  std::string out = server_->out();
-  auto at = out.find("admin token: ");
-  ASSERT_NE(at, std::string::npos) << out;
-  token_ = out.substr(at + 13, 64);
-  ca_ = dir_ / "data" / "ca_cert.pem";
-  ASSERT_TRUE(fs::exists(ca_));
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  std::string out;
 
   // A device flashed like `idf.py flash` (factory v1), rollback enabled, asking the server for updates.
   ASSERT_NO_FATAL_FAILURE(flash_seed_device(dir_, dev_, dir_ / "v1.bin", {"--rollback", "--mac", kMac}));
@@ -136,6 +142,38 @@ TEST_F(UpdateServerE2e, DeviceReportsUpdateRollbackAndFailure) {
   EXPECT_EQ(d["state"], "failed");
   EXPECT_EQ(d["running_version"], "2");
   EXPECT_THAT(d["last_error"].get<std::string>(), HasSubstr("larger than the ota_1 partition"));
+}
+
+// Server-side anti-rollback: the agent sends its running app's secure_version with each check, and a newer
+// version whose secure_version is lower is not offered (the server log says why); one at or above it is.
+TEST_F(UpdateServerE2e, ANewerVersionBelowTheDevicesSecureVersionIsNotOffered) {
+  OTA32_REQUIRE_TESTDATA();
+  make_image("1", "200K", "2");
+  make_image("2", "200K", "1");
+  make_image("3", "200K", "2");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(flash_seed_device(dir_, dev_, dir_ / "v1.bin", {"--mac", kMac}));
+  auto cfg = nlohmann::json::parse(*read_text_file(dev_ / "device.json"));
+  cfg["app"]["update_server"] = server_->url("");
+  cfg["app"]["ca_cert"] = ca_.string();
+  ASSERT_TRUE(write_file_atomic(dev_ / "device.json", cfg.dump(2)));
+
+  auto pushed = push("2");
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  std::string out = run_device(dev_);
+  EXPECT_THAT(out, HasSubstr("no update for simple_ota version 1"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("esp_https_ota: Writing to partition")));
+  EXPECT_TRUE(
+      server_->wait_for_err(std::string("ota32-serve: update check from ") + kMac +
+                            ": not offering simple_ota 2 (esp32, channel stable): its secure_version 1 is "
+                            "below the device's 2 (anti-rollback); answered no update"))
+      << server_->err();
+
+  pushed = push("3");
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  out = run_device(dev_);
+  EXPECT_THAT(out, HasSubstr("esp_https_ota: Writing to partition subtype 16 at offset 0x110000"));
+  EXPECT_EQ(booted_app(dev_), "ota_0 3");
 }
 
 }  // namespace

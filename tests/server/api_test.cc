@@ -304,6 +304,52 @@ TEST_F(ApiTest, UpdateCheckOffersOnlyNewerReleases) {
             http::status::no_content);
 }
 
+Bytes make_image_sv(std::string version, uint32_t secure_version, uint64_t seed) {
+  MakeImageOptions opt;
+  opt.chip = find_chip("esp32");
+  opt.project = "blink";
+  opt.version = std::move(version);
+  opt.secure_version = secure_version;
+  opt.size = 128 * 1024;
+  opt.seed = seed;
+  return make_app_image(opt).value();
+}
+
+// Anti-rollback on the server: the newest release is not offered to a device whose running app has a
+// higher secure_version; it gets "no update" and the server log says why.
+TEST_F(ApiTest, UpdateCheckWithholdsAnImageBelowTheDevicesSecureVersion) {
+  std::vector<std::string> logged;
+  api_->log = [&](const std::string& line) { logged.push_back(line); };
+  Metrics metrics;
+  api_->metrics = &metrics;
+  ASSERT_EQ(upload(make_image_sv("2.0.0", 1, 7)).result(), http::status::created);
+  const std::string q = "/api/v1/update?project=blink&chip=esp32&version=1.0.0&device=dev-7";
+  auto below = response(http::verb::get, q + "&secure_version=2");
+  EXPECT_EQ(below.result(), http::status::no_content);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(
+      logged[0],
+      "update check from dev-7: not offering blink 2.0.0 (esp32, channel stable): its secure_version 1 is "
+      "below the device's 2 (anti-rollback); answered no update");
+  EXPECT_THAT(metrics.render(), HasSubstr("ota32_update_checks_total{result=\"secure_version_below\"} 1"));
+  // Equal or lower device secure_version, or none sent: offered as before.
+  for (std::string sv : {"&secure_version=1", "&secure_version=0", ""}) {
+    auto r = response(http::verb::get, q + sv);
+    ASSERT_EQ(r.result(), http::status::ok) << sv;
+    EXPECT_EQ(body_of(r)["secure_version"], 1) << sv;
+  }
+  // A higher secure_version upload is offered again to that device.
+  ASSERT_EQ(upload(make_image_sv("2.1.0", 2, 8)).result(), http::status::created);
+  auto again = response(http::verb::get, q + "&secure_version=2");
+  ASSERT_EQ(again.result(), http::status::ok);
+  EXPECT_EQ(body_of(again)["version"], "2.1.0");
+  EXPECT_EQ(logged.size(), 1u);
+  for (std::string bad : {"x", "-1", "4294967296", "1.5", "+2"}) {
+    auto r = response(http::verb::get, q + "&secure_version=" + bad);
+    EXPECT_EQ(r.result(), http::status::bad_request) << bad;
+  }
+}
+
 TEST_F(ApiTest, UpdateCheckValidatesItsQuery) {
   for (std::string q :
        {"project=blink&chip=esp32", "version=1&chip=esp32", "project=blink&version=1",
