@@ -29,8 +29,10 @@ void add_ota(CLI::App& device) {
   auto opts = std::make_shared<Opts>();
   cmd->add_option("DIR", opts->dir, "Device directory")->required();
   cmd->add_option("URL", opts->url, "Firmware URL, e.g. https://127.0.0.1:8070/simple_ota.bin")->required();
-  cmd->add_option("--ca", opts->ca,
-                  "PEM CA certificate the server's certificate must chain to (ca_cert.pem)");
+  cmd->add_option(
+      "--ca", opts->ca,
+      "PEM CA certificate the server's certificate must chain to (ca_cert.pem); default: device.json's "
+      "app.ca_cert (ota32 device set DIR ca_cert=FILE)");
   cmd->add_flag("--skip-cert-common-name-check", opts->skip_cn,
                 "Do not check the certificate's host name / IP (esp-tls skip_cert_common_name_check)");
   cmd->add_flag("--force", opts->force, "Install even if the image has the running version");
@@ -44,18 +46,29 @@ void add_ota(CLI::App& device) {
     }
     DirectOtaOptions o;
     o.url = opts->url;
+    auto dev = VirtualDevice::open(opts->dir);
+    if (!dev) return set_exit_code(fail(dev.error()));
     if (!opts->ca.empty()) {
       auto pem = read_input(opts->ca, kPemInput);
       if (!pem) return set_exit_code(fail(pem.error().with_context("--ca")));
       o.ca_pem = std::string(as_chars(*pem));
       o.ca_name = opts->ca;
+    } else {
+      // Without --ca: the CA the firmware was built with (device.json app.ca_cert, `device set DIR
+      // ca_cert=`).
+      auto s = ota_settings(**dev);
+      if (!s) return set_exit_code(fail(s.error()));
+      if (!s->ca_cert.empty()) {
+        auto pem = read_text_file(s->ca_cert);
+        if (!pem) return set_exit_code(fail(pem.error().with_context("device.json app.ca_cert")));
+        o.ca_pem = *pem;
+        o.ca_name = s->ca_cert.string();
+      }
     }
     o.skip_cert_common_name_check = opts->skip_cn;
     o.allow_same_version = opts->force;
     o.timeout_ms = static_cast<uint32_t>(opts->timeout_ms);
     o.stop_after = opts->stop_after;
-    auto dev = VirtualDevice::open(opts->dir);
-    if (!dev) return set_exit_code(fail(dev.error()));
     auto boot = (*dev)->power_on();
     if (!boot) return set_exit_code(fail(boot.error()));
     if (!boot->app) return set_exit_code(fail(fmt::format("{}: did not boot: {}", opts->dir, boot->failure)));

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include "cli/cli_util.h"
@@ -11,6 +12,8 @@
 #include "cli/inputs.h"
 #include "core/file_io.h"
 #include "core/numbers.h"
+#include "device/esptool_args.h"
+#include "device/esptool_cmds.h"
 #include "device/ota_app_model.h"
 #include "device/virtual_device.h"
 
@@ -31,9 +34,12 @@ void add_new(CLI::App& device) {
     uint64_t flash_size = 4u << 20;
     std::string mac, rev;
     uint64_t secure_version = 0;
+    std::string build;
   };
   auto opts = std::make_shared<Opts>();
   cmd->add_option("DIR", opts->dir, "Directory to create (must not exist, or be empty)")->required();
+  cmd->add_option("--build", opts->build,
+                  "An ESP-IDF build directory: the chip and flash size come from its flasher_args.json");
   cmd->add_option("--chip", opts->o.chip, "Chip: esp32, esp32s2, esp32c3, esp32s3, ... (default esp32)");
   add_number_option(cmd, "--flash-size", opts->flash_size,
                     "Flash size: 4MB (default), 2MB, 16MB, 0x400000, ...");
@@ -45,8 +51,26 @@ void add_new(CLI::App& device) {
                 "Bootloader built with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE");
   cmd->add_flag("--anti-rollback", opts->o.bootloader.anti_rollback,
                 "Bootloader built with CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK (implies --rollback)");
-  cmd->callback([opts] {
+  cmd->callback([opts, cmd] {
     auto& o = opts->o;
+    if (!opts->build.empty()) {
+      auto b = read_flasher_args(opts->build);
+      if (!b) return set_exit_code(fail(b.error()));
+      const std::string where = (std::filesystem::path(opts->build) / "flasher_args.json").string();
+      if (cmd->count("--chip") && normalise_chip_name(o.chip) != normalise_chip_name(b->chip)) {
+        return set_exit_code(fail(fmt::format("--chip {}: {} is a build for {}", o.chip, where, b->chip)));
+      }
+      o.chip = b->chip;
+      if (b->flash_size != "detect" && b->flash_size != "keep") {
+        auto size = parse_number(b->flash_size, "flash_settings.flash_size");
+        if (!size) return set_exit_code(fail(size.error().with_context(where)));
+        if (cmd->count("--flash-size") && *size != opts->flash_size) {
+          return set_exit_code(fail(fmt::format("--flash-size {}: {} says flash_size {}",
+                                                format_size(opts->flash_size), where, b->flash_size)));
+        }
+        opts->flash_size = *size;
+      }
+    }
     if (opts->flash_size > UINT32_MAX) return set_exit_code(fail("--flash-size: too large"));
     o.flash_size = static_cast<uint32_t>(opts->flash_size);
     if (!opts->mac.empty()) {
@@ -73,46 +97,147 @@ void add_new(CLI::App& device) {
   });
 }
 
+constexpr const char* kEsptoolFooter = R"(Arguments are esptool.py v4.8.1's, as `idf.py flash` passes them:
+  global options  --chip/-c CHIP, -p/--port PORT (noted, not opened), -b/--baud N (the modelled
+                  transfer time follows it), --before, --after hard_reset|soft_reset|no_reset|no_reset_stub
+  write_flash     [--flash_mode/-fm M] [--flash_freq/-ff F] [--flash_size/-fs S] [-z/-u] [-e] [--force]
+                  ADDR FILE [ADDR FILE ...]
+  read_flash      [-p/--no-progress] ADDR SIZE|ALL FILE
+  erase_flash     [--force]
+  erase_region    ADDR SIZE
+  merge_bin       -o FILE [-f raw] [-t OFFSET] [--fill-flash-size SIZE] [-fm/-ff/-fs] ADDR FILE ...
+  image_info      [--version 1|2] FILE | ADDR (an image in the device's flash at ADDR)
+  @FILE           the arguments in FILE (build/flash_args, flash_app_args, flash_bootloader_args); file
+                  names in it are found relative to the working directory, else beside FILE)";
+
+void print_note(const std::string& l) { std::fprintf(stderr, "ota32: note: %s\n", l.c_str()); }
+
+// Runs parsed esptool arguments on the device in `dir` (empty: no device, for merge_bin / image_info).
+int run_esptool_on(const std::string& dir, const EsptoolArgs& a, const std::vector<std::string>& tokens) {
+  std::unique_ptr<VirtualDevice> dev;
+  if (!dir.empty()) {
+    auto d = VirtualDevice::open(dir);
+    if (!d) return fail(d.error());
+    dev = std::move(*d);
+  }
+  EsptoolContext ctx;
+  ctx.device = dev.get();
+  ctx.device_name = dir;
+  ctx.arg_files = arg_file_names(tokens);
+  ctx.out = print_line;
+  ctx.note = print_note;
+  auto r = run_esptool(a, ctx);
+  if (!r) return fail(r.error());
+  return kExitOk;
+}
+
+// `--build DIR` / `--build=DIR` taken out of the tokens (the only option of `device flash` esptool lacks).
+std::optional<std::string> take_build_option(std::vector<std::string>& t, std::string& error) {
+  std::optional<std::string> build;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] == "--build" || t[i].rfind("--build=", 0) == 0) {
+      if (t[i] == "--build") {
+        if (i + 1 >= t.size()) {
+          error = "--build: expected a build directory";
+          return std::nullopt;
+        }
+        build = t[i + 1];
+        t.erase(t.begin() + i, t.begin() + i + 2);
+      } else {
+        build = t[i].substr(8);
+        t.erase(t.begin() + i);
+      }
+      --i;
+    }
+  }
+  return build;
+}
+
 void add_flash(CLI::App& device) {
   auto* cmd = device.add_subcommand(
-      "flash", "Write files to the device's flash like `esptool.py write_flash ADDR FILE [ADDR FILE ...]`");
-  struct Opts {
-    std::string dir;
-    std::vector<std::string> pairs;
-    WriteFlashOptions o;
-    bool no_compress = false;
-  };
-  auto opts = std::make_shared<Opts>();
-  cmd->add_option("DIR", opts->dir, "Device directory")->required();
-  cmd->add_option("ADDR_FILE", opts->pairs, "Address and file pairs: 0x1000 bootloader.bin 0x8000 ...")
-      ->required();
-  cmd->add_option("--flash-mode,--flash_mode,-m", opts->o.flash_mode,
-                  "qio, qout, dio, dout, or keep (default) : patched into the bootloader header");
-  cmd->add_option("--flash-freq,--flash_freq,-f", opts->o.flash_freq, "40m, 80m, ... or keep (default)");
-  cmd->add_option("--flash-size,--flash_size,-s", opts->o.flash_size, "4MB, ..., detect, or keep (default)");
-  cmd->add_flag("--no-compress,-u", opts->no_compress, "Send uncompressed (as esptool -u)");
-  cmd->add_flag("--force", opts->o.force, "Skip the chip id / revision checks of images");
-  cmd->add_flag("--erase-all,-e", opts->o.erase_all, "Erase the whole flash first");
-  cmd->add_option("--after", opts->o.after, "hard_reset (default), soft_reset, no_reset, no_reset_stub");
-  cmd->callback([opts] {
-    auto& p = opts->pairs;
-    if (p.size() % 2 != 0) {
+      "flash",
+      "Write files to the device's flash like `esptool.py write_flash ADDR FILE ...`, or everything an "
+      "ESP-IDF "
+      "build directory holds (`idf.py flash`): ota32 device flash DIR --build BUILD_DIR");
+  cmd->prefix_command();
+  cmd->footer(std::string("Usage: ota32 device flash DIR [--build BUILD_DIR] [esptool options] [write_flash] "
+                          "[ADDR FILE ...] [@FILE]\n") +
+              kEsptoolFooter);
+  cmd->callback([cmd] {
+    std::vector<std::string> t = cmd->remaining();
+    if (t.empty() || t[0].empty() || t[0][0] == '-' || t[0][0] == '@') {
+      return set_exit_code(usage_error("ota32 device flash", "DIR is required (the device directory first)"));
+    }
+    const std::string dir = t.front();
+    t.erase(t.begin());
+    std::string err;
+    auto build = take_build_option(t, err);
+    if (!err.empty()) return set_exit_code(usage_error("ota32 device flash", err));
+    auto a = parse_esptool_args(t, "write_flash");
+    if (!a) return set_exit_code(fail(a.error()));
+    if (a->command != "write_flash") {
       return set_exit_code(
-          fail(fmt::format("ADDR_FILE: '{}' has no file after it (give ADDR FILE pairs)", p.back())));
+          fail(fmt::format("device flash runs write_flash, not {} (use `ota32 device esptool "
+                           "{} {} ...`)",
+                           a->command, dir, a->command)));
     }
-    std::vector<FlashFile> files;
-    for (size_t i = 0; i < p.size(); i += 2) {
-      auto addr = parse_u32(p[i], "address");
-      if (!addr) return set_exit_code(fail(addr.error()));
-      auto data = read_input(p[i + 1], kImageInput);
-      if (!data) return set_exit_code(fail(data.error()));
-      files.push_back({*addr, p[i + 1], std::move(*data)});
+    if (build) {
+      if (!a->pairs.empty()) {
+        return set_exit_code(
+            fail("--build flashes what flasher_args.json lists: give no ADDR FILE pairs with it"));
+      }
+      auto b = read_flasher_args(*build);
+      if (!b) return set_exit_code(fail(b.error()));
+      // What idf.py passes: the build's settings, unless given here.
+      const bool given_after = std::any_of(t.begin(), t.end(), [](const std::string& x) {
+        return x == "--after" || x == "-a" || x.rfind("--after=", 0) == 0;
+      });
+      const bool given_baud = std::any_of(t.begin(), t.end(), [](const std::string& x) {
+        return x == "-b" || x == "--baud" || x.rfind("--baud=", 0) == 0;
+      });
+      if (a->chip == "auto") a->chip = b->chip;
+      if (!given_after) a->after = a->write.after = b->after;
+      if (std::none_of(t.begin(), t.end(), [](const std::string& x) { return x.rfind("--before", 0) == 0; }))
+        a->before = b->before;
+      if (!given_baud) a->baud = a->write.baud = 460800;  // idf.py's default (ESPBAUD)
+      if (a->write.flash_mode == "keep") a->write.flash_mode = b->flash_mode;
+      if (a->write.flash_freq == "keep") a->write.flash_freq = b->flash_freq;
+      if (a->write.flash_size == "keep") a->write.flash_size = b->flash_size;
+      for (const auto& f : b->files) a->pairs.emplace_back(format_hex(f.addr), f.path.string());
+      // The command line idf.py runs (run_esptool.cmake prints it, as in the seed's log).
+      std::vector<std::string> line = {"--chip", a->chip};
+      if (a->port) line.insert(line.end(), {"-p", *a->port});
+      line.insert(line.end(), {"-b", std::to_string(a->baud), "--before=" + a->before, "--after=" + a->after,
+                               "write_flash", "--flash_mode", a->write.flash_mode, "--flash_freq",
+                               a->write.flash_freq, "--flash_size", a->write.flash_size});
+      for (const auto& f : b->files) line.insert(line.end(), {format_hex(f.addr), f.name});
+      a->expanded = std::move(line);
     }
-    opts->o.compress = !opts->no_compress;
-    auto dev = VirtualDevice::open(opts->dir);
-    if (!dev) return set_exit_code(fail(dev.error()));
-    auto r = (*dev)->write_flash(std::move(files), opts->o, print_line);
-    if (!r) return set_exit_code(fail(r.error()));
+    set_exit_code(run_esptool_on(dir, *a, t));
+  });
+}
+
+void add_esptool(CLI::App& device) {
+  auto* cmd = device.add_subcommand(
+      "esptool",
+      "Run an esptool.py command line on the device: ota32 device esptool DIR <what follows esptool.py>");
+  cmd->prefix_command();
+  cmd->footer(
+      std::string("Usage: ota32 device esptool [DIR] [global options] COMMAND [arguments] (DIR may be "
+                  "left out for merge_bin and image_info FILE)\n") +
+      kEsptoolFooter);
+  cmd->callback([cmd] {
+    std::vector<std::string> t = cmd->remaining();
+    std::string dir;
+    if (!t.empty() && !t[0].empty() && t[0][0] != '-' && t[0][0] != '@') {
+      if (!is_esptool_command(t[0])) {
+        dir = t.front();
+        t.erase(t.begin());
+      }
+    }
+    auto a = parse_esptool_args(t);
+    if (!a) return set_exit_code(fail(a.error()));
+    set_exit_code(run_esptool_on(dir, *a, t));
   });
 }
 
@@ -218,13 +343,65 @@ void add_run(CLI::App& device) {
   });
 }
 
+void add_set(CLI::App& device) {
+  auto* cmd = device.add_subcommand(
+      "set", "Change the device's settings in device.json: ota32 device set DIR key=value [key=value ...]");
+  struct Opts {
+    std::string dir;
+    std::vector<std::string> settings;
+  };
+  auto opts = std::make_shared<Opts>();
+  cmd->add_option("DIR", opts->dir, "Device directory")->required();
+  cmd->add_option("KEY=VALUE", opts->settings,
+                  "Settings: " + device_setting_keys() + " (an empty value clears)")
+      ->required();
+  cmd->footer(
+      "Examples:\n  ota32 device set dev ota_url=https://127.0.0.1:8070/simple_ota.bin "
+      "ca_cert=data/ca_cert.pem\n"
+      "  ota32 device set dev update_server=https://127.0.0.1:8070 self_test_fails=3,4 rollback=true\n"
+      "ca_cert is a path from here; device.json keeps it relative to DIR. Nothing is written unless every\n"
+      "setting is valid.");
+  cmd->callback([opts] {
+    auto dev = VirtualDevice::open(opts->dir);
+    if (!dev) return set_exit_code(fail(dev.error()));
+    DeviceConfig c = (*dev)->config();
+    std::vector<std::string> fields;
+    for (const auto& kv : opts->settings) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return set_exit_code(fail(fmt::format("'{}': give key=value (keys: {})", kv, device_setting_keys())));
+      }
+      auto f = apply_device_setting(c, kv.substr(0, eq), kv.substr(eq + 1), opts->dir);
+      if (!f) return set_exit_code(fail(f.error()));
+      fields.push_back(*f);
+    }
+    auto r = (*dev)->set_config(c);
+    if (!r) return set_exit_code(fail(r.error()));
+    // Read back through the agent's own checks, so that what `device run` will refuse is said now.
+    auto agent = ota_settings(**dev);
+    if (!agent) return set_exit_code(fail(agent.error()));
+    const auto j = to_json((*dev)->config());
+    for (const auto& f : fields) {
+      auto dot = f.find('.');
+      const auto& group = j.at(f.substr(0, dot));
+      const auto it = group.find(f.substr(dot + 1));
+      print_line(fmt::format("{}: {} = {}", (std::filesystem::path(opts->dir) / "device.json").string(), f,
+                             it == group.end()
+                                 ? std::string("(unset)")
+                                 : it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    }
+  });
+}
+
 void register_device(CLI::App& app) {
-  auto* device = app.add_subcommand("device", "The virtual ESP32: new, flash, boot, run");
+  auto* device = app.add_subcommand("device", "The virtual ESP32: new, flash, esptool, boot, run, set");
   device->require_subcommand(1);
   add_new(*device);
   add_flash(*device);
+  add_esptool(*device);
   add_boot(*device);
   add_run(*device);
+  add_set(*device);
 }
 
 }  // namespace

@@ -171,6 +171,135 @@ Result<void> write_json_file(const std::filesystem::path& path, const json& j) {
   return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
+namespace {
+
+Result<bool> parse_bool(std::string_view key, std::string_view v) {
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "no" || v == "off") return false;
+  return Error(ErrorCode::invalid_argument, fmt::format("{}: '{}' is not true or false", key, v));
+}
+
+Result<void> check_url(std::string_view key, std::string_view v) {
+  if (v.empty() || v.starts_with("https://") || v.starts_with("http://")) return {};
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("{}: '{}' is not a URL (https://HOST:PORT/...; empty to clear)", key, v));
+}
+
+constexpr std::string_view kSettingKeys =
+    "ota_url, update_server, ca_cert, self_test_fails, rollback, anti_rollback, "
+    "skip_cert_common_name_check, timeout_ms, device_id, bootloader_idf_version";
+
+}  // namespace
+
+std::string device_setting_keys() { return std::string(kSettingKeys); }
+
+Result<std::string> apply_device_setting(DeviceConfig& c, std::string_view key, std::string_view value,
+                                         const std::filesystem::path& dev_dir) {
+  namespace fs = std::filesystem;
+  const std::string v(value);
+  if (key == "ota_url") {
+    OTA32_TRY(check_url(key, v));
+    c.app.ota_url = v;
+    return std::string("app.ota_url");
+  }
+  if (key == "update_server") {
+    OTA32_TRY(check_url(key, v));
+    if (v.empty()) {
+      c.app.extra.erase("update_server");
+    } else {
+      c.app.extra["update_server"] = v;
+    }
+    return std::string("app.update_server");
+  }
+  if (key == "ca_cert") {
+    if (v.empty()) {
+      c.app.ca_cert.clear();
+      return std::string("app.ca_cert");
+    }
+    auto text = read_text_file(v);
+    if (!text) return text.error().with_context("ca_cert");
+    const std::string& pem = *text;
+    if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("ca_cert: {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", v));
+    }
+    fs::path p = v;
+    if (p.is_relative()) {
+      std::error_code ec;
+      fs::path rel = fs::relative(fs::absolute(p, ec), fs::absolute(dev_dir, ec), ec);
+      if (!ec && !rel.empty()) p = rel;
+    }
+    c.app.ca_cert = p.generic_string();
+    return std::string("app.ca_cert");
+  }
+  if (key == "self_test_fails") {
+    std::vector<std::string> versions;
+    size_t start = 0;
+    while (start <= v.size() && !v.empty()) {
+      size_t comma = v.find(',', start);
+      std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (item.empty() || item.size() > 32) {
+        return Error(
+            ErrorCode::invalid_argument,
+            fmt::format("self_test_fails: '{}' is not a comma-separated list of versions (at most 32 "
+                        "characters each, as esp_app_desc_t.version)",
+                        v));
+      }
+      versions.push_back(item);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    c.app.self_test_fails = std::move(versions);
+    return std::string("app.self_test_fails");
+  }
+  if (key == "rollback") {
+    OTA32_ASSIGN(c.bootloader.rollback, parse_bool(key, v));
+    if (!c.bootloader.rollback && c.bootloader.anti_rollback) {
+      return Error(ErrorCode::invalid_argument,
+                   "rollback=false: anti_rollback is on and requires it (set anti_rollback=false first)");
+    }
+    return std::string("bootloader.rollback");
+  }
+  if (key == "anti_rollback") {
+    OTA32_ASSIGN(c.bootloader.anti_rollback, parse_bool(key, v));
+    if (c.bootloader.anti_rollback) c.bootloader.rollback = true;  // Kconfig: implies rollback
+    return std::string("bootloader.anti_rollback");
+  }
+  if (key == "skip_cert_common_name_check") {
+    OTA32_ASSIGN(bool b, parse_bool(key, v));
+    c.app.extra["skip_cert_common_name_check"] = b;
+    return std::string("app.skip_cert_common_name_check");
+  }
+  if (key == "timeout_ms") {
+    auto n = parse_u32(v, "timeout_ms");
+    if (!n || *n == 0 || *n > 600000) {
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("timeout_ms: '{}' is not a number of milliseconds (1..600000)", v));
+    }
+    c.app.extra["timeout_ms"] = *n;
+    return std::string("app.timeout_ms");
+  }
+  if (key == "device_id") {
+    if (v.empty()) {
+      c.app.extra.erase("device_id");
+    } else {
+      c.app.extra["device_id"] = v;
+    }
+    return std::string("app.device_id");
+  }
+  if (key == "bootloader_idf_version") {
+    if (!v.empty() && v[0] != 'v') {
+      return Error(
+          ErrorCode::invalid_argument,
+          fmt::format("bootloader_idf_version: '{}' is not an ESP-IDF version (v5.5.5, v4.3, ...)", v));
+    }
+    c.bootloader.idf_version = v;
+    return std::string("bootloader.idf_version");
+  }
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("'{}' is not a device setting (one of: {})", key, kSettingKeys));
+}
+
 Result<uint32_t> parse_chip_revision(std::string_view text) {
   std::string_view t = text;
   if (!t.empty() && (t[0] == 'v' || t[0] == 'V')) t.remove_prefix(1);

@@ -59,6 +59,16 @@ Result<Efuse> efuse_from_json(const nlohmann::json& j, std::string_view file);
 Result<nlohmann::json> read_json_file(const std::filesystem::path& path);
 Result<void> write_json_file(const std::filesystem::path& path, const nlohmann::json& j);
 
+// `ota32 device set DIR key=value`: one setting of device.json by its short name (ota_url, update_server,
+// ca_cert, self_test_fails, rollback, anti_rollback, skip_cert_common_name_check, timeout_ms, device_id,
+// bootloader_idf_version), checked like device.json itself. A relative ca_cert is taken relative to the
+// working directory and stored relative to `dev_dir`, as device.json keeps it; the file must hold a PEM
+// certificate. Returns the field it set ("app.ota_url"). Errors name the key and say what it takes.
+Result<std::string> apply_device_setting(DeviceConfig& c, std::string_view key, std::string_view value,
+                                         const std::filesystem::path& dev_dir);
+// The keys apply_device_setting takes, for messages and --help.
+std::string device_setting_keys();
+
 // "v1.0" / "1.0" / "100" -> 100.
 Result<uint32_t> parse_chip_revision(std::string_view text);
 std::string chip_revision_text(uint32_t rev);  // "v1.0"

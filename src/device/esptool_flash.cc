@@ -94,7 +94,98 @@ Result<void> check_params(const ChipInfo& chip, const WriteFlashOptions& opt) {
   return {};
 }
 
+// What esptool's get_chip_description() / get_chip_features() / get_crystal_freq() report for the package
+// each virtual chip models (the common module of each family; ESP32: the seed's ESP32-D0WDQ6, or the
+// ESP32-D0WD-V3 that revision v3 chips are sold as).
+struct ChipPackage {
+  std::string_view chip, description, features, crystal;
+};
+constexpr std::array<ChipPackage, 9> kPackages = {{
+    {"esp32", "ESP32-D0WDQ6", "WiFi, BT, Dual Core, 240MHz, VRef calibration in efuse, Coding Scheme None",
+     "40MHz"},
+    {"esp32s2", "ESP32-S2FNR2",
+     "WiFi, Embedded Flash 4MB, Embedded PSRAM 2MB, ADC and temperature sensor "
+     "calibration in BLK2 of efuse V2",
+     "40MHz"},
+    {"esp32s3", "ESP32-S3 (QFN56)", "WiFi, BLE, Embedded Flash 8MB (GD)", "40MHz"},
+    {"esp32c3", "ESP32-C3 (QFN32)", "WiFi, BLE, Embedded Flash 4MB (XMC)", "40MHz"},
+    {"esp32c2", "ESP32-C2", "WiFi, BLE", "26MHz"},
+    {"esp32c6", "ESP32-C6 (QFN40)", "WiFi 6, BT 5, IEEE802.15.4", "40MHz"},
+    {"esp32h2", "ESP32-H2", "BLE, IEEE802.15.4", "32MHz"},
+    {"esp32p4", "ESP32-P4", "High-Performance MCU", "40MHz"},
+    {"esp32c5", "ESP32-C5", "WiFi 6 (dual-band), BT 5 (LE), IEEE802.15.4", "48MHz"},
+}};
+
+const ChipPackage* package_of(const ChipInfo& chip) {
+  for (const auto& p : kPackages)
+    if (p.chip == chip.name) return &p;
+  return nullptr;
+}
+
 }  // namespace
+
+double esptool_transfer_seconds(uint64_t sent, uint32_t baud) {
+  return 1.09 * static_cast<double>(sent) * 10.0 / baud + 0.005;
+}
+
+double esptool_erase_seconds(uint32_t addr, uint64_t len, bool chip_erase) {
+  if (chip_erase) return 2.5 * static_cast<double>(len) / (4u << 20);
+  // The stub's erase_region: 64 KiB block erases where aligned, 4 KiB sector erases elsewhere.
+  double t = 0;
+  uint64_t a = addr, end = uint64_t{addr} + len;
+  while (a < end) {
+    if (a % kFlashBlockSize == 0 && end - a >= kFlashBlockSize) {
+      t += 0.15, a += kFlashBlockSize;
+    } else {
+      t += 0.045, a += kFlashSectorSize;
+    }
+  }
+  return t;
+}
+
+std::string esptool_speed_tail(uint64_t bytes, double t, bool effective) {
+  std::string s = fmt::format(" in {:.1f} seconds", t);
+  if (t > 0.0) {
+    s += fmt::format(" ({}{:.1f} kbit/s)", effective ? "effective " : "", bytes / t * 8 / 1000);
+  }
+  return s;
+}
+
+std::string esptool_chip_description(const ChipInfo& chip, uint32_t rev) {
+  const ChipPackage* p = package_of(chip);
+  std::string desc = p ? std::string(p->description) : std::string(chip.display_name);
+  if (chip.name == "esp32" && rev >= 300) desc = "ESP32-D0WD-V3";
+  return fmt::format("{} (revision {})", desc, rev_text(rev));
+}
+
+std::vector<std::string> esptool_connect_lines(const ChipInfo& chip, const EsptoolConnect& c) {
+  const ChipPackage* p = package_of(chip);
+  std::vector<std::string> l;
+  l.emplace_back(kEsptoolBanner);
+  l.push_back("Serial port " + c.port);
+  l.push_back("Connecting...");
+  if (c.detect_chip) {
+    // detect_chip(): GET_SECURITY_INFO first; the ESP32 ROM refuses it (and resets, so esptool connects
+    // again), the ESP32-S2 ROM answers too short; both are then told apart by the magic register.
+    if (chip.name == "esp32" || chip.name == "esp32s2") {
+      l.push_back("Detecting chip type... Unsupported detection protocol, switching and trying again...");
+      if (chip.name == "esp32") l.push_back("Connecting...");
+    }
+    l.push_back(fmt::format("Detecting chip type... {}", chip.display_name));
+  }
+  l.push_back("Chip is " + esptool_chip_description(chip, c.chip_revision));
+  l.push_back(fmt::format("Features: {}", p ? p->features : "WiFi"));
+  l.push_back(fmt::format("Crystal is {}", p ? p->crystal : "40MHz"));
+  l.push_back("MAC: " + c.mac);
+  l.push_back("Uploading stub...");
+  l.push_back("Running stub...");
+  l.push_back("Stub running...");
+  if (c.baud != 115200) {
+    l.push_back(fmt::format("Changing baud rate to {}", c.baud));
+    l.push_back("Changed.");
+  }
+  return l;
+}
 
 Bytes zlib_compress9(ByteView data) {
   uLongf len = compressBound(data.size());
@@ -182,25 +273,27 @@ Result<std::vector<std::string>> patch_flash_params(const ChipInfo& chip, uint32
   return lines;
 }
 
+Result<void> check_sector_overlaps(const std::vector<FlashFile>& files) {
+  std::vector<const FlashFile*> sorted;
+  for (const auto& f : files) sorted.push_back(&f);
+  std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->addr < b->addr; });
+  uint64_t end = 0;
+  for (const auto* f : sorted) {
+    uint64_t start = f->addr & ~uint64_t{kFlashSectorSize - 1};
+    uint64_t last =
+        ((uint64_t{f->addr} + f->data.size() + kFlashSectorSize - 1) & ~uint64_t{kFlashSectorSize - 1});
+    if (start < end) {
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("Detected overlap at address: {:#x} for file: {}", f->addr, f->name));
+    }
+    end = last;  // one past the last byte (esptool keeps the last byte; same comparison)
+  }
+  return {};
+}
+
 Result<FlashPlan> plan_write_flash(const ChipInfo& chip, uint32_t flash_size, std::vector<FlashFile> files,
                                    const WriteFlashOptions& opt) {
-  // Argument parsing: pairs whose sector ranges overlap, compared in address order.
-  {
-    std::vector<const FlashFile*> sorted;
-    for (const auto& f : files) sorted.push_back(&f);
-    std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->addr < b->addr; });
-    uint64_t end = 0;
-    for (const auto* f : sorted) {
-      uint64_t start = f->addr & ~uint64_t{kFlashSectorSize - 1};
-      uint64_t last =
-          ((uint64_t{f->addr} + f->data.size() + kFlashSectorSize - 1) & ~uint64_t{kFlashSectorSize - 1});
-      if (start < end) {
-        return Error(ErrorCode::invalid_argument,
-                     fmt::format("Detected overlap at address: {:#x} for file: {}", f->addr, f->name));
-      }
-      end = last;  // one past the last byte (esptool keeps the last byte; same comparison)
-    }
-  }
+  OTA32_TRY(check_sector_overlaps(files));
   OTA32_TRY(check_params(chip, opt));
 
   FlashPlan plan;
@@ -247,7 +340,8 @@ Result<FlashPlan> plan_write_flash(const ChipInfo& chip, uint32_t flash_size, st
   }
   if (opt.erase_all) {
     plan.header_lines.push_back("Erasing flash (this may take a while)...");
-    plan.header_lines.push_back("Chip erase completed successfully in 0.0s");
+    plan.header_lines.push_back(fmt::format("Chip erase completed successfully in {:.1f}s",
+                                            esptool_erase_seconds(0, flash_size, true)));
   } else {
     for (const auto& f : files) {
       if (f.addr % kFlashSectorSize != 0) {
@@ -329,11 +423,14 @@ Result<void> run_write_flash(Flash& flash, const FlashPlan& plan, const WriteFla
       }
     }
     if (opt.compress) {
-      out(fmt::format("Wrote {} bytes ({} compressed) at {:#010x} in 0.0 seconds...", data.size(),
-                      compressed.size(), item.addr));
+      const double t = esptool_transfer_seconds(compressed.size(), opt.baud);
+      out(fmt::format("Wrote {} bytes ({} compressed) at {:#010x}{}...", data.size(), compressed.size(),
+                      item.addr, esptool_speed_tail(data.size(), t, true)));
     } else {
-      out(fmt::format("Wrote {} bytes at {:#010x} in 0.0 seconds...", progress.size() * kWriteBlock,
-                      item.addr));
+      const uint64_t sent = progress.size() * kWriteBlock;
+      const double t = esptool_transfer_seconds(sent, opt.baud);
+      out(fmt::format("Wrote {} bytes at {:#010x}{}...", sent, item.addr,
+                      esptool_speed_tail(sent, t, false)));
     }
     if (opt.verify) {
       Bytes back(data.size());

@@ -118,6 +118,18 @@ Result<std::unique_ptr<VirtualDevice>> VirtualDevice::in_memory(DeviceConfig con
   return dev;
 }
 
+Result<void> VirtualDevice::set_config(const DeviceConfig& c) {
+  const std::string file = dir_.empty() ? std::string(kConfigFile) : (dir_ / kConfigFile).string();
+  OTA32_ASSIGN(DeviceConfig checked, device_config_from_json(to_json(c), file));
+  if (checked.chip != config_.chip || checked.flash_size != config_.flash_size) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("{}: chip and flash_size belong to the flash image; make a new device", file));
+  }
+  if (!dir_.empty()) OTA32_TRY(write_json_file(dir_ / kConfigFile, to_json(checked)));
+  config_ = std::move(checked);
+  return {};
+}
+
 Result<void> VirtualDevice::set_efuse(const Efuse& e) {
   if (!dir_.empty()) OTA32_TRY(write_json_file(dir_ / kEfuseFile, to_json(e)));
   efuse_ = e;
@@ -125,9 +137,10 @@ Result<void> VirtualDevice::set_efuse(const Efuse& e) {
 }
 
 Result<void> VirtualDevice::write_flash(std::vector<FlashFile> files, WriteFlashOptions opt,
-                                        const LineSink& out) {
+                                        const LineSink& out, const std::function<void()>& connected) {
   opt.chip_revision = efuse_.chip_revision;
   OTA32_ASSIGN(auto plan, plan_write_flash(*chip_, nor_->size(), std::move(files), opt));
+  if (connected) connected();
   return run_write_flash(*fault_, plan, opt, out);
 }
 

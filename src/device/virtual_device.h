@@ -48,11 +48,16 @@ class VirtualDevice {
   FaultFlash& flash() { return *fault_; }
   NorFlash& raw_flash() { return *nor_; }
 
+  // Replaces device.json's settings (checked as when device.json is read); written atomically.
+  Result<void> set_config(const DeviceConfig& c);
+
   // Sets an eFuse field (anti-rollback raises secure_version); persisted to efuse.json for a directory.
   Result<void> set_efuse(const Efuse& e);
 
-  // esptool write_flash onto this device's flash; the chip revision comes from the eFuses.
-  Result<void> write_flash(std::vector<FlashFile> files, WriteFlashOptions opt, const LineSink& out);
+  // esptool write_flash onto this device's flash; the chip revision comes from the eFuses. `connected` runs
+  // once the arguments are checked, before the first line of the write (esptool's connection preamble).
+  Result<void> write_flash(std::vector<FlashFile> files, WriteFlashOptions opt, const LineSink& out,
+                           const std::function<void()>& connected = {});
 
   // A copy of the whole flash (for snapshots and sweeps).
   Bytes snapshot() const;
