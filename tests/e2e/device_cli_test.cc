@@ -67,7 +67,7 @@ TEST(DeviceCli, BadInputIsOneLineExit1AndLeavesTheDeviceUntouched) {
        "ota32: File " + small + " (length 64) at offset 4194288 will not fit in 4194304 bytes of flash."},
       {{"device", "flash", f.dir(), "0x10000", small, "0x10100", small},
        "ota32: Detected overlap at address: 0x10100 for file: " + small},
-      {{"device", "flash", f.dir(), "0x10000"}, "ota32: ADDR_FILE: '0x10000' has no file after it"},
+      {{"device", "flash", f.dir(), "0x10000"}, "ota32: write_flash: '0x10000' has no file after it"},
       {{"device", "flash", f.dir(), "0xzz", small}, "ota32: address: '0xzz' is not a number"},
       {{"device", "flash", f.dir(), "0x10000", (f.tmp / "missing.bin").string()}, "ota32: "},
       {{"device", "flash", f.tmp.path().string(), "0x10000", small},
