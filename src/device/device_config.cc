@@ -185,6 +185,15 @@ Result<void> check_url(std::string_view key, std::string_view v) {
                fmt::format("{}: '{}' is not a URL (https://HOST:PORT/...; empty to clear)", key, v));
 }
 
+// An "app" key kept in the extra object: set, or removed by an empty value.
+void set_or_clear(json& extra, const char* key, const std::string& v) {
+  if (v.empty()) {
+    extra.erase(key);
+  } else {
+    extra[key] = v;
+  }
+}
+
 constexpr std::string_view kSettingKeys =
     "ota_url, update_server, ca_cert, self_test_fails, rollback, anti_rollback, "
     "skip_cert_common_name_check, timeout_ms, device_id, bootloader_idf_version";
@@ -204,11 +213,7 @@ Result<std::string> apply_device_setting(DeviceConfig& c, std::string_view key, 
   }
   if (key == "update_server") {
     OTA32_TRY(check_url(key, v));
-    if (v.empty()) {
-      c.app.extra.erase("update_server");
-    } else {
-      c.app.extra["update_server"] = v;
-    }
+    set_or_clear(c.app.extra, "update_server", v);
     return std::string("app.update_server");
   }
   if (key == "ca_cert") {
@@ -280,11 +285,7 @@ Result<std::string> apply_device_setting(DeviceConfig& c, std::string_view key, 
     return std::string("app.timeout_ms");
   }
   if (key == "device_id") {
-    if (v.empty()) {
-      c.app.extra.erase("device_id");
-    } else {
-      c.app.extra["device_id"] = v;
-    }
+    set_or_clear(c.app.extra, "device_id", v);
     return std::string("app.device_id");
   }
   if (key == "bootloader_idf_version") {
