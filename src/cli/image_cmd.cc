@@ -30,6 +30,13 @@ Result<const ChipInfo*> chip_option(const std::string& name) {
   return c;
 }
 
+// image info and elf2image also take esp8266, as esptool's image_info and elf2image do; other commands take
+// ESP32-family chips only.
+Result<const ChipInfo*> chip_or_esp8266(const std::string& name) {
+  if (normalise_chip_name(name) == "esp8266") return &esp8266_chip();
+  return chip_option(name);
+}
+
 nlohmann::ordered_json info_json(const std::string& file, ByteView data, const AppImage& img,
                                  const ChipInfo* chip) {
   using json = nlohmann::ordered_json;
@@ -150,9 +157,7 @@ nlohmann::ordered_json esp8266_json(const std::string& file, ByteView data, cons
 }
 
 int run_info(const InfoArgs& a) {
-  // image info also reads ESP8266 images (esptool's image_info does); other commands take ESP32-family chips.
-  auto chip = normalise_chip_name(a.chip) == "esp8266" ? Result<const ChipInfo*>(&esp8266_chip())
-                                                       : chip_option(a.chip);
+  auto chip = chip_or_esp8266(a.chip);
   if (!chip) return fail(chip.error());
   auto data = read_input(a.file, kImageInput);
   if (!data) return fail(data.error());
@@ -280,7 +285,7 @@ Error naming_elf(const Error& e, const std::string& elf) {
 }
 
 int run_elf2image(Elf2ImageArgs a) {
-  auto chip = chip_option(a.chip);
+  auto chip = chip_or_esp8266(a.chip);
   if (!chip) return fail(chip.error());
   if (a.min_rev > 255) return fail("--min-rev: must be 0..255");
   if (a.min_rev_full > 65535 || a.max_rev_full > 65535)
@@ -364,7 +369,8 @@ void register_image(CLI::App& app) {
                                    "esptool v4.8.1 elf2image");
   ce->add_option("elf", ea->elf, "Input ELF file")->required();
   ce->add_option("-o,--output", ea->out, "Output image (default: the ELF path with .bin)");
-  ce->add_option("--chip,-c", ea->chip, "Chip: " + supported_chip_names())->required();
+  ce->add_option("--chip,-c", ea->chip, "Chip: " + supported_chip_names() + ", or esp8266 (with --version 3)")
+      ->required();
   ce->add_option("--flash-mode,--flash_mode", ea->opt.flash_mode, "qio (default), qout, dio, dout")
       ->check(CLI::IsMember({"qio", "qout", "dio", "dout"}));
   ce->add_option("--flash-freq,--flash_freq", ea->opt.flash_freq,
@@ -392,8 +398,10 @@ void register_image(CLI::App& app) {
   ce->add_flag("--ram-only-header,--ram_only_header", ea->opt.ram_only_header,
                "Only RAM segments in the header and checksum, flash segments after them, no SHA-256 "
                "(an image the ROM loads directly)");
-  ce->add_option("--version,-e", ea->opt.version,
-                 "ESP8266 image format 1, 2 or 3 (default 1); ignored for ESP32-family chips, as by esptool")
+  ce->add_option(
+        "--version,-e", ea->opt.version,
+        "ESP8266 image format 1, 2 or 3 (default 1; ota32 makes 3); ignored for ESP32-family chips, as "
+        "by esptool")
       ->check(CLI::IsMember({1, 2, 3}));
   ce->callback([ea] { set_exit_code(run_elf2image(*ea)); });
 }

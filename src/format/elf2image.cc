@@ -45,6 +45,14 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
     return fatal(fmt::format("--version: '{}' is not one of 1, 2, 3", opt.version));
   }
   const ChipInfo& chip = *opt.chip;
+  const bool esp8266 = is_esp8266(chip);
+  if (esp8266 && opt.version != 3) {
+    // esptool's default for the ESP8266 is --version 1 (two files, ROM-loaded); v1 and v2 are not made here.
+    return fatal(fmt::format(
+        "--chip esp8266: only --version 3 (the ESP8266 RTOS SDK v3 image) is made; esptool's --version {} "
+        "ESP8266 image is not",
+        opt.version));
+  }
 
   OTA32_ASSIGN(ElfFile elf, parse_elf(elf_bytes, elf_path));
   for (auto& w : elf.warnings) con.push_back(w);
@@ -89,7 +97,17 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   static constexpr std::string_view kEsp8266Sizes[] = {"256KB", "512KB", "2MB-c1", "4MB-c1"};
   uint8_t size_code = 0xFF;
   for (uint8_t i = 0; i < std::size(kSizes); ++i)
-    if (opt.flash_size == kSizes[i]) size_code = static_cast<uint8_t>(i << 4);
+    if (!esp8266 && opt.flash_size == kSizes[i]) size_code = static_cast<uint8_t>(i << 4);
+  for (unsigned bits = 0; esp8266 && bits < 0x100; bits += 0x10) {
+    if (esp8266_flash_size_name(static_cast<uint8_t>(bits)) == opt.flash_size)
+      size_code = static_cast<uint8_t>(bits);
+  }
+  if (size_code == 0xFF && esp8266) {
+    return fatal(fmt::format(
+        "Flash size '{}' is not supported by this chip type. Supported sizes: 512KB, 256KB, 1MB, 2MB, "
+        "4MB, 2MB-c1, 4MB-c1, 8MB, 16MB",
+        opt.flash_size));
+  }
   if (size_code == 0xFF) {
     if (std::find(std::begin(kEsp8266Sizes), std::end(kEsp8266Sizes), opt.flash_size) !=
         std::end(kEsp8266Sizes)) {
@@ -143,9 +161,15 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   lo.max_rev_full = opt.max_rev_full;
   lo.append_digest = opt.append_digest && !opt.ram_only_header;
   lo.ram_only_header = opt.ram_only_header;
+  if (esp8266) {  // esptool's ESP8266V3FirmwareImage: always a SHA-256, no secure pad, no --pad-to-size
+    lo.esp8266_v3 = true;
+    lo.append_digest = true;
+    lo.pad_to_size = 0;
+  }
   lo.secure_pad = opt.secure_pad_v2 ? LayoutOptions::SecurePad::v2
                   : opt.secure_pad  ? LayoutOptions::SecurePad::v1
                                     : LayoutOptions::SecurePad::none;
+  if (esp8266) lo.secure_pad = LayoutOptions::SecurePad::none;
 
   if (opt.ram_only_header) {
     con.push_back(

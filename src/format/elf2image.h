@@ -29,7 +29,8 @@ struct Elf2ImageOptions {
   // after them; no SHA-256 is appended whatever append_digest says (esptool v4.8.1 clears it).
   bool ram_only_header = false;
   // --version 1|2|3 picks esptool's ESP8266 image format (v3 = the ESP8266 RTOS SDK v3 layout); esptool
-  // v4.8.1 ignores it for every ESP32-family chip, and so do we.
+  // v4.8.1 ignores it for every ESP32-family chip, and so do we. With chip = esp8266_chip() only 3 is made
+  // (esptool's ESP8266V3FirmwareImage); the ESP32-only options are then ignored as esptool ignores them.
   int version = 1;
 };
 

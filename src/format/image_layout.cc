@@ -96,6 +96,50 @@ void esp32_map_workaround(const ChipInfo& chip, size_t pos, Bytes& data) {
   if (rem < kEsp32MapWorkaroundTail) data.resize(data.size() + (kEsp32MapWorkaroundTail - rem), 0);
 }
 
+Error same_page_error(uint32_t later, uint32_t earlier) {
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("Segment loaded at {:#010x} lands in same 64KB flash mapping as segment loaded at "
+                           "{:#010x}. Can't generate binary. Suggest changing linker script or ELF to merge "
+                           "sections.",
+                           later, earlier));
+}
+
+// ESP8266V3FirmwareImage.save (esptool v4.8.1), after the merge.
+Result<Bytes> layout_esp8266_v3(std::vector<ImageItem> items, const LayoutOptions& opt) {
+  constexpr uint32_t kIromMapStart = 0x40200000;  // ESP8266ROM.IROM_MAP_START; flash means strictly above
+  std::stable_sort(items.begin(), items.end(),
+                   [](const ImageItem& a, const ImageItem& b) { return a.addr < b.addr; });
+  std::vector<ImageItem> flash, ram;
+  for (auto& it : items) {
+    if (it.data.empty()) continue;
+    (it.addr > kIromMapStart ? flash : ram).push_back(std::move(it));
+  }
+  for (size_t i = 1; i < flash.size(); ++i) {
+    if (flash[i].addr / 0x10000 == flash[i - 1].addr / 0x10000) {
+      return same_page_error(flash[i].addr, flash[i - 1].addr);
+    }
+  }
+  Writer w;
+  w.opt = &opt;
+  w.out.resize(8);
+  for (auto& f : flash) {
+    // The RTOS SDK's linker script leaves 8 empty bytes there for a segment header.
+    if (f.name == ".flash.rodata")
+      f.data.erase(f.data.begin(), f.data.begin() + std::min<size_t>(8, f.data.size()));
+    OTA32_TRY(w.segment(f.addr, std::move(f.data)));
+  }
+  for (auto& r : ram) OTA32_TRY(w.segment(r.addr, std::move(r.data)));
+  append_checksum(w.out, segment_checksum(w.out, 8, w.out.size()));
+  w.out[0] = kImageMagic;
+  w.out[1] = static_cast<uint8_t>(w.segments);
+  w.out[2] = opt.flash_mode;
+  w.out[3] = opt.flash_speed_size;
+  store_le32(&w.out[4], opt.entry);
+  Sha256Digest d = sha256(w.out);
+  w.out.insert(w.out.end(), d.begin(), d.end());
+  return std::move(w.out);
+}
+
 bool same_types(const ChipInfo& chip, uint32_t a, uint32_t b) {
   for (const auto& r : chip.memory_map) {
     if ((a >= r.start && a < r.end) != (b >= r.start && b < r.end)) return false;
@@ -140,6 +184,11 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
                     items.size()));
   }
 
+  if (opt.esp8266_v3) {
+    OTA32_ASSIGN(res.image, layout_esp8266_v3(std::move(items), opt));
+    return res;
+  }
+
   const uint32_t A = opt.mmu_page_size;
   std::stable_sort(items.begin(), items.end(),
                    [](const ImageItem& a, const ImageItem& b) { return a.addr < b.addr; });
@@ -156,14 +205,7 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
   move_to_front(flash, ".flash.appdesc");
   move_to_front(ram, ".dram0.bootdesc");
   for (size_t i = 1; i < flash.size(); ++i) {
-    if (flash[i].addr / A == flash[i - 1].addr / A) {
-      return Error(
-          ErrorCode::invalid_argument,
-          fmt::format("Segment loaded at {:#010x} lands in same 64KB flash mapping as segment loaded at "
-                      "{:#010x}. Can't generate binary. Suggest changing linker script or ELF to merge "
-                      "sections.",
-                      flash[i].addr, flash[i - 1].addr));
-    }
+    if (flash[i].addr / A == flash[i - 1].addr / A) return same_page_error(flash[i].addr, flash[i - 1].addr);
   }
 
   Writer w;

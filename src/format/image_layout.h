@@ -37,6 +37,10 @@ struct LayoutOptions {
   // which come first, never split; each flash item follows behind a padding segment, in reverse order,
   // placed for a write at the chip's bootloader offset. The caller also clears append_digest.
   bool ram_only_header = false;
+  // esptool's ESP8266V3FirmwareImage (elf2image --chip esp8266 --version 3, the ESP8266 RTOS SDK v3 layout):
+  // the 8-byte common header only, the flash items (above 0x40200000; `.flash.rodata` loses its first 8
+  // bytes) then the RAM items, each in address order and never split or padded, checksum, SHA-256 always.
+  bool esp8266_v3 = false;
   // With elf_sha256_offset != 0, elf_sha256 is written into the segment data at that file offset.
   uint32_t elf_sha256_offset = 0;
   Sha256Digest elf_sha256{};

@@ -98,6 +98,16 @@ TEST(ImageCli, Elf2ImageRamOnlyHeaderAndVersion) {
   EXPECT_EQ(*read_file(v3), *read_file(plain));
   r = run_ota32({"image", "elf2image", elf, "-o", v3, "--chip", "esp32", "--version", "4"});
   EXPECT_EQ(r.exit_code, 2);
+  // --chip esp8266 makes esptool's ESP8266 v3 image only.
+  auto e8266 = (dir / "e8266.bin").string();
+  r = run_ota32({"image", "elf2image", elf, "-o", e8266, "--chip", "esp8266"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--chip esp8266: only --version 3 (the ESP8266 RTOS SDK v3 image) is made"));
+  EXPECT_FALSE(std::filesystem::exists(e8266));
+  r = run_ota32({"image", "elf2image", elf, "-o", e8266, "--chip", "esp8266", "--version", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Creating esp8266 image...\n"));
+  EXPECT_EQ(read_file(e8266)->at(0), 0xE9);
   r = run_ota32({"image", "elf2image", elf, "-o", ram, "--chip", "esp32", "--ram-only-header"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("Creating esp32 image...\nImage has only RAM segments visible. ROM segments "

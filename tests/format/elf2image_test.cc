@@ -323,5 +323,60 @@ TEST(Elf2Image, VersionIsIgnoredForEsp32FamilyChips) {
   EXPECT_FALSE(elf2image(elf, "app.elf", o));
 }
 
+// --chip esp8266 --version 3: esptool v4.8.1's ESP8266V3FirmwareImage.save (bin_image.py): the 8-byte
+// common header only (no extended header), flash items above 0x40200000 then RAM items, each sorted by
+// address and written whole, `.flash.rodata` without its first 8 bytes, the checksum, then the SHA-256.
+TEST(Elf2Image, Esp8266Version3Layout) {
+  Bytes rodata(0x30, 0x22);
+  std::fill_n(rodata.begin(), 8, 0);  // the SDK's 8 empty bytes
+  Bytes elf = make_elf({{".text", 1, 6, 0x40100000, Bytes(0x100, 0x44)},
+                        {".data", 1, 3, 0x3FFE8000, Bytes(0x20, 0x33)},
+                        {".flash.rodata", 1, 2, 0x40220010, rodata},
+                        {".flash.text", 1, 6, 0x40210010, Bytes(0x40, 0x66)}},
+                       0x5E, 0x40100004);
+  Elf2ImageOptions o;
+  o.chip = &esp8266_chip();
+  o.version = 3;
+  o.flash_mode = "dio";
+  o.flash_size = "4MB-c1";
+  o.flash_freq = "80m";
+  o.min_rev_full = 300;  // ESP32-only options change nothing here
+  auto r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_THAT(r->console,
+              ::testing::ElementsAre("Creating esp8266 image...", "Successfully created esp8266 image."));
+  const Bytes& img = r->image;
+  ASSERT_EQ(img.size(), 0x1C0u + 32);
+  EXPECT_EQ(Bytes(img.begin(), img.begin() + 8), (Bytes{0xE9, 4, 2, 0x6F, 0x04, 0x00, 0x10, 0x40}));
+  EXPECT_EQ(seg_at(img, 0x08), std::pair(0x40210010u, 0x40u));
+  EXPECT_EQ(seg_at(img, 0x50), std::pair(0x40220010u, 0x28u));
+  EXPECT_EQ(img[0x58], 0x22);  // the 8 zero bytes are gone
+  EXPECT_EQ(seg_at(img, 0x80), std::pair(0x3FFE8000u, 0x20u));
+  EXPECT_EQ(seg_at(img, 0xA8), std::pair(0x40100000u, 0x100u));
+  EXPECT_EQ(img[0x1BF], 0xEF);  // every data byte value appears an even number of times
+  Sha256Digest d = sha256(ByteView(img).first(0x1C0));
+  EXPECT_EQ(Bytes(img.begin() + 0x1C0, img.end()), Bytes(d.begin(), d.end()));
+
+  // Same 64 KiB page for two flash items, the ESP8266 size table, and the other ESP8266 versions.
+  Bytes same = make_elf(
+      {{".flash.text", 1, 6, 0x40210010, Bytes(0x40, 0x66)}, {".flash.rodata", 1, 2, 0x40218000, rodata}});
+  auto bad = elf2image(same, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message(),
+              ::testing::StartsWith("Segment loaded at 0x40218000 lands in same 64KB"));
+  o.flash_size = "32MB";
+  bad = elf2image(elf, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(
+      bad.error().message(),
+      "Flash size '32MB' is not supported by this chip type. Supported sizes: 512KB, 256KB, 1MB, 2MB, 4MB, "
+      "2MB-c1, 4MB-c1, 8MB, 16MB");
+  o.flash_size = "1MB";
+  o.version = 1;
+  bad = elf2image(elf, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message(), ::testing::HasSubstr("only --version 3"));
+}
+
 }  // namespace
 }  // namespace ota32
