@@ -297,17 +297,21 @@ int run_elf2image(Elf2ImageArgs a) {
   a.opt.max_rev_full = static_cast<uint16_t>(a.max_rev_full);
   a.opt.elf_sha256_offset = static_cast<uint32_t>(a.sha_offset);
   a.opt.append_digest = !a.dont_append_digest;
-  std::string out = a.out;
-  if (out.empty()) {  // esptool: the input path with its last extension replaced by .bin
-    std::filesystem::path p(a.elf);
-    out = p.replace_extension(".bin").string();
-  }
   auto elf = read_input(a.elf, kElfInput);
   if (!elf) return fail(elf.error());
   std::vector<std::string> console;
   auto r = elf2image(*elf, a.elf, a.opt, &console);
   for (const auto& line : console) print_out("{}\n", line);
   if (!r) return fail(naming_elf(r.error(), a.elf));
+  std::string out = a.out;
+  if (out.empty()) {  // esptool: the input path with its last extension replaced by .bin
+    std::filesystem::path p(a.elf);
+    out = p.replace_extension(".bin").string();
+    if (is_esp8266(**chip) && a.opt.version == 2) {  // ESP8266V2FirmwareImage.default_output_name
+      out = fmt::format("{}-0x{:05x}.bin", std::filesystem::path(a.elf).replace_extension("").string(),
+                        r->irom_offset & ~0xFFFu);
+    }
+  }
   if (auto w = write_file_atomic(out, r->image); !w) return fail(w.error());
   return kExitOk;
 }
@@ -369,7 +373,8 @@ void register_image(CLI::App& app) {
                                    "esptool v4.8.1 elf2image");
   ce->add_option("elf", ea->elf, "Input ELF file")->required();
   ce->add_option("-o,--output", ea->out, "Output image (default: the ELF path with .bin)");
-  ce->add_option("--chip,-c", ea->chip, "Chip: " + supported_chip_names() + ", or esp8266 (with --version 3)")
+  ce->add_option("--chip,-c", ea->chip,
+                 "Chip: " + supported_chip_names() + ", or esp8266 (with --version 2 or 3)")
       ->required();
   ce->add_option("--flash-mode,--flash_mode", ea->opt.flash_mode, "qio (default), qout, dio, dout")
       ->check(CLI::IsMember({"qio", "qout", "dio", "dout"}));

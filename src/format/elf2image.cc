@@ -46,12 +46,12 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   }
   const ChipInfo& chip = *opt.chip;
   const bool esp8266 = is_esp8266(chip);
-  if (esp8266 && opt.version != 3) {
-    // esptool's default for the ESP8266 is --version 1 (two files, ROM-loaded); v1 and v2 are not made here.
-    return fatal(fmt::format(
-        "--chip esp8266: only --version 3 (the ESP8266 RTOS SDK v3 image) is made; esptool's --version {} "
-        "ESP8266 image is not",
-        opt.version));
+  if (esp8266 && opt.version == 1) {
+    // esptool's default for the ESP8266 is --version 1: two files (RAM segments, irom0), ROM-loaded.
+    return fatal(
+        "--chip esp8266: esptool's --version 1 image (two files) is not made; use --version 2 (the OTA "
+        "image) "
+        "or --version 3 (the ESP8266 RTOS SDK v3 image)");
   }
 
   OTA32_ASSIGN(ElfFile elf, parse_elf(elf_bytes, elf_path));
@@ -161,9 +161,10 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   lo.max_rev_full = opt.max_rev_full;
   lo.append_digest = opt.append_digest && !opt.ram_only_header;
   lo.ram_only_header = opt.ram_only_header;
-  if (esp8266) {  // esptool's ESP8266V3FirmwareImage: always a SHA-256, no secure pad, no --pad-to-size
-    lo.esp8266_v3 = true;
-    lo.append_digest = true;
+  if (esp8266) {  // esptool's ESP8266 images: v3 always has a SHA-256, v2 never; no secure pad, no padding
+    lo.esp8266_v3 = opt.version == 3;
+    lo.esp8266_v2 = opt.version == 2;
+    lo.append_digest = opt.version == 3;
     lo.pad_to_size = 0;
   }
   lo.secure_pad = opt.secure_pad_v2 ? LayoutOptions::SecurePad::v2
@@ -182,6 +183,7 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   OTA32_ASSIGN(LayoutResult lr, layout_image(chip, std::move(items), lo));
   con.push_back(fmt::format("Successfully created {} image.", chip.name));
   res.image = std::move(lr.image);
+  res.irom_offset = lr.irom_offset;
   res.console = con;
   return res;
 }

@@ -29,13 +29,16 @@ struct Elf2ImageOptions {
   // after them; no SHA-256 is appended whatever append_digest says (esptool v4.8.1 clears it).
   bool ram_only_header = false;
   // --version 1|2|3 picks esptool's ESP8266 image format (v3 = the ESP8266 RTOS SDK v3 layout); esptool
-  // v4.8.1 ignores it for every ESP32-family chip, and so do we. With chip = esp8266_chip() only 3 is made
-  // (esptool's ESP8266V3FirmwareImage); the ESP32-only options are then ignored as esptool ignores them.
+  // v4.8.1 ignores it for every ESP32-family chip, and so do we. With chip = esp8266_chip() 3 is made
+  // or 2 (esptool's ESP8266V3FirmwareImage / ESP8266V2FirmwareImage; v1's two files are not made); the
+  // ESP32-only options are then ignored as esptool ignores them.
   int version = 1;
 };
 
 struct Elf2ImageResult {
   Bytes image;
+  uint32_t irom_offset =
+      0;  // ESP8266 --version 2: esptool's default output is <elf stem>-0x<offset & ~0xfff>.bin
   std::vector<std::string> console;  // esptool's stdout lines after the banner
 };
 

@@ -6,6 +6,9 @@
 #include <cstring>
 #include <deque>
 
+#include "core/crc32.h"
+#include "format/esp8266_image.h"
+
 namespace ota32 {
 namespace {
 
@@ -140,6 +143,45 @@ Result<Bytes> layout_esp8266_v3(std::vector<ImageItem> items, const LayoutOption
   return std::move(w.out);
 }
 
+// ESP8266V2FirmwareImage.save (esptool v4.8.1), after the merge.
+Result<LayoutResult> layout_esp8266_v2(std::vector<ImageItem> items, const LayoutOptions& opt) {
+  constexpr uint32_t kIromStart = 0x40200000, kIromEnd = 0x40300000;  // ESP8266ROM.IROM_MAP_START / END
+  std::vector<ImageItem> irom, normal;
+  for (auto& it : items)
+    (it.addr >= kIromStart && it.addr < kIromEnd ? irom : normal).push_back(std::move(it));
+  if (irom.size() > 1) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("Found {} segments that could be irom0. Bad ELF file?", irom.size()));
+  }
+  LayoutResult res;
+  Writer w;
+  w.opt = &opt;
+  auto common_header = [&](uint8_t magic, uint8_t count) {
+    uint8_t h[8] = {magic, count, opt.flash_mode, opt.flash_speed_size};
+    store_le32(h + 4, opt.entry);
+    w.out.insert(w.out.end(), h, h + 8);
+  };
+  common_header(kEsp8266V2Magic, 4);  // IMAGE_V2_SEGMENT, a constant
+  if (!irom.empty()) {
+    res.irom_offset = irom[0].addr - kIromStart;
+    Bytes data = std::move(irom[0].data);
+    data.resize((data.size() + 15) & ~size_t{15}, 0);
+    OTA32_TRY(w.segment(0, std::move(data)));
+  }
+  const size_t second = w.out.size();
+  common_header(kImageMagic, static_cast<uint8_t>(normal.size()));
+  for (auto& n : normal) OTA32_TRY(w.segment(n.addr, std::move(n.data)));
+  append_checksum(w.out, segment_checksum(w.out, second + 8, w.out.size()));
+  // esp8266_crc32: zlib's CRC-32, then bit 31 set ? inverted : plus one.
+  uint32_t crc = crc32_le(0, w.out);
+  crc = (crc & 0x80000000u) ? crc ^ 0xFFFFFFFFu : crc + 1;
+  uint8_t c[4];
+  store_le32(c, crc);
+  w.out.insert(w.out.end(), c, c + 4);
+  res.image = std::move(w.out);
+  return res;
+}
+
 bool same_types(const ChipInfo& chip, uint32_t a, uint32_t b) {
   for (const auto& r : chip.memory_map) {
     if ((a >= r.start && a < r.end) != (b >= r.start && b < r.end)) return false;
@@ -184,6 +226,7 @@ Result<LayoutResult> layout_image(const ChipInfo& chip, std::vector<ImageItem> i
                     items.size()));
   }
 
+  if (opt.esp8266_v2) return layout_esp8266_v2(std::move(items), opt);
   if (opt.esp8266_v3) {
     OTA32_ASSIGN(res.image, layout_esp8266_v3(std::move(items), opt));
     return res;

@@ -41,6 +41,10 @@ struct LayoutOptions {
   // the 8-byte common header only, the flash items (above 0x40200000; `.flash.rodata` loses its first 8
   // bytes) then the RAM items, each in address order and never split or padded, checksum, SHA-256 always.
   bool esp8266_v3 = false;
+  // esptool's ESP8266V2FirmwareImage (--chip esp8266 --version 2, the non-OS SDK's OTA image): header 0xEA,
+  // the one irom0 item (0x40200000..0x40300000) at load address 0 padded to 16, a second (0xE9) header and
+  // the other items in ELF order with the checksum, then esptool's ESP8266 CRC-32. No SHA-256.
+  bool esp8266_v2 = false;
   // With elf_sha256_offset != 0, elf_sha256 is written into the segment data at that file offset.
   uint32_t elf_sha256_offset = 0;
   Sha256Digest elf_sha256{};
@@ -50,6 +54,8 @@ struct LayoutOptions {
 
 struct LayoutResult {
   Bytes image;
+  uint32_t irom_offset =
+      0;                // esp8266_v2: the irom0 item's address - 0x40200000 (esptool names the file by it)
   unsigned merged = 0;  // how many items were merged into their predecessor
 };
 

@@ -6,6 +6,7 @@
 #include "core/file_io.h"
 #include "format/app_image.h"
 #include "format/elf.h"
+#include "format/esp8266_image.h"
 #include "test_support.h"
 
 namespace ota32 {
@@ -323,6 +324,17 @@ TEST(Elf2Image, VersionIsIgnoredForEsp32FamilyChips) {
   EXPECT_FALSE(elf2image(elf, "app.elf", o));
 }
 
+// DIO, 4MB-c1, 80m: header byte 3 = 0x6F.
+Elf2ImageOptions esp8266_options(int version) {
+  Elf2ImageOptions o;
+  o.chip = &esp8266_chip();
+  o.version = version;
+  o.flash_mode = "dio";
+  o.flash_size = "4MB-c1";
+  o.flash_freq = "80m";
+  return o;
+}
+
 // --chip esp8266 --version 3: esptool v4.8.1's ESP8266V3FirmwareImage.save (bin_image.py): the 8-byte
 // common header only (no extended header), flash items above 0x40200000 then RAM items, each sorted by
 // address and written whole, `.flash.rodata` without its first 8 bytes, the checksum, then the SHA-256.
@@ -334,12 +346,7 @@ TEST(Elf2Image, Esp8266Version3Layout) {
                         {".flash.rodata", 1, 2, 0x40220010, rodata},
                         {".flash.text", 1, 6, 0x40210010, Bytes(0x40, 0x66)}},
                        0x5E, 0x40100004);
-  Elf2ImageOptions o;
-  o.chip = &esp8266_chip();
-  o.version = 3;
-  o.flash_mode = "dio";
-  o.flash_size = "4MB-c1";
-  o.flash_freq = "80m";
+  Elf2ImageOptions o = esp8266_options(3);
   o.min_rev_full = 300;  // ESP32-only options change nothing here
   auto r = elf2image(elf, "app.elf", o);
   ASSERT_TRUE(r) << r.error().message();
@@ -375,7 +382,44 @@ TEST(Elf2Image, Esp8266Version3Layout) {
   o.version = 1;
   bad = elf2image(elf, "app.elf", o);
   ASSERT_FALSE(bad);
-  EXPECT_THAT(bad.error().message(), ::testing::HasSubstr("only --version 3"));
+  EXPECT_THAT(bad.error().message(), ::testing::HasSubstr("--version 1 image (two files) is not made"));
+  // Two items in the irom0 window: a v2 image has room for one.
+  o.version = 2;
+  bad = elf2image(elf, "app.elf", o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(), "Found 2 segments that could be irom0. Bad ELF file?");
+}
+
+// --chip esp8266 --version 2: ESP8266V2FirmwareImage.save: header 0xEA with the constant 4, the irom0 item
+// at load address 0 padded to 16, a second 0xE9 header counting the other items, which follow in ELF order
+// with the checksum, then esptool's ESP8266 CRC-32 (zlib's, then inverted if bit 31 is set, else plus 1).
+TEST(Elf2Image, Esp8266Version2Layout) {
+  Bytes elf = make_elf({{".text", 1, 6, 0x40100000, Bytes(0x100, 0x44)},
+                        {".data", 1, 3, 0x3FFE8000, Bytes(0x20, 0x33)},
+                        {".irom0.text", 1, 6, 0x40210010, Bytes(0x44, 0x66)}},
+                       0x5E, 0x40100004);
+  Elf2ImageOptions o = esp8266_options(2);
+  auto r = elf2image(elf, "app.elf", o);
+  ASSERT_TRUE(r) << r.error().message();
+  const Bytes& img = r->image;
+  EXPECT_EQ(r->irom_offset, 0x10010u);
+  ASSERT_EQ(img.size(), 0x1A4u);
+  EXPECT_EQ(Bytes(img.begin(), img.begin() + 8), (Bytes{0xEA, 4, 2, 0x6F, 0x04, 0x00, 0x10, 0x40}));
+  EXPECT_EQ(seg_at(img, 0x08), std::pair(0u, 0x50u));
+  EXPECT_EQ(Bytes(img.begin() + 0x60, img.begin() + 0x68), (Bytes{0xE9, 2, 2, 0x6F, 0x04, 0x00, 0x10, 0x40}));
+  EXPECT_EQ(seg_at(img, 0x68), std::pair(0x40100000u, 0x100u));  // ELF order, not address order
+  EXPECT_EQ(seg_at(img, 0x170), std::pair(0x3FFE8000u, 0x20u));
+  EXPECT_EQ(img[0x19F], 0xEF);
+  EXPECT_EQ(load_le32(&img[0x1A0]),
+            0x42D0429Fu);  // computed with Python's zlib.crc32 and esp8266_crc32's rule
+  // esptool's ESP8266 v2 reader (image info) takes it: the irom0 segment, the two others, a valid checksum.
+  std::vector<std::string> warnings;
+  auto parsed = parse_esp8266_image(img, "app.bin", warnings);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->version, 2);
+  EXPECT_EQ(parsed->segments.size(), 3u);
+  EXPECT_EQ(parsed->stored_checksum, parsed->calculated_checksum);
+  EXPECT_TRUE(warnings.empty());
 }
 
 }  // namespace
