@@ -3,9 +3,12 @@
 #include "server/api.h"
 
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -99,6 +102,13 @@ HttpResponse store_error(const Error& e, const HttpRequest& req) {
   return json_error(http::status::internal_server_error, "store_error", e.message(), req);
 }
 
+namespace {
+bool is_token68_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' ||
+         c == '+' || c == '/' || c == '=';
+}
+}  // namespace
+
 std::optional<HttpResponse> check_admin(const ApiContext& api, const HttpRequest& req) {
   auto unauthorized = [&](std::string_view why) {
     auto res = json_error(http::status::unauthorized, "unauthorized", why, req);
@@ -114,6 +124,10 @@ std::optional<HttpResponse> check_admin(const ApiContext& api, const HttpRequest
     return unauthorized("the Authorization header must be 'Bearer <token>'");
   std::string_view token = auth.substr(kBearer.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  // The credential is exactly a token68 (RFC 9110 11.2, RFC 6750 2.1): no whitespace inside or after it, so
+  // "<token> " or "<token>\t" (a copy-paste with its line end) never matches a stored token.
+  if (token.empty() || !std::all_of(token.begin(), token.end(), is_token68_char))
+    return unauthorized("the admin token is not valid");
   auto ok = api.store->admin_token_exists(sha256_hex_of(token));
   if (!ok) return store_error(ok.error(), req);
   if (!*ok) return unauthorized("the admin token is not valid");
@@ -264,6 +278,28 @@ std::optional<std::string> check_channel(std::string_view channel) {
   return "channel: not a valid name";
 }
 
+// A read-only view of an uploaded body file: its pages come from the page cache, so checking a large
+// image costs no heap (the upload was never in memory either).
+class MappedFile {
+ public:
+  explicit MappedFile(const BodyFile& f) : size_(static_cast<std::size_t>(f.size)) {
+    if (size_ == 0) return;
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, f.fd, 0);
+    if (p != MAP_FAILED) data_ = static_cast<const uint8_t*>(p);
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  bool ok() const { return size_ == 0 || data_ != nullptr; }
+  ByteView bytes() const { return data_ ? ByteView(data_, size_) : ByteView(); }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
   if (auto denied = check_admin(api, req)) return *denied;
   std::string chip(ctx.query_param("chip"));
@@ -275,8 +311,19 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   if (auto e = check_channel(channel)) return bad_request(*e, req);
   if (!name.empty() && !valid_name(name)) return bad_request("name: not a valid file name", req);
   if (name.empty()) name = "firmware.bin";
-  if (req.body().empty()) return bad_request("the request body must be the firmware image (.bin)", req);
-  auto described = describe_image(as_bytes(req.body()), chip, name);
+  // The server streams the body of this route to a file (register_api_routes); tests and other callers may
+  // hand it in memory.
+  std::optional<MappedFile> mapped;
+  ByteView data = as_bytes(req.body());
+  if (ctx.body_file) {
+    mapped.emplace(*ctx.body_file);
+    if (!mapped->ok())
+      return json_error(http::status::internal_server_error, "io_error",
+                        fmt::format("cannot map the uploaded file: {}", std::strerror(errno)), req);
+    data = mapped->bytes();
+  }
+  if (data.empty()) return bad_request("the request body must be the firmware image (.bin)", req);
+  auto described = describe_image(data, chip, name);
   if (!described)
     return json_error(http::status::unprocessable_entity, "invalid_image", described.error().message(), req);
   if (auto refused = check_upload_signature(api, as_bytes(req.body()), name, req)) return *refused;
@@ -287,15 +334,20 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   // at a file that is not there yet, and a concurrent delete cannot remove the file in between. The slow
   // write (up to --max-upload, fsync) happens before the lock, which other servers' uploads and deletes of
   // the image wait for; under the lock the file is only checked, and written again if a delete removed it.
+  auto write_blob = [&]() -> Result<void> {
+    if (ctx.body_file) return api.blobs.put_file(ctx.body_file->path, fw.sha256);
+    auto put = api.blobs.put(data);
+    if (!put) return put.error();
+    return {};
+  };
   std::optional<Error> io_failure;
-  auto put = api.blobs.put(as_bytes(req.body()));
-  if (!put) return json_error(http::status::internal_server_error, "io_error", put.error().message(), req);
+  if (auto put = write_blob(); !put)
+    return json_error(http::status::internal_server_error, "io_error", put.error().message(), req);
   auto added = api.store->add_firmware_with_blob(fw, [&]() -> Result<void> {
     if (api.blobs.exists(fw.sha256)) return {};
-    auto again = api.blobs.put(as_bytes(req.body()));
+    auto again = write_blob();
     if (!again) io_failure = again.error();
-    if (!again) return again.error();
-    return {};
+    return again;
   });
   if (io_failure)
     return json_error(http::status::internal_server_error, "io_error", io_failure->message(), req);
@@ -689,7 +741,13 @@ void register_api_routes(Router& router, ApiContext& api) {
   auto bind = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
     return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
   };
-  router.add(http::verb::post, "/api/v1/firmware", bind(upload_firmware), api.config.max_upload);
+  // Uploads: the admin token is checked on the header, before any of the body is read, and the body goes
+  // to a file in the blob directory (then linked into place), never into memory.
+  Router::RouteOptions upload;
+  upload.body_limit = api.config.max_upload;
+  upload.before_body = [&api](const HttpRequest& header) { return check_admin(api, header); };
+  upload.body_dir = api.blobs.root();
+  router.add(http::verb::post, "/api/v1/firmware", bind(upload_firmware), std::move(upload));
   router.add(http::verb::get, "/api/v1/firmware", bind(list_firmware));
   router.add(http::verb::get, "/api/v1/firmware/{sha256}", bind(get_firmware));
   router.add(http::verb::delete_, "/api/v1/firmware/{sha256}", bind(delete_firmware));

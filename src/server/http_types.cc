@@ -1,6 +1,11 @@
 #include "server/http_types.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 
 namespace ota32::server {
@@ -26,6 +31,8 @@ std::vector<std::string_view> split_segments(std::string_view path) {
   }
   return out;
 }
+
+std::string fmt_errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 bool is_param(std::string_view segment) {
   return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
@@ -112,14 +119,94 @@ std::map<std::string, std::string, std::less<>> parse_query(std::string_view que
   return out;
 }
 
+BodyFile::~BodyFile() {
+  if (fd >= 0) ::close(fd);
+  if (!path.empty()) ::unlink(path.c_str());
+}
+
+std::shared_ptr<BodyFile> BodyFile::create(const std::filesystem::path& dir, std::string* error) {
+  std::string tmpl = (dir / ".upload.XXXXXX").string();
+  int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+    if (error) *error = fmt_errno(dir.string() + ": cannot create a file for the request body");
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(tmpl.c_str());
+    }
+    return nullptr;
+  }
+  auto f = std::make_shared<BodyFile>();
+  f->fd = fd;
+  f->path = tmpl;
+  return f;
+}
+
+bool BodyFile::append(const void* data, std::size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+    size += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+std::optional<std::string> framing_error(const http::request_header<>& h) {
+  std::size_t te_fields = 0;
+  std::string_view te;
+  for (const auto& f : h) {
+    if (f.name() != http::field::transfer_encoding) continue;
+    ++te_fields;
+    te = f.value();
+  }
+  if (te_fields > 0) {
+    if (te_fields > 1 || !boost::beast::iequals(te, "chunked"))
+      return "Transfer-Encoding: only 'chunked' is accepted (RFC 9112 6.1)";
+    if (h.count(http::field::content_length) > 0)
+      return "a request with both Transfer-Encoding and Content-Length (RFC 9112 6.1)";
+    if (h.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)";
+  }
+  if (h.version() >= 11) {
+    std::size_t hosts = h.count(http::field::host);
+    if (hosts == 0) return "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)";
+    if (hosts > 1) return "more than one Host header (RFC 9112 3.2)";
+  }
+  return std::nullopt;
+}
+
+bool authorization_has_trailing_whitespace(std::string_view raw) {
+  constexpr std::string_view kName = "authorization:";
+  while (!raw.empty()) {
+    std::size_t eol = raw.find('\n');
+    std::string_view line = raw.substr(0, eol);
+    raw = eol == std::string_view::npos ? std::string_view() : raw.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > kName.size() && boost::beast::iequals(line.substr(0, kName.size()), kName) &&
+        (line.back() == ' ' || line.back() == '\t'))
+      return true;
+  }
+  return false;
+}
+
 void Router::add(http::verb method, std::string pattern, Handler handler, std::size_t body_limit) {
-  Route r{method, {}, {}, false, std::move(handler), body_limit};
+  RouteOptions o;
+  o.body_limit = body_limit;
+  add(method, std::move(pattern), std::move(handler), std::move(o));
+}
+
+void Router::add(http::verb method, std::string pattern, Handler handler, RouteOptions options) {
+  Route r{method, {}, {}, false, std::move(handler), std::move(options)};
   for (auto seg : split_segments(pattern)) r.segments.emplace_back(seg);
   routes_.push_back(std::move(r));
 }
 
 void Router::add_prefix(http::verb method, std::string prefix, Handler handler, std::size_t body_limit) {
-  routes_.push_back(Route{method, {}, std::move(prefix), true, std::move(handler), body_limit});
+  RouteOptions o;
+  o.body_limit = body_limit;
+  routes_.push_back(Route{method, {}, std::move(prefix), true, std::move(handler), std::move(o)});
 }
 
 const Router::Route* Router::find(http::verb method, std::string_view path, RequestContext* ctx,
@@ -170,9 +257,9 @@ const Router::Route* Router::find(http::verb method, std::string_view path, Requ
   return prefix;
 }
 
-std::size_t Router::body_limit(http::verb method, std::string_view target) const {
+const Router::RouteOptions& Router::body_options(http::verb method, std::string_view target) const {
   const Route* r = find(method, target_path(target), nullptr, nullptr);
-  return r ? r->body_limit : kDefaultBodyLimit;
+  return r ? r->options : defaults_;
 }
 
 Reply Router::route(const HttpRequest& req, const RequestContext& ctx) const {

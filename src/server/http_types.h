@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +39,23 @@ struct FileReply {
 
 using Reply = std::variant<HttpResponse, FileReply>;
 
+// A request body the session streamed to a temporary file instead of memory (routes with
+// RouteOptions::body_dir: firmware uploads). Created mode 0600 in that directory; removed when the last
+// reference goes (a handler that keeps the bytes links or renames the file first).
+struct BodyFile {
+  std::filesystem::path path;
+  int fd = -1;  // read-write, positioned at the end
+  uint64_t size = 0;
+  BodyFile() = default;
+  BodyFile(const BodyFile&) = delete;
+  BodyFile& operator=(const BodyFile&) = delete;
+  ~BodyFile();
+  // A new empty file in `dir`: ".upload.<random>", mode 0600 whatever the umask.
+  static std::shared_ptr<BodyFile> create(const std::filesystem::path& dir, std::string* error);
+  // Appends; false (errno set) on a write error.
+  bool append(const void* data, std::size_t n);
+};
+
 struct RequestContext {
   std::string remote_address;  // "192.168.1.20" (no port)
   std::chrono::system_clock::time_point received;
@@ -44,6 +63,9 @@ struct RequestContext {
   // Filled by Router::route: the values of the pattern's {name} segments (percent-decoded) and of the query.
   std::map<std::string, std::string, std::less<>> params;
   std::map<std::string, std::string, std::less<>> query;
+  // Set for routes whose body goes to a file (RouteOptions::body_dir): the body, and the request's own
+  // body() is empty.
+  std::shared_ptr<BodyFile> body_file;
 
   // The value of a {name} segment or query parameter; empty when absent.
   std::string_view param(std::string_view name) const;
@@ -51,6 +73,22 @@ struct RequestContext {
 };
 
 using Handler = std::function<Reply(const HttpRequest&, const RequestContext&)>;
+
+// Run by the session once a request's header is complete and before any of its body is read (only for
+// requests that have a body): a reply refuses the request (e.g. 401 for an upload without a valid admin
+// token) and the body is never read into memory. The request holds the header only.
+using HeaderCheck = std::function<std::optional<HttpResponse>(const HttpRequest& header)>;
+
+// RFC 9112 framing that the parser accepts but that must not be served: any Transfer-Encoding but exactly
+// `chunked` (a proxy in front may read the body differently: request smuggling, RFC 9112 6.1), a
+// Transfer-Encoding with a Content-Length, a Transfer-Encoding in an HTTP/1.0 request, and an HTTP/1.1
+// request without exactly one Host (RFC 9112 3.2). nullopt = fine, else the reason: 400 and close.
+std::optional<std::string> framing_error(const http::request_header<>& header);
+
+// True when the raw request header (the bytes as received, up to its blank line) has an Authorization field
+// whose value ends in whitespace. The parser drops that whitespace (RFC 9110 5.5), so only the raw bytes
+// show it; the session refuses such a request (401) so that "<token> " never matches a token.
+bool authorization_has_trailing_whitespace(std::string_view raw_header);
 
 // A JSON error: {"error": "<code>", "message": "<message>"}, with the request's version and keep-alive.
 HttpResponse json_error(http::status status, std::string_view code, std::string_view message,
@@ -72,14 +110,24 @@ class Router {
  public:
   static constexpr std::size_t kDefaultBodyLimit = 64 * 1024;
 
+  struct RouteOptions {
+    std::size_t body_limit = kDefaultBodyLimit;
+    HeaderCheck before_body;         // empty = none
+    std::filesystem::path body_dir;  // non-empty: stream the body to a BodyFile there, not to memory
+  };
+
   void add(http::verb method, std::string pattern, Handler handler,
            std::size_t body_limit = kDefaultBodyLimit);
+  void add(http::verb method, std::string pattern, Handler handler, RouteOptions options);
   void add_prefix(http::verb method, std::string prefix, Handler handler,
                   std::size_t body_limit = kDefaultBodyLimit);
 
-  // The body limit of the route that would handle this request (kDefaultBodyLimit when none matches):
-  // the session calls it after reading the header and before reading the body.
-  std::size_t body_limit(http::verb method, std::string_view target) const;
+  // How the route that would handle this request takes its body (defaults when none matches): the session
+  // asks after reading the header and before reading the body. Points into the router.
+  const RouteOptions& body_options(http::verb method, std::string_view target) const;
+  std::size_t body_limit(http::verb method, std::string_view target) const {
+    return body_options(method, target).body_limit;
+  }
 
   // Never throws: a handler's exception becomes a 500 JSON error.
   Reply route(const HttpRequest& req, const RequestContext& ctx) const;
@@ -91,12 +139,13 @@ class Router {
     std::string prefix;                 // prefix routes only
     bool is_prefix = false;
     Handler handler;
-    std::size_t body_limit;
+    RouteOptions options;
   };
   // The best route for (method, path); `allowed` collects the methods that match the path at all.
   const Route* find(http::verb method, std::string_view path, RequestContext* ctx,
                     std::vector<http::verb>* allowed) const;
   std::vector<Route> routes_;
+  RouteOptions defaults_;
 };
 
 }  // namespace ota32::server

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/file_io.h"
+#include "core/numbers.h"
 #include "server/access_log.h"
 #include "server/metrics.h"
 #include "server/serve_context.h"
@@ -35,7 +36,8 @@ struct ServeArgs {
   unsigned threads = 0;
   std::size_t max_connections = 16'384;
   std::vector<std::string> sans;
-  double header_timeout = 10, idle_timeout = 30, io_timeout = 30;
+  double header_timeout = 10, idle_timeout = 30, io_timeout = 30, request_timeout = 300;
+  std::string min_rate = "1K", body_memory = "64M";
   bool ktls = false;
   std::string tls_max = "1.3";
 };
@@ -163,6 +165,15 @@ int serve(const ServeArgs& a) {
   opt.header_timeout = ms(a.header_timeout);
   opt.idle_timeout = ms(a.idle_timeout);
   opt.io_timeout = ms(a.io_timeout);
+  opt.request_timeout = ms(a.request_timeout);
+  auto min_rate = parse_number(a.min_rate, "--min-rate");
+  if (!min_rate) return fail(min_rate.error().message());
+  opt.min_rate = static_cast<std::size_t>(*min_rate);
+  auto body_memory = parse_number(a.body_memory, "--body-memory");
+  if (!body_memory) return fail(body_memory.error().message());
+  if (*body_memory < Router::kDefaultBodyLimit)
+    return fail(fmt::format("--body-memory {}: must hold at least one request body (64K)", a.body_memory));
+  opt.body_memory = static_cast<std::size_t>(*body_memory);
   raise_fd_limit();
   Server server(opt, ctx->get(), router, metrics, log_owner.get());
   if (auto r = server.listen(); !r) return fail(r.error().message());
@@ -214,6 +225,18 @@ void add_serve_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--io-timeout", args->io_timeout,
                   "Seconds without progress reading a body or writing a reply")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", args->request_timeout,
+                  "Seconds to receive a whole request, header and body")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--min-rate", args->min_rate,
+                  "Bytes per second a request body or a response must average after its first "
+                  "--io-timeout (K/M suffixes; 0 = no minimum)")
+      ->capture_default_str();
+  cmd->add_option("--body-memory", args->body_memory,
+                  "Request bodies held in memory, all connections together (uploads go to files); more "
+                  "get 503 + Retry-After (K/M suffixes)")
       ->capture_default_str();
   cmd->add_option("--tls-max", args->tls_max,
                   "Highest TLS version offered: 1.3, or 1.2 (what ESP32 clients speak; with --ktls every "

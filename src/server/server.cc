@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -72,6 +73,84 @@ struct SslFree {
   void operator()(SSL* s) const { SSL_free(s); }
 };
 
+// The session's request body: in memory (text) or, for routes with RouteOptions::body_dir, appended to a
+// file as it arrives (file), so that an upload costs the read buffer only, whatever its size. The session
+// chooses between the header and the body (Session::before_body); a handler sees a plain HttpRequest.
+struct SpoolBody {
+  struct value_type {
+    std::string text;
+    std::shared_ptr<BodyFile> file;
+  };
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>&, value_type& v) : v_(v) {}
+    void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
+      if (!v_.file && length) v_.text.reserve(static_cast<std::size_t>(*length));
+      ec = {};
+    }
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, error_code& ec) {
+      std::size_t n = 0;
+      for (auto b : boost::beast::buffers_range_ref(buffers)) {
+        if (v_.file) {
+          if (!v_.file->append(b.data(), b.size())) {
+            ec = boost::system::errc::make_error_code(
+                boost::system::errc::io_error);  // no space, I/O error: 500, and the file goes with the
+                                                 // request
+            return n;
+          }
+        } else {
+          v_.text.append(static_cast<const char*>(b.data()), b.size());
+        }
+        n += b.size();
+      }
+      ec = {};
+      return n;
+    }
+    void finish(error_code& ec) { ec = {}; }
+
+   private:
+    value_type& v_;
+  };
+};
+using RequestParser = http::request_parser<SpoolBody>;
+
+// Bytes of request bodies held in memory, reserved against the server's budget for as long as the request
+// lives (ServerOptions::body_memory).
+class BodyMemory {
+ public:
+  ~BodyMemory() { release(); }
+  bool reserve(std::atomic<std::size_t>& pool, std::size_t n, std::size_t cap) {
+    release();
+    std::size_t held = pool.load(std::memory_order_relaxed);
+    do {
+      if (n > cap || held > cap - n) return false;
+    } while (!pool.compare_exchange_weak(held, held + n, std::memory_order_relaxed));
+    pool_ = &pool;
+    n_ = n;
+    return true;
+  }
+  void release() {
+    if (pool_) pool_->fetch_sub(n_, std::memory_order_relaxed);
+    pool_ = nullptr;
+    n_ = 0;
+  }
+
+ private:
+  std::atomic<std::size_t>* pool_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+// The 400's reason for what Beast's parser refused.
+std::string parse_error_message(error_code ec) {
+  if (ec == http::error::bad_transfer_encoding)
+    return "Transfer-Encoding: only one 'chunked' is accepted (RFC 9112 6.1)";
+  if (ec == http::error::bad_content_length || ec == http::error::multiple_content_length)
+    return "bad Content-Length (RFC 9112 6.3)";
+  return fmt::format("malformed HTTP request: {}", ec.message());
+}
+
 }  // namespace
 
 class Session;
@@ -99,6 +178,7 @@ struct Server::Impl {
   AccessLog* log;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> body_memory{0};  // request bodies held in memory now (ServerOptions::body_memory)
   std::vector<std::unique_ptr<Worker>> workers;  // last: destroyed first, while the counters above live
 
   Impl(ServerOptions o, SSL_CTX* t, const Router& r, Metrics& m, AccessLog* l)
@@ -137,7 +217,17 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  enum class ReadResult { ok, closed, bad_request, header_too_large, body_too_large, timeout };
+  enum class ReadResult {
+    ok,
+    closed,
+    bad_request,
+    header_too_large,
+    body_too_large,
+    timeout,
+    refused,       // the route's HeaderCheck answered (refusal_)
+    busy,          // the body does not fit in the server's memory budget now
+    server_error,  // the body file could not be created or written
+  };
 
   // The watchdog: the timer runs to the earliest deadline set; a later deadline only moves deadline_ (checked
   // when the timer fires), an earlier one re-aims the timer.
@@ -193,9 +283,38 @@ class Session : public std::enable_shared_from_this<Session> {
     if (::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v) == 0) lowat_ = want;
   }
 
+  // The watchdog during a transfer (a request body, or a response) of `bytes` so far since `start`: cut it
+  // after io_timeout without progress, when it falls below min_rate once its first io_timeout has passed
+  // (like Apache's mod_reqtimeout MinRate: the credit grows by one second per min_rate bytes, so a drip
+  // of a byte every few seconds cannot hold the connection), and, for a request, at its request_timeout.
+  void arm_transfer(Clock::time_point start, uint64_t bytes, bool request = true) {
+    const auto& o = srv_.opt;
+    auto now = Clock::now();
+    auto at = now + o.io_timeout;
+    deadline_reason_ = "no progress";
+    if (o.min_rate > 0) {
+      auto credit = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(bytes) / static_cast<double>(o.min_rate)));
+      if (start + o.io_timeout + credit < at) {
+        at = start + o.io_timeout + credit;
+        deadline_reason_ = "slower than the minimum rate";
+      }
+    }
+    if (request && request_deadline_ < at) {
+      at = request_deadline_;
+      deadline_reason_ = "the request took longer than allowed";
+    }
+    arm(std::chrono::duration_cast<std::chrono::milliseconds>(at - now) + std::chrono::milliseconds(1));
+  }
+
   void count_sent(std::size_t n) {
     sent_ += n;
     srv_.metrics.bytes_sent(n);
+    arm_transfer(send_start_, sent_, false);
+  }
+  void start_response() {
+    sent_ = 0;
+    send_start_ = Clock::now();
     arm(srv_.opt.io_timeout);
   }
 
@@ -264,11 +383,13 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return static_cast<long>(got);
   }
 
-  awaitable<ReadResult> read_request(http::request_parser<http::string_body>& parser);
+  awaitable<ReadResult> read_request(RequestParser& parser);
+  awaitable<ReadResult> before_body(RequestParser& parser);
   awaitable<bool> send_response(HttpResponse& res);
   awaitable<bool> send_file(const HttpRequest& req, FileReply& reply, unsigned& status);
   awaitable<bool> send_file_kernel(int fd, const std::string& head, uint64_t off, uint64_t left);
-  awaitable<void> send_error_and_close(http::status status, std::string_view code, std::string_view message);
+  awaitable<void> send_reply_and_close(HttpResponse& res);
+  HttpResponse read_error_reply(ReadResult rr, const RequestParser& parser) const;
   awaitable<void> lingering_close();
   void log(const HttpRequest& req, unsigned status, Clock::time_point start);
 
@@ -283,14 +404,22 @@ class Session : public std::enable_shared_from_this<Session> {
   bool behind_ = false;    // the client's socket was full lately (send_file's pace)
   std::size_t lowat_ = 0;  // TCP_NOTSENT_LOWAT set on the socket (0 = none)
   int writable_streak_ = 0;
-  bool shut_down_ = false;   // close_notify and FIN already sent (lingering_close)
+  bool shut_down_ = false;         // close_notify and FIN already sent (lingering_close)
+  bool auth_trailing_ws_ = false;  // the raw Authorization value of the current request ends in whitespace
+  bool reset_ = false;             // close with a reset (a reply cut by its deadline)
   bool kernel_tls_ = false;  // the kernel encrypts this connection's records (kTLS): files go by SSL_sendfile
   boost::beast::flat_buffer buf_;
   std::string remote_;
   uint64_t sent_ = 0;  // bytes of the current response
+  Clock::time_point send_start_, body_start_, request_deadline_ = Clock::time_point::max();
+  uint64_t body_bytes_ = 0;           // of the current request's body, so far
+  const char* deadline_reason_ = "";  // which limit the watchdog's deadline is (the 408's message)
+  std::string error_message_;         // why a request is bad_request / server_error
+  HttpResponse refusal_;              // ReadResult::refused: the route's HeaderCheck reply
+  BodyMemory memory_;                 // the current request body's share of the memory budget
 };
 
-awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::string_body>& parser) {
+awaitable<Session::ReadResult> Session::read_request(RequestParser& parser) {
   parser.header_limit(static_cast<std::uint32_t>(srv_.opt.header_limit));
   // Beast checks Content-Length against its body limit (default 1 MB) as the header completes, before the
   // route's limit can be set below: lift it here, the route's limit is applied once the header is known.
@@ -298,39 +427,41 @@ awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::
   parser.eager(false);
   bool started = buf_.size() > 0, body_phase = false;
   idle_ = !started;
+  if (started) request_deadline_ = Clock::now() + srv_.opt.request_timeout;
   arm(started ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
   for (;;) {
     if (buf_.size() > 0) {
       if (!started) {
         started = true;
         idle_ = false;
+        request_deadline_ = Clock::now() + srv_.opt.request_timeout;
         arm(srv_.opt.header_timeout);
       }
       error_code ec;
       std::size_t used = parser.put(buf_.data(), ec);
+      // The header is parsed whole, from one buffer: this put's bytes are all of it, as received.
+      if (!ec && !body_phase && parser.is_header_done())
+        auth_trailing_ws_ = authorization_has_trailing_whitespace(
+            std::string_view(static_cast<const char*>(buf_.data().data()), used));
       buf_.consume(used);
       if (ec && ec != http::error::need_more) {
         if (ec == http::error::header_limit) co_return ReadResult::header_too_large;
         if (ec == http::error::body_limit) co_return ReadResult::body_too_large;
+        if (ec == boost::system::errc::io_error) co_return ReadResult::server_error;
+        error_message_ = parse_error_message(ec);
         co_return ReadResult::bad_request;
       }
-      if (parser.is_done()) co_return ReadResult::ok;
       if (parser.is_header_done() && !body_phase) {
         body_phase = true;
-        const auto& h = parser.get();
-        std::size_t limit = srv_.router.body_limit(h.method(), h.target());
-        if (parser.content_length() && *parser.content_length() > limit) co_return ReadResult::body_too_large;
-        parser.body_limit(limit);
-        parser.eager(true);
-        arm(srv_.opt.io_timeout);
-        auto expect = h.find(http::field::expect);
-        if (expect != h.end() && boost::beast::iequals(expect->value(), "100-continue") &&
-            h.version() == 11) {
-          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-          if (!co_await write_all(kContinue.data(), kContinue.size())) co_return ReadResult::closed;
-        }
+        auto pre = co_await before_body(parser);
+        if (pre != ReadResult::ok) co_return pre;
+        body_start_ = Clock::now();
+        body_bytes_ = 0;
+        arm_transfer(body_start_, body_bytes_);
+        if (parser.is_done()) co_return ReadResult::ok;
         continue;
       }
+      if (parser.is_done()) co_return ReadResult::ok;
       if (used > 0 && buf_.size() > 0) continue;
     }
     long n = co_await read_more();
@@ -340,8 +471,63 @@ awaitable<Session::ReadResult> Session::read_request(http::request_parser<http::
       if (buf_.size() >= buf_.max_size()) co_return ReadResult::header_too_large;
       co_return ReadResult::closed;
     }
-    if (body_phase) arm(srv_.opt.io_timeout);
+    if (body_phase) {
+      body_bytes_ += static_cast<uint64_t>(n);
+      arm_transfer(body_start_, body_bytes_);
+    }
   }
+}
+
+// Between the header and the body: framing (smuggling), the route's check on the header (authentication),
+// the body limit, where the body goes (memory within the server's budget, or a file), 100 Continue.
+awaitable<Session::ReadResult> Session::before_body(RequestParser& parser) {
+  const auto& h = parser.get();
+  if (auto why = framing_error(h)) {
+    error_message_ = *why;
+    co_return ReadResult::bad_request;
+  }
+  if (auth_trailing_ws_) {
+    HttpRequest header_only{h};
+    refusal_ = json_error(http::status::unauthorized, "unauthorized",
+                          "Authorization: whitespace after the credentials (send 'Bearer <token>' exactly)",
+                          header_only);
+    refusal_.set(http::field::www_authenticate, "Bearer realm=\"ota32\"");
+    co_return ReadResult::refused;
+  }
+  const bool has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
+  if (!has_body) co_return ReadResult::ok;
+  const Router::RouteOptions& route = srv_.router.body_options(h.method(), h.target());
+  if (route.before_body) {
+    HttpRequest header_only{h};
+    if (auto refused = route.before_body(header_only)) {
+      refusal_ = std::move(*refused);
+      co_return ReadResult::refused;
+    }
+  }
+  const std::size_t limit = route.body_limit;
+  if (parser.content_length() && *parser.content_length() > limit) co_return ReadResult::body_too_large;
+  parser.body_limit(limit);
+  if (!route.body_dir.empty()) {
+    std::string why;
+    parser.get().body().file = BodyFile::create(route.body_dir, &why);
+    if (!parser.get().body().file) {
+      error_message_ = why;
+      co_return ReadResult::server_error;
+    }
+  } else {
+    // Bodies held in memory share one budget (ServerOptions::body_memory): a request that does not fit now
+    // is refused before its body is read (503 + Retry-After), instead of the process growing with every
+    // connection that sends one.
+    std::size_t want = parser.content_length() ? static_cast<std::size_t>(*parser.content_length()) : limit;
+    if (!memory_.reserve(srv_.body_memory, want, srv_.opt.body_memory)) co_return ReadResult::busy;
+  }
+  parser.eager(true);
+  auto expect = h.find(http::field::expect);
+  if (expect != h.end() && boost::beast::iequals(expect->value(), "100-continue") && h.version() == 11) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!co_await write_all(kContinue.data(), kContinue.size())) co_return ReadResult::closed;
+  }
+  co_return ReadResult::ok;
 }
 
 awaitable<bool> Session::send_response(HttpResponse& res) {
@@ -352,13 +538,45 @@ awaitable<bool> Session::send_response(HttpResponse& res) {
   co_return co_await write_all(out.data(), out.size());
 }
 
-awaitable<void> Session::send_error_and_close(http::status status, std::string_view code,
-                                              std::string_view msg) {
+// The reply to a request that read_request refused (every ReadResult but ok and closed); the connection
+// closes after it.
+HttpResponse Session::read_error_reply(ReadResult rr, const RequestParser& parser) const {
   HttpRequest dummy{http::verb::get, "/", 11};
-  auto res = json_error(status, code, msg, dummy);
+  switch (rr) {
+    case ReadResult::timeout:
+      return json_error(http::status::request_timeout, "timeout",
+                        parser.is_header_done()
+                            ? fmt::format("request body not received in time ({})", deadline_reason_)
+                            : std::string("request not received in time"),
+                        dummy);
+    case ReadResult::refused:
+      return refusal_;
+    case ReadResult::busy: {
+      auto res = json_error(http::status::service_unavailable, "busy",
+                            "the server holds as many request bodies in memory as it may (--body-memory), "
+                            "retry later",
+                            dummy);
+      res.set(http::field::retry_after, "1");
+      return res;
+    }
+    case ReadResult::server_error:
+      return json_error(http::status::internal_server_error, "io_error",
+                        error_message_.empty() ? "cannot store the request body" : error_message_, dummy);
+    case ReadResult::header_too_large:
+      return json_error(http::status::request_header_fields_too_large, "header_too_large",
+                        fmt::format("request header larger than {} bytes", srv_.opt.header_limit), dummy);
+    case ReadResult::body_too_large:
+      return json_error(http::status::payload_too_large, "body_too_large",
+                        "request body larger than this endpoint accepts", dummy);
+    default:
+      return json_error(http::status::bad_request, "bad_request",
+                        error_message_.empty() ? "malformed HTTP request" : error_message_, dummy);
+  }
+}
+
+awaitable<void> Session::send_reply_and_close(HttpResponse& res) {
   res.keep_alive(false);
-  sent_ = 0;
-  arm(srv_.opt.io_timeout);
+  start_response();
   bool sent = co_await send_response(res);
   srv_.metrics.request(http::verb::unknown, res.result_int());
   if (srv_.log)
@@ -575,42 +793,39 @@ awaitable<void> Session::run() {
 
   bool keep_going = true;
   while (keep_going && !w_.draining) {
-    http::request_parser<http::string_body> parser;
+    RequestParser parser;
+    error_message_.clear();
+    auth_trailing_ws_ = false;
+    request_deadline_ = Clock::time_point::max();
     auto rr = co_await read_request(parser);
     idle_ = false;
     if (rr == ReadResult::closed) break;
     if (rr != ReadResult::ok) {
-      switch (rr) {
-        case ReadResult::timeout:
-          srv_.metrics.timeout();
-          co_await send_error_and_close(http::status::request_timeout, "timeout",
-                                        "request not received in time");
-          break;
-        case ReadResult::header_too_large:
-          co_await send_error_and_close(
-              http::status::request_header_fields_too_large, "header_too_large",
-              fmt::format("request header larger than {} bytes", srv_.opt.header_limit));
-          break;
-        case ReadResult::body_too_large:
-          co_await send_error_and_close(http::status::payload_too_large, "body_too_large",
-                                        "request body larger than this endpoint accepts");
-          break;
-        default:
-          co_await send_error_and_close(http::status::bad_request, "bad_request", "malformed HTTP request");
-          break;
-      }
+      if (rr == ReadResult::timeout) srv_.metrics.timeout();
+      // A named local, not a temporary in the co_await expression: GCC 12 destroys temporaries of a
+      // conditional expression inside co_await twice (a double free after 400 to `Transfer-Encoding: gzip`).
+      HttpResponse res = read_error_reply(rr, parser);
+      co_await send_reply_and_close(res);
       break;
     }
     auto start = Clock::now();
-    HttpRequest req = parser.release();
+    auto msg = parser.release();
+    HttpRequest req(std::move(msg.base()));
+    req.body() = std::move(msg.body().text);
     RequestContext ctx;
     ctx.remote_address = remote_;
     ctx.received = std::chrono::system_clock::now();
+    ctx.body_file = std::move(msg.body().file);
     Reply reply = srv_.router.route(req, ctx);
+    // The body is no longer needed (the handler has run): its memory and file go now, not after a long
+    // download of the reply.
+    req.body().clear();
+    req.body().shrink_to_fit();
+    ctx.body_file.reset();
+    memory_.release();
     // A long download holds no read buffer (memory per slow client, design.md "Server shape").
     if (buf_.size() == 0) buf_.shrink_to_fit();
-    sent_ = 0;
-    arm(srv_.opt.io_timeout);
+    start_response();
     unsigned status = 0;
     bool ok;
     if (auto* res = std::get_if<HttpResponse>(&reply)) {
@@ -631,10 +846,20 @@ awaitable<void> Session::run() {
       keep_going = ok && req.keep_alive();
     }
     if (timed_out_) srv_.metrics.timeout();
+    // A reply cut by its deadline (a reader slower than --min-rate, or stalled): reset the connection, so
+    // the kernel drops what is still queued for it instead of delivering it at the client's pace (a plain
+    // close keeps up to the socket's send buffer alive; nginx's reset_timedout_connection).
+    if (!ok && timed_out_) reset_ = true;
     log(req, status, start);
   }
   done_ = true;
   timer_.cancel();
+  if (reset_) {
+    linger lg{1, 0};
+    ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    sock_.close(ec);
+    co_return;
+  }
   if (!timed_out_ && !shut_down_) {
     // close_notify, without waiting for the peer's: a clean close for close-delimited clients.
     ERR_clear_error();

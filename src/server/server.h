@@ -29,7 +29,17 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};  // whole request header, from its first byte
   std::chrono::milliseconds idle_timeout{30'000};    // keep-alive wait for the next request
   std::chrono::milliseconds io_timeout{30'000};      // no progress while reading a body or writing a response
-  std::chrono::milliseconds drain_timeout{10'000};   // graceful stop: how long running responses may finish
+  // The whole request, from the first byte of its header to the last of its body (nginx's
+  // client_header_timeout + client_body_timeout, as one bound a dripping client cannot stretch).
+  std::chrono::milliseconds request_timeout{300'000};
+  // Bytes per second a request body or a response must average once its first io_timeout has passed
+  // (Apache mod_reqtimeout's MinRate): a client that drips a byte every few seconds, or reads that slowly,
+  // is cut instead of holding the connection for ever. 0 = no minimum.
+  std::size_t min_rate = 1024;
+  // Request bodies held in memory, summed over every connection (uploads streamed to a file count nothing):
+  // a request whose body does not fit now gets 503 + Retry-After before its body is read.
+  std::size_t body_memory = 64 * 1024 * 1024;
+  std::chrono::milliseconds drain_timeout{10'000};  // graceful stop: how long running responses may finish
   // Lingering close after an error reply (400/408/413/431): how long, and how many bytes, the server reads
   // and discards what the client is still sending before it closes (nginx's lingering_time).
   std::chrono::milliseconds linger_time{5'000};

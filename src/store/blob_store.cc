@@ -85,6 +85,34 @@ Result<std::string> BlobStore::put(ByteView data) const {
   return hex;
 }
 
+Result<void> BlobStore::put_file(const std::filesystem::path& src, std::string_view sha256_hex) const {
+  if (!is_sha256_hex(sha256_hex))
+    return Error(ErrorCode::invalid_argument, fmt::format("'{}' is not a SHA-256 hex digest", sha256_hex));
+  int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return os_error(src, "cannot open", errno);
+  bool synced = ::fchmod(in, 0600) == 0 && ::fsync(in) == 0;
+  int err = errno;
+  ::close(in);
+  if (!synced) return os_error(src, "cannot sync", err);
+  auto path = path_for(sha256_hex);
+  OTA32_TRY(make_dir(path.parent_path()));
+  // A second name for the same inode (no copy), then renamed over the blob's name: atomic, and `src` stays.
+  std::string tmp;
+  for (int attempt = 0;; ++attempt) {
+    tmp = (path.parent_path() / fmt::format(".{}.link.{}.{}", path.filename().string(), ::getpid(), attempt))
+              .string();
+    if (::link(src.c_str(), tmp.c_str()) == 0) break;
+    if (errno != EEXIST || attempt > 100)
+      return os_error(path.parent_path(), "cannot link the upload", errno);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp.c_str());
+    return os_error(path, "cannot rename into place", err);
+  }
+  return {};
+}
+
 Result<void> BlobStore::remove(std::string_view sha256_hex) const {
   if (!is_sha256_hex(sha256_hex))
     return Error(ErrorCode::invalid_argument, fmt::format("'{}' is not a SHA-256 hex digest", sha256_hex));

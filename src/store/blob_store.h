@@ -20,6 +20,10 @@ class BlobStore {
   bool exists(std::string_view sha256_hex) const;
   // Writes data under its own SHA-256 (computed here) and returns that hex digest.
   Result<std::string> put(ByteView data) const;
+  // Publishes the file `src` (on the same file system, e.g. an upload the server streamed into root()) as
+  // the blob `sha256_hex`, which the caller has computed from its bytes: synced, then linked into place
+  // atomically. `src` itself stays (its owner removes it), so the call may be repeated.
+  Result<void> put_file(const std::filesystem::path& src, std::string_view sha256_hex) const;
   // Removes the blob; absent is not an error.
   Result<void> remove(std::string_view sha256_hex) const;
 

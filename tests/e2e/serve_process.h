@@ -24,6 +24,7 @@ class ServeProcess {
   ~ServeProcess();
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }  // the server process (ota32 execs ota32-serve in place)
   std::string url(const std::string& path) const;  // "https://127.0.0.1:<port><path>"
   std::string err() const;                         // stderr so far (start-up messages)
   std::string out() const;                         // stdout so far (access log)

@@ -118,6 +118,70 @@ TEST_F(ApiTest, AdminEndpointsRefuseMissingOrWrongTokens) {
             http::status::ok);
 }
 
+// A token followed by whitespace (a copy-paste with its line end) is not the token. (Beast drops trailing
+// spaces and tabs from field values, here as on the wire; the session refuses those on the raw header, see
+// serve_hardening_e2e_test.)
+TEST_F(ApiTest, AdminTokensWithWhitespaceAfterThemDoNotMatch) {
+  for (const std::string suffix : {"\r", "\n", "\v", "\f", " x", "\t="}) {
+    auto r = response(http::verb::get, "/api/v1/firmware", "", false,
+                      {{"Authorization", "Bearer " + token_ + suffix}});
+    EXPECT_EQ(r.result(), http::status::unauthorized) << "suffix " << int(suffix[0]);
+    EXPECT_EQ(body_of(r)["message"], "the admin token is not valid");
+  }
+  EXPECT_EQ(response(http::verb::get, "/api/v1/firmware", "", false, {{"Authorization", "Bearer  " + token_}})
+                .result(),
+            http::status::ok)
+      << "1*SP between the scheme and the token (RFC 9110 11.4)";
+}
+
+// The upload route checks the admin token on the header alone (the session calls it before reading the
+// body) and streams its body to a file in the blob directory.
+TEST_F(ApiTest, UploadRouteChecksTheTokenBeforeTheBody) {
+  const auto& o = router_.body_options(http::verb::post, "/api/v1/firmware?chip=esp32");
+  ASSERT_TRUE(o.before_body);
+  EXPECT_EQ(o.body_dir, api_->blobs.root());
+  EXPECT_EQ(o.body_limit, api_->config.max_upload);
+  HttpRequest header{http::verb::post, "/api/v1/firmware", 11};
+  header.set(http::field::content_length, "16777216");
+  auto refused = o.before_body(header);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->result(), http::status::unauthorized);
+  EXPECT_EQ(body_of(*refused)["error"], "unauthorized");
+  header.set(http::field::authorization, "Bearer " + token_);
+  EXPECT_FALSE(o.before_body(header));
+  EXPECT_FALSE(router_.body_options(http::verb::post, "/api/v1/devices/d1/report").before_body);
+}
+
+// What the session hands the handler for a streamed upload: the body in a BodyFile, the request's own body
+// empty. The blob is published from the file and the file itself is left to its owner.
+TEST_F(ApiTest, UploadFromABodyFile) {
+  Bytes img = make_image("esp32", "blink", "3.0.0");
+  std::string why;
+  auto file = BodyFile::create(api_->blobs.root(), &why);
+  ASSERT_TRUE(file) << why;
+  ASSERT_TRUE(file->append(img.data(), img.size()));
+  HttpRequest req{http::verb::post, "/api/v1/firmware?name=b.bin", 11};
+  req.set(http::field::host, "10.0.0.36:8070");
+  req.set(http::field::authorization, "Bearer " + token_);
+  RequestContext ctx;
+  ctx.remote_address = "127.0.0.1";
+  ctx.body_file = file;
+  auto r = router_.route(req, ctx);
+  ASSERT_TRUE(std::holds_alternative<HttpResponse>(r));
+  const auto& res = std::get<HttpResponse>(r);
+  ASSERT_EQ(res.result(), http::status::created) << res.body();
+  const std::string sha = to_hex(sha256(img));
+  EXPECT_EQ(body_of(res)["sha256"], sha);
+  auto blob = read_file(api_->blobs.root() / sha.substr(0, 2) / sha);
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(*blob, img);
+  EXPECT_TRUE(std::filesystem::exists(file->path));
+  const auto path = file->path;
+  file.reset();
+  ctx.body_file.reset();
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the upload file outlived its request";
+}
+
 TEST_F(ApiTest, UploadDescribesTheImageAndIsIdempotent) {
   Bytes img = make_image("esp32", "blink", "1.0.0");
   auto r = upload(img, "?name=blink.bin");

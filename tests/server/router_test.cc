@@ -108,5 +108,73 @@ TEST(PercentDecode, RejectsMalformedAndNul) {
   EXPECT_EQ(out, "a b");
 }
 
+// RFC 9112 6.1 / 6.3 / 3.2: what the session refuses with 400 and close, one row each.
+TEST(FramingError, RefusesEveryTransferEncodingButChunkedAndHttp11WithoutHost) {
+  struct Row {
+    std::vector<std::pair<std::string, std::string>> fields;
+    unsigned version;
+    bool refused;
+  };
+  const std::vector<Row> rows = {
+      {{{"Host", "a"}}, 11, false},
+      {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}}, 11, false},
+      {{{"Host", "a"}, {"Transfer-Encoding", "Chunked"}}, 11, false},
+      {{{"Host", "a"}, {"Content-Length", "3"}}, 11, false},
+      {{}, 10, false},  // HTTP/1.0 needs no Host
+      {{{"Host", "a"}, {"Transfer-Encoding", "gzip"}}, 11, true},
+      {{{"Host", "a"}, {"Transfer-Encoding", "identity"}}, 11, true},
+      {{{"Host", "a"}, {"Transfer-Encoding", "chunked, identity"}}, 11, true},
+      {{{"Host", "a"}, {"Transfer-Encoding", "gzip, chunked"}}, 11, true},
+      {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}, 11, true},
+      {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Content-Length", "3"}}, 11, true},
+      {{{"Transfer-Encoding", "chunked"}}, 10, true},
+      {{}, 11, true},
+      {{{"Host", "a"}, {"Host", "b"}}, 11, true},
+  };
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    http::request_header<> h;
+    h.method(http::verb::post);
+    h.target("/");
+    h.version(rows[i].version);
+    for (const auto& [name, value] : rows[i].fields) h.insert(name, value);
+    EXPECT_EQ(framing_error(h).has_value(), rows[i].refused) << "row " << i;
+  }
+}
+
+TEST(AuthorizationWhitespace, SeenOnlyInTheRawHeader) {
+  EXPECT_FALSE(authorization_has_trailing_whitespace("GET / HTTP/1.1\r\nAuthorization: Bearer abc\r\n\r\n"));
+  EXPECT_TRUE(authorization_has_trailing_whitespace("GET / HTTP/1.1\r\nAuthorization: Bearer abc \r\n\r\n"));
+  EXPECT_TRUE(authorization_has_trailing_whitespace("GET / HTTP/1.1\r\nauthorization: Bearer abc\t\r\n\r\n"));
+  EXPECT_TRUE(authorization_has_trailing_whitespace("GET / HTTP/1.1\nAUTHORIZATION: Bearer abc \n\n"));
+  EXPECT_FALSE(authorization_has_trailing_whitespace("GET / HTTP/1.1\r\nX-Note: abc \r\nHost: a\r\n\r\n"));
+  EXPECT_FALSE(authorization_has_trailing_whitespace("GET / HTTP/1.1\r\nX-Authorization: abc \r\n\r\n"));
+}
+
+TEST(Router, RouteOptionsReachTheSessionAndPlainAddKeepsTheDefaults) {
+  Router router;
+  Router::RouteOptions o;
+  o.body_limit = 1234;
+  o.body_dir = "/somewhere";
+  o.before_body = [](const HttpRequest& req) -> std::optional<HttpResponse> {
+    if (req[http::field::authorization].empty()) return json_error(http::status::unauthorized, "u", "m", req);
+    return std::nullopt;
+  };
+  router.add(
+      http::verb::post, "/up", [](const HttpRequest&, const RequestContext&) { return Reply{text("")}; },
+      std::move(o));
+  router.add(http::verb::post, "/small",
+             [](const HttpRequest&, const RequestContext&) { return Reply{text("")}; });
+  const auto& up = router.body_options(http::verb::post, "/up?x=1");
+  EXPECT_EQ(up.body_limit, 1234u);
+  EXPECT_EQ(up.body_dir, "/somewhere");
+  ASSERT_TRUE(up.before_body);
+  EXPECT_TRUE(up.before_body(make_request(http::verb::post, "/up")).has_value());
+  const auto& small = router.body_options(http::verb::post, "/small");
+  EXPECT_EQ(small.body_limit, Router::kDefaultBodyLimit);
+  EXPECT_FALSE(small.before_body);
+  EXPECT_TRUE(small.body_dir.empty());
+  EXPECT_FALSE(router.body_options(http::verb::post, "/nothing").before_body);
+}
+
 }  // namespace
 }  // namespace ota32::server
