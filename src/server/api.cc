@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -44,7 +45,10 @@ Result<std::string> generate_admin_token() {
 
 Result<ApiSetup> open_api(const ApiConfig& config) {
   std::error_code ec;
-  std::filesystem::create_directories(config.data_dir / "blobs", ec);
+  std::filesystem::create_directories(config.data_dir, ec);
+  // The blob directory is private like the files in it (0700 whatever the umask, as BlobStore's own).
+  if (!ec && ::mkdir((config.data_dir / "blobs").c_str(), 0700) != 0 && errno != EEXIST)
+    ec = std::error_code(errno, std::system_category());
   if (ec)
     return Error(ErrorCode::io_error, fmt::format("--data {}: cannot create directory: {}",
                                                   config.data_dir.string(), ec.message()));

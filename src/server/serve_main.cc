@@ -79,6 +79,23 @@ void raise_fd_limit() {
   }
 }
 
+// The names and addresses a zero-config certificate covers: --san values (IP literals go to the addresses)
+// plus, with `local`, this host's names and `ips`.
+std::pair<std::vector<std::string>, std::vector<std::string>> certificate_names(
+    const std::vector<std::string>& sans, bool local, const std::vector<std::string>& ips) {
+  std::vector<std::string> names, addrs;
+  if (local) {
+    names = local_host_names();
+    addrs = ips;
+  }
+  for (const auto& s : sans) {
+    bool is_ip = s.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
+                 (s.find('.') != std::string::npos || s.find(':') != std::string::npos);
+    (is_ip ? addrs : names).push_back(s);
+  }
+  return {names, addrs};
+}
+
 // The server's SSL_CTX from --cert/--key, or from the zero-config files in the data directory (made or
 // reissued first when this host has an address or name they lack). At start and on SIGHUP.
 Result<SslCtxPtr> load_tls(const ServeArgs& a, const fs::path& data_dir,
@@ -86,16 +103,18 @@ Result<SslCtxPtr> load_tls(const ServeArgs& a, const fs::path& data_dir,
   fs::path cert = a.cert, key = a.key;
   std::shared_ptr<void> tls_lock;  // zero-config: held until the files are loaded
   if (cert.empty()) {
-    std::vector<std::string> names = local_host_names(), addrs = ips;
-    for (const auto& s : a.sans) {
-      bool is_ip = s.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
-                   (s.find('.') != std::string::npos || s.find(':') != std::string::npos);
-      (is_ip ? addrs : names).push_back(s);
-    }
+    auto [names, addrs] = certificate_names(a.sans, true, ips);
     auto z = ensure_zero_config_tls(data_dir, names, addrs);
     if (!z) return z.error();
     if (z->created_ca) say(fmt::format("created a private CA in {}", data_dir.string()));
     if (z->issued_server_cert) say(fmt::format("issued a new server certificate ({})", z->reason));
+    if (z->offline_ca)
+      say("the CA key is kept offline (ca_cert.pem without ca_key.pem): this server issues no certificates");
+    if (!z->missing.empty())
+      say(
+          fmt::format("warning: {} lacks {}: clients that use them will not verify it; issue a new one with "
+                      "`ota32 serve ca issue <CA directory> --data {} --san ...`, then send SIGHUP",
+                      z->server_cert.string(), fmt::join(z->missing, ", "), data_dir.string()));
     say(fmt::format("CA certificate for the firmware (simple_ota_example: server_certs/ca_cert.pem): {}",
                     z->ca_cert.string()));
     cert = z->server_cert;
@@ -120,6 +139,9 @@ int serve(const ServeArgs& a) {
     if (ec || !fs::is_directory(root)) return fail(fmt::format("--dir {}: not a directory", a.dir));
   }
 
+  auto private_dir = prepare_data_dir(data_dir);
+  if (!private_dir) return fail(private_dir.error().message());
+  if (!private_dir->empty()) say(*private_dir);
   std::vector<std::string> ips = local_ip_addresses();
   auto ctx = load_tls(a, data_dir, ips);
   if (!ctx) return fail(ctx.error().message());
@@ -199,6 +221,62 @@ int serve(const ServeArgs& a) {
   return 0;
 }
 
+struct CaArgs {
+  std::string ca_dir, data = "ota32-data";
+  std::vector<std::string> sans;
+  bool no_local = false;
+};
+
+// ota32 serve ca init | issue: the CA key kept out of the data directory.
+int ca_issue(const CaArgs& a, bool init) {
+  std::error_code ec;
+  fs::path ca_dir = fs::absolute(a.ca_dir, ec), data_dir = fs::absolute(a.data, ec);
+  if (fs::equivalent(ca_dir, data_dir, ec))
+    return fail(fmt::format("{}: the CA directory must not be the data directory (--data)", a.ca_dir));
+  if (init) {
+    if (auto r = create_offline_ca(ca_dir); !r) return fail(r.error().message());
+    say(
+        fmt::format("created a CA in {} (ca_key.pem: keep it offline, it is needed only to issue server "
+                    "certificates)",
+                    ca_dir.string()));
+  }
+  auto private_dir = prepare_data_dir(data_dir);
+  if (!private_dir) return fail(private_dir.error().message());
+  if (!private_dir->empty()) say(*private_dir);
+  auto [names, addrs] = certificate_names(a.sans, !a.no_local, local_ip_addresses());
+  auto issued = issue_from_offline_ca(ca_dir, data_dir, names, addrs);
+  if (!issued) return fail(issued.error().message());
+  say(fmt::format("issued a new server certificate ({})", issued->reason));
+  print_certificate("server certificate", issued->server_cert);
+  say(fmt::format("CA certificate for the firmware (simple_ota_example: server_certs/ca_cert.pem): {}",
+                  issued->ca_cert.string()));
+  say(fmt::format("{} holds no CA key: start `ota32 serve --data {}` (a running server: send it SIGHUP)",
+                  data_dir.string(), data_dir.string()));
+  return 0;
+}
+
+void add_ca_commands(CLI::App* serve, int* exit_code) {
+  auto* ca = serve->add_subcommand("ca", "A CA whose key stays out of the data directory (offline)");
+  ca->require_subcommand(1);
+  for (bool init : {true, false}) {
+    auto args = std::make_shared<CaArgs>();
+    auto* cmd =
+        init ? ca->add_subcommand("init",
+                                  "Make a new CA in CA_DIR (0700, its key 0600) and issue the server "
+                                  "certificate into --data, which gets ca_cert.pem but not the key")
+             : ca->add_subcommand("issue",
+                                  "Issue a new server key and certificate from the CA in CA_DIR into --data "
+                                  "(rotation, new names or addresses); then SIGHUP the server");
+    cmd->add_option("CA_DIR", args->ca_dir, "Directory of the CA (ca_cert.pem, ca_key.pem)")->required();
+    cmd->add_option("--data", args->data, "The server's data directory")->capture_default_str();
+    cmd->add_option("--san", args->sans, "Extra DNS name or IP address for the server certificate");
+    cmd->add_flag("--no-local", args->no_local,
+                  "Leave out this host's names and addresses (issuing for a server on another host: give "
+                  "its names with --san; the current certificate's names are kept)");
+    cmd->callback([args, exit_code, init] { *exit_code = ca_issue(*args, init); });
+  }
+}
+
 }  // namespace
 
 void add_serve_command(CLI::App& app, int* exit_code) {
@@ -252,7 +330,10 @@ void add_serve_command(CLI::App& app, int* exit_code) {
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");
   add_api_options(cmd);
 #endif
-  cmd->callback([args, exit_code] { *exit_code = serve(*args); });
+  add_ca_commands(cmd, exit_code);
+  cmd->callback([args, exit_code, cmd] {
+    if (cmd->get_subcommands().empty()) *exit_code = serve(*args);  // not after `serve ca ...`
+  });
 }
 
 }  // namespace ota32::server

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -296,110 +297,261 @@ std::vector<std::string> local_host_names() {
   return {out.begin(), out.end()};
 }
 
-Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
-                                             const std::vector<std::string>& dns_names,
-                                             const std::vector<std::string>& ip_addresses) {
+namespace {
+
+struct Names {
+  std::set<std::string> dns, ip;
+};
+
+Names wanted_names(const std::vector<std::string>& dns_names, const std::vector<std::string>& ip_addresses) {
+  Names n;
+  for (const auto& d : dns_names) n.dns.insert(lower(d));
+  for (const auto& a : ip_addresses) n.ip.insert(canonical_ip(a));
+  return n;
+}
+
+// The directory, made 0700 when absent (its parents with the default mode).
+Result<void> make_private_dir(const fs::path& dir, std::string_view what) {
   std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  if (ec)
+  if (fs::is_directory(dir, ec)) return {};
+  if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Error(ErrorCode::io_error,
-                 fmt::format("{}: cannot create data directory: {}", data_dir.string(), ec.message()));
-  ZeroConfigTls z{data_dir / "ca_cert.pem", data_dir / "ca_key.pem", data_dir / "server_cert.pem",
-                  data_dir / "server_key.pem"};
-  // Servers sharing the data directory start one at a time here: two first starts would each make a CA and
-  // overwrite the other's, and a reader could pair one start's server key with another's certificate.
-  fs::path lock_path = data_dir / ".tls.lock";
+                 fmt::format("{}: cannot create {}: {}", dir.string(), what, std::strerror(errno)));
+  return {};
+}
+
+// An exclusive lock on DIR/.tls.lock, released when the last copy of the result goes.
+Result<std::shared_ptr<void>> lock_tls_files(const fs::path& dir) {
+  fs::path lock_path = dir / ".tls.lock";
   int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0)
     return Error(ErrorCode::io_error,
                  fmt::format("{}: cannot open: {}", lock_path.string(), std::strerror(errno)));
-  z.lock = std::shared_ptr<void>(nullptr, [lock_fd](void*) { ::close(lock_fd); });
+  std::shared_ptr<void> lock(nullptr, [lock_fd](void*) { ::close(lock_fd); });
   while (::flock(lock_fd, LOCK_EX) != 0)
     if (errno != EINTR)
       return Error(ErrorCode::io_error,
                    fmt::format("{}: cannot lock: {}", lock_path.string(), std::strerror(errno)));
+  return lock;
+}
+
+// A CA certificate with its key, checked to belong together.
+Result<std::pair<X509Ptr, PkeyPtr>> read_ca(const fs::path& cert_path, const fs::path& key_path) {
+  OTA32_ASSIGN(auto cert, read_cert(cert_path));
+  OTA32_ASSIGN(auto key, read_key(key_path));
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return Error(ErrorCode::corrupt,
+                 fmt::format("{}: does not belong to {}", key_path.string(), cert_path.string()));
+  }
+  return std::make_pair(std::move(cert), std::move(key));
+}
+
+// Whether the server certificate in z can be kept: empty when it can (signed by ca_cert, key matching,
+// every wanted name in it), else why not. When it is valid, `had` gets the names it has and `missing` the
+// wanted ones it lacks.
+std::string check_server_cert(const ZeroConfigTls& z, X509* ca_cert, const Names& want, Names* had,
+                              std::vector<std::string>* missing) {
+  if (!fs::exists(z.server_cert) || !fs::exists(z.server_key)) return "no server certificate yet";
+  auto cert = read_cert(z.server_cert);
+  auto key = read_key(z.server_key);
+  std::string reason;
+  if (!cert || !key) {
+    reason = (!cert ? cert.error() : key.error()).message();
+  } else if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    reason = "server_key.pem does not match server_cert.pem";
+  } else if (X509_verify(cert->get(), X509_get0_pubkey(ca_cert)) != 1) {
+    reason = "server_cert.pem was not signed by ca_cert.pem";
+  } else {
+    auto info = describe(cert->get());
+    Names have;
+    for (auto& n : info.dns_names) have.dns.insert(lower(n));
+    for (auto& a : info.ip_addresses) have.ip.insert(canonical_ip(a));
+    for (auto& n : want.dns)
+      if (!have.dns.count(n)) missing->push_back(n);
+    for (auto& a : want.ip)
+      if (!have.ip.count(a)) missing->push_back(a);
+    if (!missing->empty()) reason = fmt::format("new local names/addresses: {}", fmt::join(*missing, ", "));
+    *had = std::move(have);
+  }
+  ERR_clear_error();
+  return reason;
+}
+
+// A new server key and certificate signed by the CA, for every name in `names`, written over z's files.
+Result<void> issue_server_cert(const ZeroConfigTls& z, X509* ca_cert, EVP_PKEY* ca_key, const Names& names) {
+  if (names.dns.empty() && names.ip.empty())
+    return Error(ErrorCode::invalid_argument,
+                 "no name or address for the server certificate: give them with --san");
+  std::string san;
+  for (auto& n : names.dns) san += (san.empty() ? "" : ",") + ("DNS:" + n);
+  for (auto& a : names.ip) san += (san.empty() ? "" : ",") + ("IP:" + a);
+  OTA32_ASSIGN(auto key, new_p256_key());
+  std::string cn = names.dns.empty() ? "ota32 server" : *names.dns.rbegin();
+  OTA32_ASSIGN(auto cert, make_cert(key.get(), cn, ca_cert, ca_key, 10 * 365, false, san));
+  OTA32_TRY(write_pem_key(z.server_key, key.get()));
+  OTA32_TRY(write_pem_cert(z.server_cert, cert.get()));
+  return {};
+}
+
+ZeroConfigTls files_in(const fs::path& dir) {
+  return ZeroConfigTls{dir / "ca_cert.pem", dir / "ca_key.pem", dir / "server_cert.pem",
+                       dir / "server_key.pem"};
+}
+
+}  // namespace
+
+Result<std::string> prepare_data_dir(const fs::path& data_dir) {
+  std::error_code ec;
+  if (!fs::exists(data_dir, ec)) {
+    OTA32_TRY(make_private_dir(data_dir, "the data directory"));
+    return std::string();
+  }
+  struct stat st {};
+  if (::stat(data_dir.c_str(), &st) != 0)
+    return Error(ErrorCode::io_error, fmt::format("{}: {}", data_dir.string(), std::strerror(errno)));
+  if (!S_ISDIR(st.st_mode))
+    return Error(ErrorCode::invalid_argument, fmt::format("--data {}: not a directory", data_dir.string()));
+  const unsigned mode = st.st_mode & 07777;
+  if (mode & (S_IWGRP | S_IWOTH))
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("--data {}: mode {:04o} lets other users replace the keys and the database; "
+                             "refusing to start (chmod 700 {})",
+                             data_dir.string(), mode, data_dir.string()));
+  if (mode & (S_IRWXG | S_IRWXO))
+    return fmt::format(
+        "warning: --data {} is mode {:04o}: other users can list it (its files are 0600); "
+        "chmod 700 {}",
+        data_dir.string(), mode, data_dir.string());
+  return std::string();
+}
+
+Result<ZeroConfigTls> ensure_zero_config_tls(const fs::path& data_dir,
+                                             const std::vector<std::string>& dns_names,
+                                             const std::vector<std::string>& ip_addresses) {
+  OTA32_TRY(make_private_dir(data_dir, "the data directory"));
+  ZeroConfigTls z = files_in(data_dir);
+  // Servers sharing the data directory start one at a time here: two first starts would each make a CA and
+  // overwrite the other's, and a reader could pair one start's server key with another's certificate.
+  OTA32_ASSIGN(z.lock, lock_tls_files(data_dir));
 
   PkeyPtr ca_key;
   X509Ptr ca_cert;
   bool have_ca_cert = fs::exists(z.ca_cert), have_ca_key = fs::exists(z.ca_key);
-  if (have_ca_cert != have_ca_key)
+  if (have_ca_key && !have_ca_cert)
     return Error(ErrorCode::corrupt,
-                 fmt::format("{}: found {} without {}; restore it or remove both to create a new CA",
-                             data_dir.string(), (have_ca_cert ? z.ca_cert : z.ca_key).filename().string(),
-                             (have_ca_cert ? z.ca_key : z.ca_cert).filename().string()));
-  if (have_ca_cert) {
+                 fmt::format("{}: found ca_key.pem without ca_cert.pem; restore it or remove both to create "
+                             "a new CA",
+                             data_dir.string()));
+  if (have_ca_cert && have_ca_key) {
+    OTA32_ASSIGN(auto ca, read_ca(z.ca_cert, z.ca_key));
+    ca_cert = std::move(ca.first);
+    ca_key = std::move(ca.second);
+  } else if (have_ca_cert) {
+    // The CA key is kept elsewhere (ota32 serve ca init): the server can only use the certificate it has.
+    z.offline_ca = true;
     OTA32_ASSIGN(ca_cert, read_cert(z.ca_cert));
-    OTA32_ASSIGN(ca_key, read_key(z.ca_key));
-    if (X509_check_private_key(ca_cert.get(), ca_key.get()) != 1) {
-      ERR_clear_error();
-      return Error(ErrorCode::corrupt,
-                   fmt::format("{}: does not belong to {}", z.ca_key.string(), z.ca_cert.string()));
-    }
   } else {
     OTA32_ASSIGN(ca_key, new_p256_key());
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     OTA32_ASSIGN(ca_cert, make_cert(ca_key.get(), fmt::format("ota32 private CA ({})", host), nullptr,
                                     nullptr, 20 * 365, true, ""));
-    // The key first: a certificate without its key would block the next start.
+    // The key first: a certificate without its key would be taken for an offline CA.
     OTA32_TRY(write_pem_key(z.ca_key, ca_key.get()));
     OTA32_TRY(write_pem_cert(z.ca_cert, ca_cert.get()));
     z.created_ca = true;
   }
 
-  std::set<std::string> want_dns, want_ip;
-  for (const auto& n : dns_names) want_dns.insert(lower(n));
-  for (const auto& a : ip_addresses) want_ip.insert(canonical_ip(a));
-
+  Names want = wanted_names(dns_names, ip_addresses), had;
   // Keep the server certificate when the CA signed it, its key matches, and it covers every wanted name.
   // When it lacks some, the new one keeps the names it had: servers on several hosts sharing the data
   // directory converge on one certificate covering all of them instead of reissuing it at every start.
-  std::set<std::string> keep_dns, keep_ip;
-  std::string reason;
-  if (!fs::exists(z.server_cert) || !fs::exists(z.server_key)) {
-    reason = "no server certificate yet";
-  } else {
-    auto cert = read_cert(z.server_cert);
-    auto key = read_key(z.server_key);
-    if (!cert || !key) {
-      reason = (!cert ? cert.error() : key.error()).message();
-    } else if (X509_check_private_key(cert->get(), key->get()) != 1) {
-      reason = "server_key.pem does not match server_cert.pem";
-    } else if (X509_verify(cert->get(), X509_get0_pubkey(ca_cert.get())) != 1) {
-      reason = "server_cert.pem was not signed by ca_cert.pem";
-    } else {
-      auto info = describe(cert->get());
-      std::set<std::string> have_dns, have_ip;
-      for (auto& n : info.dns_names) have_dns.insert(lower(n));
-      for (auto& a : info.ip_addresses) have_ip.insert(canonical_ip(a));
-      std::vector<std::string> missing;
-      for (auto& n : want_dns)
-        if (!have_dns.count(n)) missing.push_back(n);
-      for (auto& a : want_ip)
-        if (!have_ip.count(a)) missing.push_back(a);
-      if (!missing.empty()) {
-        reason = fmt::format("new local names/addresses: {}", fmt::join(missing, ", "));
-        keep_dns = std::move(have_dns);
-        keep_ip = std::move(have_ip);
-      }
-    }
-    ERR_clear_error();
-  }
+  std::vector<std::string> missing;
+  std::string reason = check_server_cert(z, ca_cert.get(), want, &had, &missing);
   if (reason.empty()) return z;
-
-  want_dns.insert(keep_dns.begin(), keep_dns.end());
-  want_ip.insert(keep_ip.begin(), keep_ip.end());
-  std::string san;
-  for (auto& n : want_dns) san += (san.empty() ? "" : ",") + ("DNS:" + n);
-  for (auto& a : want_ip) san += (san.empty() ? "" : ",") + ("IP:" + a);
-  OTA32_ASSIGN(auto key, new_p256_key());
-  std::string cn = want_dns.empty() ? "ota32 server" : *want_dns.rbegin();
-  OTA32_ASSIGN(auto cert, make_cert(key.get(), cn, ca_cert.get(), ca_key.get(), 10 * 365, false, san));
-  OTA32_TRY(write_pem_key(z.server_key, key.get()));
-  OTA32_TRY(write_pem_cert(z.server_cert, cert.get()));
+  if (z.offline_ca) {
+    // No CA key here: a certificate that lacks names is served as it is (clients that use a missing name
+    // or address fail to verify it) and the operator is told; one that is unusable stops the start.
+    if (!missing.empty()) {
+      z.missing = std::move(missing);
+      return z;
+    }
+    return Error(
+        ErrorCode::corrupt,
+        fmt::format("{}: {}, and the CA key is not here (ca_cert.pem without ca_key.pem: an offline "
+                    "CA); issue a server certificate with `ota32 serve ca issue <CA directory> --data "
+                    "{}`",
+                    data_dir.string(), reason, data_dir.string()));
+  }
+  want.dns.insert(had.dns.begin(), had.dns.end());
+  want.ip.insert(had.ip.begin(), had.ip.end());
+  OTA32_TRY(issue_server_cert(z, ca_cert.get(), ca_key.get(), want));
   z.issued_server_cert = true;
   z.reason = reason;
   return z;
+}
+
+Result<void> create_offline_ca(const fs::path& ca_dir) {
+  OTA32_TRY(make_private_dir(ca_dir, "the CA directory"));
+  ZeroConfigTls z = files_in(ca_dir);
+  OTA32_ASSIGN(auto lock, lock_tls_files(ca_dir));
+  if (fs::exists(z.ca_key) || fs::exists(z.ca_cert))
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("{}: already holds a CA (ca_cert.pem / ca_key.pem): not overwritten (devices "
+                             "built with it would stop trusting the server)",
+                             ca_dir.string()));
+  OTA32_ASSIGN(auto ca_key, new_p256_key());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  OTA32_ASSIGN(auto ca_cert, make_cert(ca_key.get(), fmt::format("ota32 offline CA ({})", host), nullptr,
+                                       nullptr, 20 * 365, true, ""));
+  OTA32_TRY(write_pem_key(z.ca_key, ca_key.get()));
+  OTA32_TRY(write_pem_cert(z.ca_cert, ca_cert.get()));
+  return {};
+}
+
+Result<IssuedCertificate> issue_from_offline_ca(const fs::path& ca_dir, const fs::path& data_dir,
+                                                const std::vector<std::string>& dns_names,
+                                                const std::vector<std::string>& ip_addresses) {
+  const ZeroConfigTls ca = files_in(ca_dir);
+  if (!fs::exists(ca.ca_cert) || !fs::exists(ca.ca_key))
+    return Error(
+        ErrorCode::not_found,
+        fmt::format("{}: no CA here (ca_cert.pem and ca_key.pem); make one with `ota32 serve ca init "
+                    "{}`",
+                    ca_dir.string(), ca_dir.string()));
+  OTA32_ASSIGN(auto pair, read_ca(ca.ca_cert, ca.ca_key));
+  auto& [ca_cert, ca_key] = pair;
+  OTA32_TRY(make_private_dir(data_dir, "the data directory"));
+  ZeroConfigTls z = files_in(data_dir);
+  OTA32_ASSIGN(z.lock, lock_tls_files(data_dir));  // a server starting meanwhile waits
+  std::error_code ec;
+  if (fs::exists(z.ca_key))
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("{}: holds a CA key of its own (ca_key.pem); to take that CA offline instead, "
+                             "move ca_key.pem and ca_cert.pem into a private directory and issue from there",
+                             data_dir.string()));
+  if (fs::exists(z.ca_cert)) {
+    auto current = read_cert(z.ca_cert);
+    if (!current) return current.error();
+    if (X509_cmp(current->get(), ca_cert.get()) != 0)
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("{}: ca_cert.pem is another CA than {}'s (devices trust that one); remove it "
+                               "first if you are moving the server to this CA (docs/server.md, rotation)",
+                               data_dir.string(), ca_dir.string()));
+  }
+  Names want = wanted_names(dns_names, ip_addresses), had;
+  std::vector<std::string> missing;
+  IssuedCertificate out{z.ca_cert, z.server_cert, check_server_cert(z, ca_cert.get(), want, &had, &missing)};
+  if (out.reason.empty()) out.reason = "rotation: a new key and certificate";
+  want.dns.insert(had.dns.begin(), had.dns.end());
+  want.ip.insert(had.ip.begin(), had.ip.end());
+  OTA32_TRY(issue_server_cert(z, ca_cert.get(), ca_key.get(), want));
+  // The CA certificate beside it, never the key.
+  if (!fs::exists(z.ca_cert)) OTA32_TRY(write_pem_cert(z.ca_cert, ca_cert.get()));
+  return out;
 }
 
 Result<void> probe_kernel_tls() {

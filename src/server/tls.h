@@ -42,6 +42,10 @@ struct ZeroConfigTls {
   bool created_ca = false;          // first start: a new CA was made
   bool issued_server_cert = false;  // a server certificate was (re)issued by the CA
   std::string reason;               // why it was (re)issued, for the start-up message
+  // ca_cert.pem without ca_key.pem: the CA key is kept elsewhere (ota32 serve ca init) and the server
+  // cannot issue certificates. `missing`: wanted names and addresses its certificate lacks (served as it is).
+  bool offline_ca = false;
+  std::vector<std::string> missing;
   // An exclusive lock on DATA/.tls.lock, held while this object (or a copy) lives: load the files
   // (make_server_context) before releasing it, so that another server starting on the same data
   // directory cannot rewrite them in between.
@@ -54,9 +58,33 @@ struct ZeroConfigTls {
 // keeps the names the old one had (several hosts sharing one data directory end up in one certificate).
 // Servers sharing the directory are serialised by a lock file (see ZeroConfigTls::lock).
 // Keys are ECDSA P-256 (mbedTLS on the ESP32 verifies ECDSA and negotiates ECDHE-ECDSA), written 0600.
+// With ca_cert.pem but no ca_key.pem (an offline CA) nothing is issued: a valid certificate that lacks names
+// is kept (ZeroConfigTls::missing says which), a missing or unusable one is an error.
 Result<ZeroConfigTls> ensure_zero_config_tls(const std::filesystem::path& data_dir,
                                              const std::vector<std::string>& dns_names,
                                              const std::vector<std::string>& ip_addresses);
+
+// The data directory holds keys and the store. Absent: created 0700. Group- or world-writable: refused
+// (another user could replace the keys or the database). Otherwise group- or world-accessible: a warning
+// line is returned (its files are 0600 anyway); empty when it is private.
+Result<std::string> prepare_data_dir(const std::filesystem::path& data_dir);
+
+// `ota32 serve ca init`: a new CA (ECDSA P-256, 20 years) in ca_dir (created 0700): ca_cert.pem and
+// ca_key.pem (0600). A directory that already holds a CA is refused, never overwritten.
+Result<void> create_offline_ca(const std::filesystem::path& ca_dir);
+
+// `ota32 serve ca issue` (and the second half of `ca init`): a new server key and certificate signed by the
+// CA in ca_dir, for the names and addresses given plus those the current certificate has, written into
+// data_dir with a copy of ca_cert.pem and never the CA key. Refused when data_dir holds a CA key of its own
+// or the certificate of another CA.
+struct IssuedCertificate {
+  std::filesystem::path ca_cert, server_cert;
+  std::string reason;  // why the previous certificate was replaced
+};
+Result<IssuedCertificate> issue_from_offline_ca(const std::filesystem::path& ca_dir,
+                                                const std::filesystem::path& data_dir,
+                                                const std::vector<std::string>& dns_names,
+                                                const std::vector<std::string>& ip_addresses);
 
 // The server context: TLS 1.2 and 1.3, ECDHE with AES-128-GCM / AES-256-GCM / ChaCha20 (ECDSA or RSA
 // certificates), no renegotiation, no session cache or tickets (TLS 1.3 included: no NewSessionTicket;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -44,8 +45,11 @@ long status_kb(pid_t pid, const std::string& field) {
 // A TLS connection to the server under test, blocking, every call bounded by socket timeouts.
 class TlsClient {
  public:
-  explicit TlsClient(uint16_t port, int rcvbuf = 0) {
+  // With `ca`: the server's certificate must verify against it for 127.0.0.1 (verified() says whether it
+  // did).
+  explicit TlsClient(uint16_t port, int rcvbuf = 0, const fs::path& ca = {}) {
     ctx_ = SSL_CTX_new(TLS_client_method());
+    if (!ca.empty()) SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr);
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (rcvbuf) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     timeval tv{10, 0};
@@ -57,9 +61,15 @@ class TlsClient {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
     ssl_ = SSL_new(ctx_);
+    if (!ca.empty()) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), "127.0.0.1");
+      SSL_set_verify(ssl_, SSL_VERIFY_PEER, nullptr);
+    }
     SSL_set_fd(ssl_, fd_);
     connected_ = SSL_connect(ssl_) == 1;
+    verified_ = connected_ && !ca.empty() && SSL_get_verify_result(ssl_) == X509_V_OK;
   }
+  bool verified() const { return verified_; }
   ~TlsClient() {
     if (ssl_) SSL_free(ssl_);
     if (fd_ >= 0) ::close(fd_);
@@ -107,7 +117,7 @@ class TlsClient {
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
   int fd_ = -1;
-  bool connected_ = false, closed_ = false;
+  bool connected_ = false, closed_ = false, verified_ = false;
 };
 
 class ServeHardening : public ::testing::Test {
@@ -380,6 +390,77 @@ TEST_F(ServeHardening, BodiesInMemoryShareOneBudget) {
   TlsClient d(srv->port());
   ASSERT_TRUE(d.send(head + "{" + rest));
   EXPECT_THAT(header_of(d.read_to_close()), HasSubstr("HTTP/1.1 200 OK"));
+}
+
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+// Issue 26 item 4: the data directory is made 0700; an existing one that others may write is refused, one
+// they may read is warned about.
+TEST_F(ServeHardening, TheDataDirectoryIsPrivate) {
+  {
+    auto srv = start();
+    ASSERT_TRUE(srv);
+    EXPECT_EQ(mode_of(tmp_ / "data"), 0700u);
+    EXPECT_EQ(mode_of(tmp_ / "data" / "blobs"), 0700u);
+    EXPECT_EQ(mode_of(tmp_ / "data" / "ota32.db"), 0600u);
+    EXPECT_THAT(srv->err(), Not(HasSubstr("warning")));
+  }
+  ::chmod((tmp_ / "data").c_str(), 0755);
+  {
+    auto srv = start();
+    ASSERT_TRUE(srv);
+    EXPECT_THAT(srv->err(), HasSubstr("warning: --data " + (tmp_ / "data").string() + " is mode 0755"));
+  }
+  ::chmod((tmp_ / "data").c_str(), 0777);
+  std::string why;
+  auto refused =
+      ServeProcess::start({"--data", (tmp_ / "data").string(), "--access-log", "off"}, tmp_.path(), &why);
+  EXPECT_FALSE(refused);
+  EXPECT_THAT(why,
+              HasSubstr("mode 0777 lets other users replace the keys and the database; refusing to start"));
+  ::chmod((tmp_ / "data").c_str(), 0700);
+}
+
+// `ota32 serve ca init CA --data DATA`: the CA key stays in CA; the server holds its own key, its certificate
+// and ca_cert.pem, serves a certificate that verifies against that CA, and cannot mint another: a SAN it
+// lacks is reported at start and the certificate served as it is, until `ca issue` with the CA at hand.
+TEST_F(ServeHardening, AnOfflineCaKeepsItsKeyOutOfTheDataDirectory) {
+  const fs::path ca = tmp_ / "ca", data = tmp_ / "data";
+  auto init = run_ota32({"serve", "ca", "init", ca.string(), "--data", data.string()});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  EXPECT_THAT(init.err, HasSubstr("created a CA in " + ca.string()));
+  EXPECT_THAT(init.err, HasSubstr("issued a new server certificate"));
+  EXPECT_EQ(mode_of(ca), 0700u);
+  EXPECT_EQ(mode_of(ca / "ca_key.pem"), 0600u);
+  EXPECT_EQ(mode_of(data), 0700u);
+  EXPECT_FALSE(fs::exists(data / "ca_key.pem"));
+  ASSERT_TRUE(fs::exists(data / "ca_cert.pem"));
+  {
+    auto srv = start({"--san", "fleet.example"});
+    ASSERT_TRUE(srv);
+    EXPECT_THAT(srv->err(), HasSubstr("the CA key is kept offline"));
+    EXPECT_THAT(srv->err(), HasSubstr("lacks fleet.example"));
+    EXPECT_THAT(srv->err(), Not(HasSubstr("created a private CA")));
+    EXPECT_FALSE(fs::exists(data / "ca_key.pem"));
+    TlsClient c(srv->port(), 0, ca / "ca_cert.pem");
+    EXPECT_TRUE(c.connected());
+    EXPECT_TRUE(c.verified());
+  }
+  auto issue =
+      run_ota32({"serve", "ca", "issue", ca.string(), "--data", data.string(), "--san", "fleet.example"});
+  ASSERT_EQ(issue.exit_code, 0) << issue.err;
+  EXPECT_THAT(issue.err, HasSubstr("DNS:fleet.example"));
+  auto srv = start({"--san", "fleet.example"});
+  ASSERT_TRUE(srv);
+  EXPECT_THAT(srv->err(), Not(HasSubstr("lacks")));
+  // A second init on the same CA directory is refused and changes nothing.
+  auto again = run_ota32({"serve", "ca", "init", ca.string(), "--data", (tmp_ / "data2").string()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("already holds a CA"));
+  EXPECT_FALSE(fs::exists(tmp_ / "data2" / "server_cert.pem"));
 }
 
 // Issue 26 item 4: an admin token followed by whitespace does not match. The HTTP parser drops trailing

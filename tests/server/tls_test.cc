@@ -151,10 +151,10 @@ TEST(ZeroConfigTls, ConcurrentFirstStartsMakeOneCa) {
 TEST(ZeroConfigTls, BrokenFilesGiveClearErrors) {
   ota32::testing::TempDir dir;
   ASSERT_TRUE(ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"}));
-  fs::remove(dir / "d" / "ca_key.pem");
+  fs::remove(dir / "d" / "ca_cert.pem");
   auto z = ensure_zero_config_tls(dir / "d", {"localhost"}, {"127.0.0.1"});
   ASSERT_FALSE(z);
-  EXPECT_NE(z.error().message().find("ca_cert.pem without ca_key.pem"), std::string::npos)
+  EXPECT_NE(z.error().message().find("ca_key.pem without ca_cert.pem"), std::string::npos)
       << z.error().message();
   ota32::testing::TempDir other;
   ASSERT_TRUE(ensure_zero_config_tls(other / "d", {"localhost"}, {"127.0.0.1"}));
@@ -165,6 +165,119 @@ TEST(ZeroConfigTls, BrokenFilesGiveClearErrors) {
   auto missing = make_server_context(dir / "nope.pem", other / "d" / "server_key.pem");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message().find("nope.pem"), std::string::npos);
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+// Issue 26 item 4: the CA key outside the data directory. The server holds its own key, its certificate and
+// the CA certificate; it serves what it has and cannot mint new certificates.
+TEST(OfflineCa, InitIssuesIntoTheDataDirectoryWithoutTheKey) {
+  ota32::testing::TempDir dir;
+  ASSERT_TRUE(create_offline_ca(dir / "ca"));
+  EXPECT_EQ(mode_of(dir / "ca"), 0700u);
+  EXPECT_EQ(mode_of(dir / "ca" / "ca_key.pem"), 0600u);
+  auto issued = issue_from_offline_ca(dir / "ca", dir / "data", {"localhost"}, {"127.0.0.1"});
+  ASSERT_TRUE(issued) << issued.error().message();
+  EXPECT_EQ(mode_of(dir / "data"), 0700u);
+  EXPECT_FALSE(fs::exists(dir / "data" / "ca_key.pem"));
+  EXPECT_EQ(slurp(dir / "data" / "ca_cert.pem"), slurp(dir / "ca" / "ca_cert.pem"));
+  EXPECT_EQ(mode_of(dir / "data" / "server_key.pem"), 0600u);
+  EXPECT_TRUE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "127.0.0.1", ""));
+  // A server start keeps it, says the CA is offline, and needs nothing issued.
+  auto z = ensure_zero_config_tls(dir / "data", {"localhost"}, {"127.0.0.1"});
+  ASSERT_TRUE(z) << z.error().message();
+  EXPECT_TRUE(z->offline_ca);
+  EXPECT_FALSE(z->issued_server_cert);
+  EXPECT_FALSE(z->created_ca);
+  EXPECT_TRUE(z->missing.empty());
+  EXPECT_TRUE(make_server_context(z->server_cert, z->server_key));
+  z = Error(ErrorCode::internal, "released");
+  // A second CA in the same directory is refused, the first one untouched.
+  const std::string key = slurp(dir / "ca" / "ca_key.pem");
+  auto again = create_offline_ca(dir / "ca");
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message().find("already holds a CA"), std::string::npos) << again.error().message();
+  EXPECT_EQ(slurp(dir / "ca" / "ca_key.pem"), key);
+}
+
+TEST(OfflineCa, ANewAddressIsReportedNotIssuedUntilTheCaIssuesIt) {
+  ota32::testing::TempDir dir;
+  ASSERT_TRUE(create_offline_ca(dir / "ca"));
+  ASSERT_TRUE(issue_from_offline_ca(dir / "ca", dir / "data", {"localhost"}, {"127.0.0.1"}));
+  const std::string before = slurp(dir / "data" / "server_cert.pem");
+  auto z = ensure_zero_config_tls(dir / "data", {"localhost", "fleet.example"}, {"127.0.0.1", "192.0.2.7"});
+  ASSERT_TRUE(z) << z.error().message();
+  EXPECT_FALSE(z->issued_server_cert);
+  EXPECT_EQ(z->missing, (std::vector<std::string>{"fleet.example", "192.0.2.7"}));
+  EXPECT_EQ(slurp(dir / "data" / "server_cert.pem"), before);
+  EXPECT_FALSE(fs::exists(dir / "data" / "ca_key.pem"));
+  EXPECT_FALSE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "192.0.2.7", ""));
+  z = Error(ErrorCode::internal, "released");  // z held the data directory's lock
+  // `ca issue` with the CA at hand: the new certificate has the new names and keeps the old ones.
+  auto issued = issue_from_offline_ca(dir / "ca", dir / "data", {"fleet.example"}, {"192.0.2.7"});
+  ASSERT_TRUE(issued) << issued.error().message();
+  EXPECT_NE(issued->reason.find("192.0.2.7"), std::string::npos) << issued->reason;
+  EXPECT_TRUE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "192.0.2.7", ""));
+  EXPECT_TRUE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "127.0.0.1", ""));
+  EXPECT_TRUE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "", "localhost"));
+  // Rotation: issuing again with nothing new still makes a new key.
+  const std::string key = slurp(dir / "data" / "server_key.pem");
+  auto rotated = issue_from_offline_ca(dir / "ca", dir / "data", {}, {});
+  ASSERT_TRUE(rotated);
+  EXPECT_NE(slurp(dir / "data" / "server_key.pem"), key);
+  EXPECT_TRUE(verifies(dir / "ca" / "ca_cert.pem", dir / "data" / "server_cert.pem", "192.0.2.7", ""));
+  // Without a usable certificate an offline-CA data directory cannot start, and the error says what to run.
+  fs::remove(dir / "data" / "server_cert.pem");
+  auto none = ensure_zero_config_tls(dir / "data", {"localhost"}, {"127.0.0.1"});
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("ota32 serve ca issue"), std::string::npos) << none.error().message();
+}
+
+TEST(OfflineCa, IssueRefusesADataDirectoryWithAnotherOrAnOnlineCa) {
+  ota32::testing::TempDir dir;
+  ASSERT_TRUE(create_offline_ca(dir / "ca"));
+  ASSERT_TRUE(ensure_zero_config_tls(dir / "online", {"localhost"}, {"127.0.0.1"}));
+  auto online = issue_from_offline_ca(dir / "ca", dir / "online", {"localhost"}, {});
+  ASSERT_FALSE(online);
+  EXPECT_NE(online.error().message().find("CA key of its own"), std::string::npos)
+      << online.error().message();
+  fs::remove(dir / "online" / "ca_key.pem");
+  auto other = issue_from_offline_ca(dir / "ca", dir / "online", {"localhost"}, {});
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message().find("another CA"), std::string::npos) << other.error().message();
+  auto no_ca = issue_from_offline_ca(dir / "nothing", dir / "d2", {"localhost"}, {});
+  ASSERT_FALSE(no_ca);
+  EXPECT_NE(no_ca.error().message().find("ota32 serve ca init"), std::string::npos);
+}
+
+TEST(DataDirectory, CreatedPrivateWarnedWhenReadableRefusedWhenWritable) {
+  ota32::testing::TempDir dir;
+  auto fresh = prepare_data_dir(dir / "a" / "data");
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  EXPECT_TRUE(fresh->empty());
+  EXPECT_EQ(mode_of(dir / "a" / "data"), 0700u);
+  EXPECT_TRUE(prepare_data_dir(dir / "a" / "data")->empty());
+  fs::create_directory(dir / "b");
+  ::chmod((dir / "b").c_str(), 0755);
+  auto readable = prepare_data_dir(dir / "b");
+  ASSERT_TRUE(readable);
+  EXPECT_NE(readable->find("mode 0755"), std::string::npos) << *readable;
+  EXPECT_NE(readable->find("chmod 700"), std::string::npos) << *readable;
+  for (unsigned mode : {0770u, 0702u, 0777u}) {
+    ::chmod((dir / "b").c_str(), mode);
+    auto writable = prepare_data_dir(dir / "b");
+    ASSERT_FALSE(writable) << mode;
+    EXPECT_NE(writable.error().message().find("refusing to start"), std::string::npos);
+  }
+  std::ofstream(dir / "file") << "x";
+  EXPECT_FALSE(prepare_data_dir(dir / "file"));
 }
 
 int g_client_sessions = 0;
