@@ -95,9 +95,8 @@ struct SpoolBody {
       for (auto b : boost::beast::buffers_range_ref(buffers)) {
         if (v_.file) {
           if (!v_.file->append(b.data(), b.size())) {
-            ec = boost::system::errc::make_error_code(
-                boost::system::errc::io_error);  // no space, I/O error: 500, and the file goes with the
-                                                 // request
+            // No space, an I/O error: 500, and the file goes with the request.
+            ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
             return n;
           }
         } else {
