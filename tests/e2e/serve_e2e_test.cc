@@ -226,14 +226,8 @@ class StalledDownload {
   StalledDownload(uint16_t port, const std::string& path, int max_version = 0) {
     ctx_ = SSL_CTX_new(TLS_client_method());
     if (max_version) SSL_CTX_set_max_proto_version(ctx_, max_version);
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int rcvbuf = 4096;
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+    fd_ = connect_loopback(port, 4096);
+    if (fd_ < 0) return;
     ssl_ = SSL_new(ctx_);
     SSL_set_fd(ssl_, fd_);
     if (SSL_connect(ssl_) != 1) return;

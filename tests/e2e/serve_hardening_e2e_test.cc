@@ -50,16 +50,11 @@ class TlsClient {
   explicit TlsClient(uint16_t port, int rcvbuf = 0, const fs::path& ca = {}) {
     ctx_ = SSL_CTX_new(TLS_client_method());
     if (!ca.empty()) SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr);
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (rcvbuf) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    fd_ = connect_loopback(port, rcvbuf);
+    if (fd_ < 0) return;
     timeval tv{10, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
     ssl_ = SSL_new(ctx_);
     if (!ca.empty()) {
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), "127.0.0.1");

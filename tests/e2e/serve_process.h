@@ -14,6 +14,10 @@
 
 namespace ota32::testing {
 
+// A blocking TCP socket connected to 127.0.0.1:port (rcvbuf > 0: that SO_RCVBUF, set before connecting, as
+// a small device window); -1 when the connection fails.
+int connect_loopback(uint16_t port, int rcvbuf = 0);
+
 class ServeProcess {
  public:
   // `args` follow `ota32 serve` (e.g. {"--dir", www, "--data", data}); --bind/--port are added. Returns null
@@ -24,7 +28,7 @@ class ServeProcess {
   ~ServeProcess();
 
   uint16_t port() const { return port_; }
-  pid_t pid() const { return pid_; }  // the server process (ota32 execs ota32-serve in place)
+  pid_t pid() const { return pid_; }               // the server process (ota32 execs ota32-serve in place)
   std::string url(const std::string& path) const;  // "https://127.0.0.1:<port><path>"
   std::string err() const;                         // stderr so far (start-up messages)
   std::string out() const;                         // stdout so far (access log)
