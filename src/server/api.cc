@@ -330,7 +330,7 @@ Reply upload_firmware(ApiContext& api, const HttpRequest& req, const RequestCont
   auto described = describe_image(data, chip, name);
   if (!described)
     return json_error(http::status::unprocessable_entity, "invalid_image", described.error().message(), req);
-  if (auto refused = check_upload_signature(api, as_bytes(req.body()), name, req)) return *refused;
+  if (auto refused = check_upload_signature(api, data, name, req)) return *refused;
   FirmwareRecord fw = std::move(*described);
   fw.channel = channel.empty() ? std::string(kDefaultChannel) : channel;
   fw.uploaded_at = unix_now();
