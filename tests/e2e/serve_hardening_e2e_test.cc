@@ -33,6 +33,15 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using Clock = std::chrono::steady_clock;
 
+// Under AddressSanitizer the server's resident memory says nothing about its own: the quarantine keeps every
+// freed buffer (OpenSSL frees and allocates a record buffer per TLS record read), so it grows with the bytes
+// received. The memory bounds are checked in the normal build; the behaviour in both.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMemoryIsMeaningful = false;
+#else
+constexpr bool kMemoryIsMeaningful = true;
+#endif
+
 // kB of the process's resident memory ("VmRSS" or "RssAnon" from /proc/PID/status).
 long status_kb(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -163,7 +172,8 @@ TEST_F(ServeHardening, UploadsWithoutATokenAreRefusedOnTheHeaderAndCostNoMemory)
     EXPECT_THAT(reply, HasSubstr("\"error\":\"unauthorized\""));
     EXPECT_TRUE(c->closed());
   }
-  EXPECT_LT(rss_during - rss_before, 16 * 1024) << "kB of resident memory grew with unauthenticated bodies";
+  if (kMemoryIsMeaningful)
+    EXPECT_LT(rss_during - rss_before, 16 * 1024) << "kB of resident memory grew with unauthenticated bodies";
 }
 
 // An authenticated upload is streamed to a file in the blob directory, not buffered: while 12 MiB of it
@@ -194,7 +204,8 @@ TEST_F(ServeHardening, AnUploadIsStreamedToDiskNotHeldInMemory) {
     }
     EXPECT_GE(spooled, std::uintmax_t{11} << 20) << "the upload is not being written to a file";
     const long anon_during = status_kb(srv->pid(), "RssAnon");
-    EXPECT_LT(anon_during - anon_before, 2 * 1024) << "kB of anonymous memory grew with a 12 MiB upload";
+    if (kMemoryIsMeaningful)
+      EXPECT_LT(anon_during - anon_before, 2 * 1024) << "kB of anonymous memory grew with a 12 MiB upload";
     ASSERT_TRUE(c.send("j"));
     auto reply = c.read_to_close(std::chrono::seconds(30));
     EXPECT_THAT(header_of(reply), HasSubstr("HTTP/1.1 422")) << reply.substr(0, 400);  // not an app image
