@@ -2,6 +2,7 @@
 // image parser reads back with a right checksum and hash.
 #include <string>
 
+#include "core/crc32.h"
 #include "core/hash.h"
 #include "format/app_image.h"
 #include "format/chip.h"
@@ -27,7 +28,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto chips = all_chips();
   Elf2ImageOptions o;
-  o.chip = &chips[chip_pick % chips.size()];
+  o.chip = &chips[(chip_pick & 0x3F) % chips.size()];
+  // The top two bits of chip_pick: the default layout, --ram-only-header, ESP8266 --version 3 or 2.
+  const unsigned layout = chip_pick >> 6;
+  o.ram_only_header = layout == 1;
+  if (layout >= 2) o.chip = &esp8266_chip(), o.version = layout == 2 ? 3 : 2;
   o.use_segments = flags & 1;
   o.append_digest = (flags & 2) == 0;
   o.elf_sha256_offset = (flags & 4) ? 0xB0 : 0;
@@ -43,6 +48,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   FUZZ_CHECK(elf.has_value(), "elf2image accepted an ELF that parse_elf refuses");
+  if (layout == 2) {  // ESP8266 v3: common header, segments, checksum, SHA-256 of all before it
+    FUZZ_CHECK(r->image.size() >= 16 + 32 && r->image[0] == 0xE9, "ESP8266 v3 header");
+    Sha256Digest d = sha256(ByteView(r->image).first(r->image.size() - 32));
+    FUZZ_CHECK(std::equal(d.begin(), d.end(), r->image.end() - 32), "ESP8266 v3 SHA-256");
+    return 0;
+  }
+  if (layout == 3) {  // ESP8266 v2: 0xEA header, ..., esptool's CRC-32 of all before it
+    FUZZ_CHECK(r->image.size() >= 8 + 8 + 16 + 4 && r->image[0] == 0xEA, "ESP8266 v2 header");
+    uint32_t crc = crc32_le(0, ByteView(r->image).first(r->image.size() - 4));
+    crc = (crc & 0x80000000u) ? crc ^ 0xFFFFFFFFu : crc + 1;
+    FUZZ_CHECK(load_le32(&r->image[r->image.size() - 4]) == crc, "ESP8266 v2 CRC");
+    return 0;
+  }
+  if (o.ram_only_header) o.append_digest = false;  // esptool clears it in this mode
 
   auto img = parse_image(r->image, "out.bin");
   FUZZ_CHECK(img.has_value(), "elf2image output does not parse: %s", img.error().message().c_str());

@@ -114,12 +114,19 @@ elf(sys.argv[1] + "/app_c3.elf", 0xF3, 0x40380000, [
 elf(sys.argv[1] + "/boot.elf", 0x5E, 0x40080400, [
     (b".dram0.rodata", 1, 2, 0x3FFF0000, b"\x77" * 0x50), (b".iram_loader.text", 1, 6, 0x40078000, b"\x88" * 0x80),
     (b".iram.text", 1, 6, 0x40080400, b"\x99" * 0x100)])
+elf(sys.argv[1] + "/esp8266.elf", 0x5E, 0x40100004, [
+    (b".text", 1, 6, 0x40100000, b"\x44" * 0x100), (b".data", 1, 3, 0x3FFE8000, b"\x33" * 0x20),
+    (b".irom0.text", 1, 6, 0x40210010, b"\x66" * 0x44)])
 PY
-# elf target: option bytes = flags (use_segments, no digest, sha256 at 0xb0, mode, pad), chip index.
+# elf target: option bytes = flags (use_segments, no digest, sha256 at 0xb0, mode, pad), chip index (low 6
+# bits; the top 2: default layout, --ram-only-header, ESP8266 --version 3, --version 2).
 seed elf app '\004\000' $tmp/app.elf
 seed elf app_segments '\011\000' $tmp/app.elf
 seed elf app_c3 '\000\004' $tmp/app_c3.elf
 seed elf boot '\002\000' $tmp/boot.elf
+seed elf app_ram_only '\000\100' $tmp/app.elf
+seed elf esp8266_v3 '\000\200' $tmp/esp8266.elf
+seed elf esp8266_v2 '\000\300' $tmp/esp8266.elf
 "$OTA32" image elf2image -c esp32 --elf-sha256-offset 0xb0 -o $tmp/app.bin $tmp/app.elf > /dev/null
 "$OTA32" image elf2image -c esp32c3 -o $tmp/app_c3.bin $tmp/app_c3.elf > /dev/null
 "$OTA32" image elf2image -c esp32 -o $tmp/boot.bin $tmp/boot.elf > /dev/null
