@@ -305,7 +305,10 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
               Error(ErrorCode::corrupt,
                     fmt::format("{} is not a firmware image (the server sent text: '{}')", cfg.url, text)));
         }
-        log.error(kTag, fmt::format("Error: esp_ota_write failed! {}", r.error().message()));
+        // A refusal of the image header check is logged there, not as a failed write.
+        if (r.error().code() != ErrorCode::rollback_refused) {
+          log.error(kTag, fmt::format("Error: esp_ota_write failed! {}", r.error().message()));
+        }
         return give_up(r.error());
       }
       OTA32_TRY(save_progress());

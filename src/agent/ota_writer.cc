@@ -32,7 +32,7 @@ Result<void> read_within(const Region& r, uint32_t limit, uint64_t off, std::spa
 }  // namespace
 
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
-                                           AgentLog& log, bool old_log_format) {
+                                           AgentLog& log, bool old_log_format, const SignatureCheck* sig) {
   auto fail = [&](std::string why) {
     log.error(kTag, "New image failed verification");
     return Error(ErrorCode::corrupt,
@@ -52,10 +52,12 @@ Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo&
     return fail(fmt::format("{} segments (1..{} allowed)", header->segment_count, kMaxSegments));
   }
   Sha256 sha;    // what the appended hash covers: [0, checksum]
-  Sha256 whole;  // the file as served: that plus the appended hash
+  Sha256 whole;  // the file as served: that plus the appended hash (and the signature padding and sector)
+  Sha256 signed_part;  // with `sig`: what the signature covers, everything before the sector
   auto hash = [&](ByteView b) {
     sha.update(b);
     whole.update(b);
+    if (sig) signed_part.update(b);
   };
   hash(ByteView(hdr, sizeof hdr));
   uint8_t checksum = kChecksumSeed;
@@ -106,20 +108,59 @@ Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo&
   }
   out.size = static_cast<uint32_t>(checksum_at + 1);
   Sha256Digest computed = sha.finish();
+  bool hash_ok = true;
   if (header->hash_appended == 1) {
     uint8_t stored[32];
     if (auto r = read_within(region, limit, out.size, stored, "appended SHA-256"); !r) {
       return fail(r.error().message());
     }
-    if (std::memcmp(stored, computed.data(), 32) != 0) {
+    hash_ok = std::memcmp(stored, computed.data(), 32) == 0;
+    // A signed-apps build does not check the simple hash: the signature covers it.
+    if (!hash_ok && sig == nullptr) {
       return fail(fmt::format("SHA-256 at offset {:#x} does not match the image", out.size));
     }
     out.size += 32;
     whole.update(ByteView(stored, sizeof stored));
-    out.sha256 = whole.finish();
-  } else {
-    out.sha256 = whole.finish();
+    if (sig) signed_part.update(ByteView(stored, sizeof stored));
   }
+  if (sig == nullptr) {
+    out.sha256 = whole.finish();
+    return out;
+  }
+  // The signature sector at the next 4 KiB boundary; the digest covers everything before it.
+  const uint64_t sector_at = round_up_sector(out.size);
+  if (sector_at + kSigSectorSize > region.size()) {
+    log.error("esp_image", fmt::format("Image length {} doesn't fit in partition length {}",
+                                       sector_at + kSigSectorSize, region.size()));
+    return fail(
+        fmt::format("the image with its signature sector ({} bytes) does not fit in the {}-byte "
+                    "partition",
+                    sector_at + kSigSectorSize, region.size()));
+  }
+  for (uint64_t at = out.size; at < sector_at;) {
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(sizeof buf, sector_at - at));
+    std::span<uint8_t> pad(buf, n);
+    if (auto r = read_within(region, limit, at, pad, "padding before the signature sector"); !r)
+      return fail(r.error().message());
+    whole.update(pad);
+    signed_part.update(pad);
+    at += n;
+  }
+  Bytes sector(kSigSectorSize);
+  if (auto r = read_within(region, limit, sector_at, sector, "signature sector"); !r)
+    return fail(r.error().message());
+  const Sha256Digest digest = signed_part.finish();
+  whole.update(sector);
+  auto check = verify_app_on_update(digest, sector, sig->scheme, sig->trust, hash_ok);
+  for (auto& l : check.lines) log.log(l.level, l.tag, std::move(l.text));
+  if (!check.verified) {
+    log.error(kTag, "New image failed verification");
+    return Error(ErrorCode::bad_signature,
+                 fmt::format("{}: new image failed verification: Secure Boot v2 signature: {}", region.name(),
+                             check.why));
+  }
+  out.size = static_cast<uint32_t>(sector_at + kSigSectorSize);
+  out.sha256 = whole.finish();
   return out;
 }
 
@@ -152,7 +193,9 @@ Result<std::unique_ptr<OtaWriter>> OtaWriter::open(Flash& flash, const Partition
                              "the {:#x}-byte flash",
                              target.name, target.offset, target.size, flash.size()));
   }
-  return std::unique_ptr<OtaWriter>(new OtaWriter(flash, table, target, std::move(options), log));
+  std::unique_ptr<OtaWriter> w(new OtaWriter(flash, table, target, std::move(options), log));
+  if (running != nullptr) w->running_ = *running;
+  return w;
 }
 
 Result<std::unique_ptr<OtaWriter>> OtaWriter::begin(Flash& flash, const PartitionTable& table,
@@ -257,17 +300,21 @@ Result<void> OtaWriter::check_header(ByteView first) {
   }
   if (std::find(opt_.invalid_versions.begin(), opt_.invalid_versions.end(), desc->version) !=
       opt_.invalid_versions.end()) {
-    return Error(
-        ErrorCode::rollback_refused,
-        fmt::format("New version is the same as invalid version. Previously, there was an attempt to "
-                    "launch the firmware with {} version, but it failed. The firmware has been rolled back "
-                    "to the previous version.",
-                    desc->version));
+    std::string text = fmt::format(
+        "New version is the same as invalid version. Previously, there was an attempt to "
+        "launch the firmware with {} version, but it failed. The firmware has been rolled back "
+        "to the previous version.",
+        desc->version);
+    log_->warn("native_ota_example", text);
+    return Error(ErrorCode::rollback_refused, text);
   }
   if (opt_.efuse_secure_version && desc->secure_version < *opt_.efuse_secure_version) {
-    return Error(ErrorCode::rollback_refused,
-                 fmt::format("New firmware security version is less than eFuse programmed, {} < {}",
-                             desc->secure_version, *opt_.efuse_secure_version));
+    // advanced_https_ota_example's validate_image_header, on the first bytes: nothing written yet.
+    std::string text = fmt::format("New firmware security version is less than eFuse programmed, {} < {}",
+                                   desc->secure_version, *opt_.efuse_secure_version);
+    log_->warn("advanced_https_ota_example", text);
+    log_->error("advanced_https_ota_example", "image header verification failed");
+    return Error(ErrorCode::rollback_refused, text);
   }
   header_ = h;
   desc_ = *desc;
@@ -328,10 +375,34 @@ Result<VerifiedImage> OtaWriter::end() {
     return Error(ErrorCode::corrupt,
                  fmt::format("{}: image truncated: only {} bytes received", target_.name, head_len_));
   }
+  OTA32_ASSIGN(const SignatureCheck* sig, signature_check());
   OTA32_ASSIGN(VerifiedImage v,
-               verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format));
+               verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format, sig));
   verified_ = v;
   return v;
+}
+
+Result<const SignatureCheck*> OtaWriter::signature_check() {
+  if (!opt_.signed_apps) return nullptr;
+  if (!sig_) {
+    SignatureCheck c{opt_.signed_apps->scheme, {}};
+    c.trust.secure_boot_enabled = opt_.signed_apps->secure_boot_enabled;
+    c.trust.efuse = opt_.signed_apps->efuse;
+    if (!c.trust.secure_boot_enabled && running_) {
+      // esp_secure_boot_get_signature_blocks_for_running_app: the sector after the running image (its
+      // metadata read silently); none readable = no trusted key.
+      Region running(flash_, running_->offset, running_->size, running_->name);
+      NullLog quiet;
+      auto img = verify_app_in_region(running, *opt_.chip, running_->size, quiet, false);
+      if (!img && img.error().code() == ErrorCode::power_lost) return img.error();
+      if (img && round_up_sector(img->size) + kSigSectorSize <= running_->size) {
+        c.trust.running_sector.resize(kSigSectorSize);
+        OTA32_TRY(running.read(round_up_sector(img->size), c.trust.running_sector));
+      }
+    }
+    sig_ = std::move(c);
+  }
+  return &*sig_;
 }
 
 Result<void> OtaWriter::set_boot_partition() {
@@ -340,7 +411,8 @@ Result<void> OtaWriter::set_boot_partition() {
                  fmt::format("{}: esp_ota_end has not verified an image", target_.name));
   }
   // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice).
-  OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format));
+  OTA32_ASSIGN(const SignatureCheck* sig, signature_check());
+  OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format, sig));
   return ota32::set_boot_partition(flash_, table_, target_, opt_.rollback_enabled);
 }
 

@@ -16,9 +16,21 @@
 #include "format/chip.h"
 #include "format/otadata.h"
 #include "format/partition_table.h"
+#include "format/secure_boot_v2_crypto.h"
 #include "ota_ops/ota_ops.h"
 
 namespace ota32::agent {
+
+// CONFIG_SECURE_SIGNED_ON_UPDATE (a Secure Boot v2 build, or CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT):
+// esp_ota_end and esp_ota_set_boot_partition check the Secure Boot v2 signature sector that follows the
+// image (format/secure_boot_v2_crypto.h verify_app_on_update), so a badly signed image is never selected.
+struct SignedAppsOptions {
+  SigScheme scheme = SigScheme::rsa3072;  // the build's scheme (default_sign_scheme of the chip)
+  // SECURE_BOOT_EN burnt: trust the eFuse key digests (efuse); otherwise the key of the running app's
+  // first signature block.
+  bool secure_boot_enabled = false;
+  SecureBootEfuse efuse;
+};
 
 struct OtaWriterOptions {
   const ChipInfo* chip = nullptr;  // the chip the firmware runs on (required)
@@ -43,16 +55,26 @@ struct OtaWriterOptions {
   // The old segment-line format "paddr=0x%08x ..." instead of v4.3+ "paddr=%08x ..."
   // (ota_ops/log_text.h old_segment_log_format of the running firmware's ESP-IDF version).
   bool old_log_format = false;
+  std::optional<SignedAppsOptions> signed_apps;  // unset: unsigned apps (no signature check)
 };
 
 // esp_ota_get_next_update_partition and the otadata calls of esp_ota_ops are ota_ops/ota_ops.h's.
 using ota32::next_update_partition;
 
+// A signature check as verify_app_in_region runs it: the scheme and the key digests trusted.
+struct SignatureCheck {
+  SigScheme scheme = SigScheme::rsa3072;
+  SbUpdateTrust trust;
+};
+
 // What the streaming verification found.
 struct VerifiedImage {
   ImageHeader header;
   std::optional<AppDescription> desc;
-  uint32_t size = 0;      // bytes of the image: segments, padding, checksum, appended hash
+  // Bytes of the image: segments, padding, checksum, appended hash; with a signature check also the 0xFF
+  // padding and the 4 KiB signature sector (esp_image_verify extends the length by it, and the file served
+  // is that long).
+  uint32_t size = 0;
   Sha256Digest sha256{};  // of those `size` bytes (the value `ota32 image info` and the server show)
 };
 
@@ -60,8 +82,12 @@ struct VerifiedImage {
 // headers and lengths, checksum, appended SHA-256. The image must lie within the first `limit` bytes
 // (what was written; corrupt "truncated" otherwise). One "segment N: ..." line per segment goes to `log`
 // (tag esp_image), as esp_ota_end prints them. Errors: corrupt / unsupported with the reason; flash errors.
+// With `sig`, a signed-apps build's esp_image_verify: the appended SHA-256 only decides the last log line,
+// the Secure Boot v2 signature decides (bad_signature when it does not verify; the sector must fit in the
+// partition and lie within `limit`).
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
-                                           AgentLog& log, bool old_log_format);
+                                           AgentLog& log, bool old_log_format,
+                                           const SignatureCheck* sig = nullptr);
 
 class OtaWriter {
  public:
@@ -113,6 +139,8 @@ class OtaWriter {
                                                  const PartitionEntry& target, const PartitionEntry* running,
                                                  OtaWriterOptions options, AgentLog* log);
   Result<void> check_header(ByteView first);
+  // The signature check of opt_.signed_apps (the running app's key read once), nullptr without one.
+  Result<const SignatureCheck*> signature_check();
   Result<void> program(ByteView data);
 
   Flash& flash_;
@@ -131,6 +159,8 @@ class OtaWriter {
   std::optional<ImageHeader> header_;
   std::optional<AppDescription> desc_;
   std::optional<VerifiedImage> verified_;
+  std::optional<PartitionEntry> running_;
+  std::optional<SignatureCheck> sig_;
 };
 
 }  // namespace ota32::agent

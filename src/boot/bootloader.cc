@@ -183,7 +183,7 @@ Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& ch
 }
 
 Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const BootConfig& cfg,
-                                  const BootEfuse& efuse) {
+                                  const BootEfuse& efuse, const SecureVersionBurner& burn) {
   BootResult result;
   result.efuse = efuse;
 
@@ -280,6 +280,28 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
   for (const auto& l : sel.log) log.log(l.level, "boot", l.text);
   const int start_index = sel.start_index();
 
+  // update_anti_rollback: esp_efuse_update_secure_version with the app's secure_version. Its refusals only
+  // log (the bootloader ignores the result); a power cut stops the boot.
+  auto raise_counter = [&](uint32_t app_sv) -> Result<void> {
+    SecureVersionBurner keep = [&](uint32_t v) -> Result<void> {
+      if (burn) OTA32_TRY(burn(v));
+      result.efuse.secure_version = v;
+      return {};
+    };
+    auto r = update_secure_version(result.efuse.secure_version, efuse.secure_version_bits, app_sv, keep, log);
+    if (!r && r.error().code() == ErrorCode::power_lost) return r.error();
+    return {};
+  };
+  // The chosen entry is already VALID (confirmed earlier): raised to its app's secure_version before it is
+  // loaded, as bootloader_utility_get_selected_boot_partition does.
+  if (cfg.anti_rollback && sel.entry_index >= 0 && start_index >= 0 &&
+      current.entries[static_cast<size_t>(sel.entry_index)].ota_state == kOtaStateValid) {
+    if (const PartitionEntry* p = partition_for(slots, start_index)) {
+      OTA32_ASSIGN(auto d, get_partition_description(flash, *p));
+      if (d) OTA32_TRY(raise_counter(d->secure_version));
+    }
+  }
+
   // Load with fallback.
   for (int index : boot_attempt_order(start_index, slots.app_count, slots.test != nullptr)) {
     const PartitionEntry* p = partition_for(slots, index);
@@ -311,19 +333,8 @@ Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const Boot
       OTA32_TRY(write_otadata_entry(*otadata, initial_seq_write(static_cast<uint32_t>(index))));
       log.info("boot", fmt::format("Set actual ota_seq={} in otadata[0]", index + 1));
     }
-    const bool raise = cfg.anti_rollback &&
-                       ((sel.initial_contents && index >= 0) ||
-                        (sel.entry_index >= 0 && index == start_index &&
-                         current.entries[static_cast<size_t>(sel.entry_index)].ota_state == kOtaStateValid));
-    if (raise && app_sv > result.efuse.secure_version) {
-      if (app_sv > efuse.secure_version_bits) {
-        log.error("efuse", fmt::format("Max secure version is {}. Given {} version can not be written.",
-                                       efuse.secure_version_bits, app_sv));
-      } else {
-        result.efuse.secure_version = app_sv;
-        log.info("efuse", fmt::format("Anti-rollback is set. eFuse field is updated({}).", app_sv));
-      }
-    }
+    // The initial-contents write, then (anti-rollback) the counter raised to the app just selected.
+    if (cfg.anti_rollback && sel.initial_contents && index >= 0) OTA32_TRY(raise_counter(app_sv));
     log.info("boot", "Disabling RNG early entropy source...");
     log.spend_ms(11);
     if (loaded->desc) log_app_description(log, *loaded->desc, cfg.anti_rollback);

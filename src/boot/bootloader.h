@@ -22,6 +22,7 @@
 #include "format/secure_boot_v2.h"
 #include "ota_ops/log_text.h"
 #include "ota_ops/ota_ops.h"
+#include "ota_ops/secure_version.h"
 
 namespace ota32 {
 
@@ -68,8 +69,11 @@ Result<std::optional<LoadedApp>> load_app_image(Flash& flash, const ChipInfo& ch
 
 // Errors are flash failures only (ErrorCode::power_lost from a FaultFlash): everything about the flash
 // contents is an outcome in BootResult, as on the chip.
+// Anti-rollback raises the eFuse counter through `burn` (the device's eFuses; empty: only BootResult::efuse
+// says so), in ESP-IDF's order: before loading the app of an already VALID entry, after the initial-contents
+// otadata write.
 Result<BootResult> run_bootloader(Flash& flash, const ChipInfo& chip, const BootConfig& cfg,
-                                  const BootEfuse& efuse);
+                                  const BootEfuse& efuse, const SecureVersionBurner& burn = {});
 
 // The app's "Application information:" lines (esp_app_desc.c / startup.c), tag and SHA length by the app's
 // own ESP-IDF version.

@@ -51,6 +51,9 @@ void add_new(CLI::App& device) {
                 "Bootloader built with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE");
   cmd->add_flag("--anti-rollback", opts->o.bootloader.anti_rollback,
                 "Bootloader built with CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK (implies --rollback)");
+  cmd->add_flag("--signed-apps", opts->o.bootloader.signed_apps_no_secure_boot,
+                "Firmware built with CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT: an OTA image must carry a "
+                "Secure Boot v2 signature made with the running app's key");
   cmd->callback([opts, cmd] {
     auto& o = opts->o;
     if (!opts->build.empty()) {

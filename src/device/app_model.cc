@@ -13,7 +13,10 @@ Result<AppExit> DefaultAppModel::run(VirtualDevice& dev, const BootResult& boot,
   if (!boot.app) return AppExit::halt;
   OTA32_ASSIGN(auto table, dev.partition_table());
   AppOtaContext ctx{dev.flash(), table, silent_app_verifier(dev.flash(), dev.chip(), boot.efuse),
-                    boot.efuse.secure_version, dev.config().bootloader.anti_rollback};
+                    dev.efuse().secure_version, dev.config().bootloader.anti_rollback};
+  ctx.running = &boot.app->partition;
+  ctx.secure_version_bits = dev.efuse().secure_version_bits;
+  ctx.burn_secure_version = dev.secure_version_burner();
   auto state = get_state_partition(dev.flash(), table, boot.app->partition);
   if (!state) {
     if (state.error().code() == ErrorCode::power_lost) return state.error();

@@ -48,6 +48,7 @@ json to_json(const DeviceConfig& c) {
               {"bootloader",
                {{"rollback", c.bootloader.rollback},
                 {"anti_rollback", c.bootloader.anti_rollback},
+                {"signed_apps_no_secure_boot", c.bootloader.signed_apps_no_secure_boot},
                 {"idf_version", c.bootloader.idf_version}}},
               {"app", app}};
 }
@@ -108,6 +109,8 @@ Result<DeviceConfig> device_config_from_json(const json& j, std::string_view fil
     if (!it->is_object()) return field_error(file, "bootloader", "not an object");
     OTA32_TRY(get(*it, "rollback", c.bootloader.rollback, file, "bootloader"));
     OTA32_TRY(get(*it, "anti_rollback", c.bootloader.anti_rollback, file, "bootloader"));
+    OTA32_TRY(
+        get(*it, "signed_apps_no_secure_boot", c.bootloader.signed_apps_no_secure_boot, file, "bootloader"));
     OTA32_TRY(get(*it, "idf_version", c.bootloader.idf_version, file, "bootloader"));
   }
   if (auto it = j.find("app"); it != j.end()) {

@@ -19,6 +19,10 @@ namespace ota32 {
 struct BootloaderConfig {
   bool rollback = false;
   bool anti_rollback = false;  // implies rollback (Kconfig dependency)
+  // CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT: the firmware checks a downloaded image's Secure Boot v2
+  // signature (against the running app's key) although SECURE_BOOT_EN is not burnt. With SECURE_BOOT_EN
+  // the check happens anyway, against the eFuse key digests.
+  bool signed_apps_no_secure_boot = false;
   // The bootloader build's ESP-IDF version, used only when its image carries no descriptor (pre-v5):
   // decides the log format of the segment lines. Empty: v5.5.
   std::string idf_version;

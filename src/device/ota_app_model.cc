@@ -89,6 +89,21 @@ Result<OtaAppSettings> ota_settings(const VirtualDevice& dev) {
   return s;
 }
 
+agent::OtaWriterOptions ota_writer_options(const VirtualDevice& dev) {
+  agent::OtaWriterOptions w;
+  const BootloaderConfig& bl = dev.config().bootloader;
+  w.chip = &dev.chip();
+  w.chip_revision = dev.efuse().chip_revision;
+  w.rollback_enabled = bl.rollback || bl.anti_rollback;
+  if (bl.anti_rollback) w.efuse_secure_version = dev.efuse().secure_version;
+  w.old_log_format = old_segment_log_format(dev.boot_config().idf_version);
+  const SecureBootEfuse& sb = dev.efuse().secure_boot;
+  if (sb.enabled || bl.signed_apps_no_secure_boot) {
+    w.signed_apps = agent::SignedAppsOptions{default_sign_scheme(dev.chip().name), sb.enabled, sb};
+  }
+  return w;
+}
+
 Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,
                                              const DirectOtaOptions& o, BootLog& log) {
   if (!boot.app) return Error(ErrorCode::invalid_argument, "no app is running: the device did not boot");
@@ -99,13 +114,9 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
   cfg.http.tls.ca_name = o.ca_name;
   cfg.http.tls.skip_cert_common_name_check = o.skip_cert_common_name_check;
   cfg.http.timeout = std::chrono::milliseconds(o.timeout_ms);
-  cfg.writer.chip = &dev.chip();
-  cfg.writer.chip_revision = dev.efuse().chip_revision;
+  cfg.writer = ota_writer_options(dev);
   if (boot.app->desc) cfg.writer.running_version = boot.app->desc->version;
   cfg.writer.allow_same_version = o.allow_same_version;
-  cfg.writer.rollback_enabled = dev.config().bootloader.rollback || dev.config().bootloader.anti_rollback;
-  if (dev.config().bootloader.anti_rollback) cfg.writer.efuse_secure_version = dev.efuse().secure_version;
-  cfg.writer.old_log_format = old_segment_log_format(dev.boot_config().idf_version);
   cfg.expected_size = o.expected_size;
   cfg.expected_sha256 = o.expected_sha256;
   // Reconnect waits spread by device (FNV-1a of the MAC): deterministic per device, not in lockstep.
@@ -233,8 +244,7 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
       log.warn(kTag, "Current running version is the same as a new. We will not continue the update.");
       return AppExit::halt;
     }
-    if (done.error().code() == ErrorCode::rollback_refused) {  // native_ota_example's invalid-version check
-      log.warn(kTag, done.error().message());
+    if (done.error().code() == ErrorCode::rollback_refused) {  // refusals the agent logged (version checks)
       report(agent::ReportState::failed, running, done.error().message());
       return AppExit::halt;
     }

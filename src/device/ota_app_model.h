@@ -59,6 +59,11 @@ struct DirectOtaOptions {
   std::vector<std::string> invalid_versions;    // rolled back here before: never installed again
 };
 
+// What the device's firmware build gives its OtaWriter: chip and revision, rollback, anti-rollback (the eFuse
+// counter), the segment-line format, and the signature check of a signed-apps build (SECURE_BOOT_EN, or
+// device.json bootloader.signed_apps_no_secure_boot).
+agent::OtaWriterOptions ota_writer_options(const VirtualDevice& dev);
+
 // One esp_https_ota() on the running firmware of `dev` (boot happened: `boot`), with the device's
 // download progress (resume after reboot), otadata switch on success. Lines go to `log`.
 Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,

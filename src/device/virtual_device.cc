@@ -161,13 +161,17 @@ BootConfig VirtualDevice::boot_config() const {
 
 Result<BootResult> VirtualDevice::power_on() {
   BootEfuse be{efuse_.chip_revision, efuse_.secure_version, efuse_.secure_version_bits, efuse_.secure_boot};
-  OTA32_ASSIGN(auto result, run_bootloader(*fault_, *chip_, boot_config(), be));
-  if (result.efuse.secure_version != efuse_.secure_version) {
-    Efuse e = efuse_;
-    e.secure_version = result.efuse.secure_version;
-    OTA32_TRY(set_efuse(e));
-  }
-  return result;
+  return run_bootloader(*fault_, *chip_, boot_config(), be, secure_version_burner());
+}
+
+SecureVersionBurner VirtualDevice::secure_version_burner() {
+  return [this](uint32_t v) -> Result<void> {
+    return fault_->burn_efuse(v, [this, v]() -> Result<void> {
+      Efuse e = efuse_;
+      e.secure_version = v;
+      return set_efuse(e);
+    });
+  };
 }
 
 Result<VirtualDevice::RunResult> VirtualDevice::run(int max_boots) {

@@ -53,6 +53,9 @@ class VirtualDevice {
 
   // Sets an eFuse field (anti-rollback raises secure_version); persisted to efuse.json for a directory.
   Result<void> set_efuse(const Efuse& e);
+  // How the firmware (bootloader, esp_ota_mark_app_valid_cancel_rollback) burns the anti-rollback counter:
+  // an operation of flash() (FaultFlash::burn_efuse, so a power cut can hit it), then set_efuse.
+  SecureVersionBurner secure_version_burner();
 
   // esptool write_flash onto this device's flash; the chip revision comes from the eFuses. `connected` runs
   // once the arguments are checked, before the first line of the write (esptool's connection preamble).
@@ -67,7 +70,7 @@ class VirtualDevice {
   BootConfig boot_config() const;
 
   // Power on: the 2nd-stage bootloader on the current flash and eFuses. A raised anti-rollback eFuse is
-  // kept (efuse.json). Errors: flash failures only (power_lost).
+  // burnt when the bootloader raises it (efuse.json). Errors: flash failures only (power_lost).
   Result<BootResult> power_on();
 
   // The app model `run` uses (default: DefaultAppModel).

@@ -18,6 +18,8 @@ const char* kind_name(FlashOp::Kind k) {
       return "program";
     case FlashOp::Kind::erase:
       return "erase";
+    case FlashOp::Kind::efuse:
+      return "efuse";
   }
   return "?";
 }
@@ -45,6 +47,9 @@ Result<TornMode> parse_torn_mode(std::string_view text) {
 }
 
 std::string to_string(const FlashOp& op) {
+  if (op.kind == FlashOp::Kind::efuse) {
+    return fmt::format("efuse burn SECURE_VERSION={}{}", op.addr, op.torn ? " (torn)" : "");
+  }
   return fmt::format("{} {:#010x} +{:#x}{}", kind_name(op.kind), op.addr, op.len, op.torn ? " (torn)" : "");
 }
 
@@ -91,6 +96,23 @@ Result<void> FaultFlash::erase(uint32_t addr, uint32_t len) {
   }
   log_.push_back(op);
   return inner_.erase(addr, len);
+}
+
+Result<void> FaultFlash::burn_efuse(uint32_t value, const std::function<Result<void>()>& burn) {
+  if (power_lost_) return lost("efuse burn", value);
+  const uint64_t n = mutations_++;
+  FlashOp op{FlashOp::Kind::efuse, value, 0};
+  if (cut_at_ && *cut_at_ == n) {
+    op.torn = true;
+    log_.push_back(op);
+    bool reached = torn_mode_ == TornMode::completed;
+    if (torn_mode_ == TornMode::random) reached = SplitMix64(seed_ ^ (n * 0x2545F4914F6CDD1Dull)).next() & 1;
+    if (reached) OTA32_TRY(burn());
+    power_lost_ = true;
+    return lost("efuse burn", value);
+  }
+  log_.push_back(op);
+  return burn();
 }
 
 void FaultFlash::tear_program(uint32_t addr, ByteView data) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +13,9 @@
 namespace ota32 {
 
 struct FlashOp {
-  enum class Kind { read, program, erase };
+  // efuse: a burn of the chip's eFuses (one-time-programmable bits outside the flash, on the same supply):
+  // addr holds the value burnt, len 0.
+  enum class Kind { read, program, erase, efuse };
   Kind kind;
   uint32_t addr;
   uint32_t len;
@@ -49,6 +52,12 @@ class FaultFlash : public Flash {
   Result<void> read(uint32_t addr, std::span<uint8_t> out) override;
   Result<void> program(uint32_t addr, ByteView data) override;
   Result<void> erase(uint32_t addr, uint32_t len) override;
+
+  // An eFuse burn (esp_efuse_write_field_*): numbered with the mutating flash operations, so that a sweep
+  // cuts power there too. `burn` applies it; it runs unless the cut hits this operation and the burn did not
+  // reach the fuses (not-started; random: a coin from the seed). The model burns the field's new bits
+  // together: a cut leaves all or none of them, never a subset. power_lost when the cut hit.
+  Result<void> burn_efuse(uint32_t value, const std::function<Result<void>()>& burn);
 
   void cut_power_at(uint64_t op) { cut_at_ = op; }
   void set_torn_mode(TornMode m) { torn_mode_ = m; }

@@ -108,7 +108,10 @@ Result<SbPublicKey> ec_key_from_point(SigScheme scheme, const mbedtls_mpi& x, co
   return SbPublicKey{scheme, std::move(stored)};
 }
 
-Result<void> verify_rsa(const SignatureBlock& b, ByteView digest, PssSalt salt) {
+// `rom`: the bootloader's ROM check, which uses rinv and mdash as stored. The app's mbedTLS check does not
+// read them. `rc` receives mbedtls_rsa_rsassa_pss_verify's result (the app logs it).
+Result<void> verify_rsa(const SignatureBlock& b, ByteView digest, PssSalt salt, bool rom = true,
+                        int* pss_rc = nullptr) {
   if (b.key.stored.size() != 776 || b.signature.size() != kRsaBytes || digest.size() != 32)
     return Error(ErrorCode::invalid_argument, "RSA block with the wrong field sizes");
   ByteView k = b.key.stored;
@@ -119,11 +122,13 @@ Result<void> verify_rsa(const SignatureBlock& b, ByteView digest, PssSalt salt) 
   mbedtls_mpi_read_binary(&e.v, e_be.data(), e_be.size());
   // The ROM's accelerator uses rinv and mdash as stored: a block whose values do not belong to n fails on
   // the chip even though a software PSS check would pass.
-  OTA32_ASSIGN(auto mont, rsa_montgomery(n.v));
-  if (!std::equal(mont.first.begin(), mont.first.end(), k.begin() + kRsaBytes + 4) ||
-      load_le32(k.data() + 2 * kRsaBytes + 4) != mont.second) {
-    return Error(ErrorCode::bad_signature,
-                 "the block's RSA key has rinv/mdash values that do not match its n");
+  if (rom) {
+    OTA32_ASSIGN(auto mont, rsa_montgomery(n.v));
+    if (!std::equal(mont.first.begin(), mont.first.end(), k.begin() + kRsaBytes + 4) ||
+        load_le32(k.data() + 2 * kRsaBytes + 4) != mont.second) {
+      return Error(ErrorCode::bad_signature,
+                   "the block's RSA key has rinv/mdash values that do not match its n");
+    }
   }
   mbedtls_rsa_context rsa;
   mbedtls_rsa_init(&rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
@@ -139,6 +144,7 @@ Result<void> verify_rsa(const SignatureBlock& b, ByteView digest, PssSalt salt) 
                                          digest.data(), MBEDTLS_MD_SHA256,
                                          salt == PssSalt::any ? MBEDTLS_RSA_SALT_LEN_ANY : 32, sig_be.data());
   mbedtls_rsa_free(&rsa);
+  if (pss_rc) *pss_rc = rc;
   if (rc != 0) return Error(ErrorCode::bad_signature, "the RSA-PSS signature does not verify");
   return {};
 }
@@ -328,6 +334,123 @@ SbBootCheck verify_app_on_boot(ByteView partition, size_t image_len, SigScheme b
     }
   }
   return fail(true);
+}
+
+}  // namespace ota32
+
+namespace ota32 {
+namespace {
+
+// esp_secure_boot_get_scheme_name: what a block's version byte names.
+std::string_view version_kind(uint8_t version) {
+  if (version == kSigBlockVersionRsa) return "RSA";
+  if (version == kSigBlockVersionEcdsa || version == 0) return "ECDSA";
+  return "Unknown";
+}
+
+// A slot IDF's app side accepts (validate_signature_block): magic, CRC and the build's scheme; a valid
+// block of another scheme is logged.
+const SignatureBlock* app_valid_block(const SigBlockSlot& s, uint8_t want_version, SigScheme build,
+                                      std::vector<SbLogLine>& lines) {
+  const bool crc_ok = s.magic == kSigBlockMagic && s.stored_crc == s.computed_crc;
+  if (!crc_ok) return nullptr;
+  if (s.version != want_version) {
+    lines.push_back({'E', "secure_boot_v2",
+                     fmt::format("{} signing scheme selected but signature block generated for {} scheme",
+                                 scheme_kind(build), version_kind(s.version))});
+    return nullptr;
+  }
+  return s.block ? &*s.block : nullptr;
+}
+
+}  // namespace
+
+SbUpdateCheck verify_app_on_update(ByteView digest, ByteView sector, SigScheme build_scheme,
+                                   const SbUpdateTrust& trust, bool simple_hash_ok) {
+  SbUpdateCheck c;
+  auto log = [&](char level, const char* tag, std::string text) {
+    c.lines.push_back({level, tag, std::move(text)});
+  };
+  log('I', "esp_image", "Verifying image signature...");
+  const bool rsa = build_scheme == SigScheme::rsa3072;
+  const uint8_t want_version = rsa ? kSigBlockVersionRsa : kSigBlockVersionEcdsa;
+  auto fail = [&](std::string why) {
+    log('E', "esp_image", "Secure boot signature verification failed");
+    log('I', "esp_image", "Calculating simple hash to check for corruption...");
+    log('W', "esp_image", simple_hash_ok ? "image valid, signature bad" : "image corrupted on flash");
+    c.why = std::move(why);
+    return c;
+  };
+
+  // The trusted digests, by index: eFuse slot, or (from the running app) its valid blocks in order.
+  std::array<std::optional<Sha256Digest>, kSigMaxBlocks> trusted{};
+  size_t blocks_to_check = kSigMaxBlocks;
+  if (trust.secure_boot_enabled) {
+    log('I', "secure_boot_v2", "Take trusted digest key(s) from eFuse block(s)");
+    for (size_t i = 0; i < kSigMaxBlocks; ++i)
+      if (trust.efuse.key_digests[i] && !trust.efuse.revoked[i]) trusted[i] = trust.efuse.key_digests[i];
+  } else {
+    log('I', "secure_boot_v2", "Take trusted digest key(s) from running app");
+    blocks_to_check = 1;  // CONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT: block 0 against the first key
+    size_t n = 0;
+    if (trust.running_sector.size() == kSigSectorSize) {
+      for (const auto& s : parse_signature_sector(trust.running_sector)) {
+        if (const SignatureBlock* b = app_valid_block(s, want_version, build_scheme, c.lines))
+          trusted[n++] = key_digest(b->key);
+      }
+    }
+    if (n == 0) log('E', "secure_boot_v2", "No signatures were found for the running app");
+  }
+  if (std::none_of(trusted.begin(), trusted.end(), [](const auto& d) { return d.has_value(); })) {
+    log('E', "secure_boot_v2", "Could not read secure boot digests!");
+    return fail(trust.secure_boot_enabled
+                    ? "no usable key digest in the eFuses (none burnt, or all revoked)"
+                    : "the running app carries no signature block to take the trusted key from");
+  }
+
+  const auto slots = parse_signature_sector(sector);
+  bool any_trusted = false;
+  std::string last_failure;
+  for (size_t i = 0; i < blocks_to_check; ++i) {
+    const SignatureBlock* b = app_valid_block(slots[i], want_version, build_scheme, c.lines);
+    if (b == nullptr) continue;
+    const Sha256Digest kd = key_digest(b->key);
+    std::optional<size_t> t;
+    for (size_t k = 0; k < blocks_to_check && !t; ++k)
+      if (trusted[k] && *trusted[k] == kd) t = k;
+    if (!t) continue;
+    log('I', "secure_boot_v2", fmt::format("#{} app key digest == #{} trusted key digest", i, *t));
+    any_trusted = true;
+    if (rsa) {
+      log('I', "secure_boot_v2", "Verifying with RSA-PSS...");
+      int rc = 0;
+      auto v = verify_rsa(*b, digest, PssSalt::any, false, &rc);
+      if (v) {
+        log('I', "secure_boot_v2_rsa", "Signature verified successfully!");
+        c.verified = true;
+        c.block = i;
+        return c;
+      }
+      if (rc != 0)
+        log('E', "secure_boot_v2_rsa", fmt::format("Failed mbedtls_rsa_rsassa_pss_verify, err: {}", rc));
+      last_failure = fmt::format("signature block {}: {}", i, v.error().message());
+    } else {
+      log('I', "secure_boot_v2", "Verifying with ECDSA...");
+      auto v = verify_ecdsa(*b, digest);
+      if (v) {
+        c.verified = true;
+        c.block = i;
+        return c;
+      }
+      last_failure = fmt::format("signature block {}: {}", i, v.error().message());
+    }
+  }
+  if (!any_trusted) {
+    return fail(trust.secure_boot_enabled
+                    ? "no signature block is made with a key whose digest is burnt (and not revoked) in eFuse"
+                    : "signature block 0 is not made with the running app's key");
+  }
+  return fail(last_failure);
 }
 
 }  // namespace ota32

@@ -60,4 +60,32 @@ struct SbBootCheck {
 SbBootCheck verify_app_on_boot(ByteView partition, size_t image_len, SigScheme build_scheme,
                                const SecureBootEfuse& efuse);
 
+// Where the app's verifier takes the key digests it trusts (secure_boot_signatures_app.c
+// get_secure_boot_key_digests): with SECURE_BOOT_EN, the burnt and not revoked eFuse digests, each compared
+// with blocks 0..2 of the new image; without it (CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT) the key of the
+// first valid block of the running app, compared with block 0 of the new image only.
+struct SbUpdateTrust {
+  bool secure_boot_enabled = false;
+  SecureBootEfuse efuse;
+  // Without secure boot: the running app's signature sector (4096 bytes); empty when it has none (unsigned
+  // running app, or one whose image could not be read).
+  Bytes running_sector;
+};
+
+// The app-side check of a downloaded image, as esp_ota_end / esp_ota_set_boot_partition run it through
+// esp_image_verify on a signed-apps build (ESP-IDF v5.5.5 esp_image_format.c verify_secure_boot_signature +
+// secure_boot_signatures_app.c + secure_boot_rsa_signature.c): `digest` is SHA-256 of the image up to the
+// 4 KiB-aligned signature `sector`; signatures are checked in software (mbedTLS: PSS with any salt, rinv /
+// mdash unused). `simple_hash_ok` says whether the image's appended SHA-256 matches, for the last line
+// ("image valid, signature bad" / "image corrupted on flash"). `lines` start with "Verifying image
+// signature...".
+struct SbUpdateCheck {
+  bool verified = false;
+  std::optional<size_t> block;  // the block that verified
+  std::vector<SbLogLine> lines;
+  std::string why;  // when not verified: one line for people (the error message)
+};
+SbUpdateCheck verify_app_on_update(ByteView digest, ByteView sector, SigScheme build_scheme,
+                                   const SbUpdateTrust& trust, bool simple_hash_ok);
+
 }  // namespace ota32

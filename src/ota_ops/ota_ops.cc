@@ -142,7 +142,15 @@ Result<void> mark_app_valid_cancel_rollback(const AppOtaContext& ctx, EspLog& lo
   OTA32_ASSIGN(OtaRead r, read_state(ctx.flash, ctx.table));
   OTA32_ASSIGN(int a, running_entry(r, log));
   if (r.otadata.entries[static_cast<size_t>(a)].ota_state == kOtaStateValid) return {};
-  return write_state(r, a, kOtaStateValid);
+  OTA32_TRY(write_state(r, a, kOtaStateValid));
+  if (!ctx.anti_rollback || ctx.running == nullptr) return {};
+  // esp_ota_set_anti_rollback: the running partition's descriptor (none: ESP_ERR_NOT_FOUND).
+  OTA32_ASSIGN(auto desc, get_partition_description(ctx.flash, *ctx.running));
+  if (!desc) return Error(ErrorCode::not_found, fmt::format("{}: no app descriptor", ctx.running->name));
+  SecureVersionBurner none = [](uint32_t) -> Result<void> { return {}; };
+  OTA32_TRY(update_secure_version(ctx.efuse_secure_version, ctx.secure_version_bits, desc->secure_version,
+                                  ctx.burn_secure_version ? ctx.burn_secure_version : none, log));
+  return {};
 }
 
 Result<bool> check_rollback_is_possible(const AppOtaContext& ctx) {

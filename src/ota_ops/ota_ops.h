@@ -18,6 +18,7 @@
 #include "format/otadata.h"
 #include "format/partition_table.h"
 #include "ota_ops/esp_log.h"
+#include "ota_ops/secure_version.h"
 
 namespace ota32 {
 
@@ -72,10 +73,17 @@ struct AppOtaContext {
   AppVerifier verify;                 // used by check_rollback_is_possible
   uint32_t efuse_secure_version = 0;  // with anti_rollback
   bool anti_rollback = false;         // CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK
+  // Anti-rollback: mark_app_valid_cancel_rollback raises the eFuse counter to the running app's
+  // secure_version through `burn_secure_version` (esp_ota_set_anti_rollback).
+  const PartitionEntry* running = nullptr;
+  uint32_t secure_version_bits = 32;  // CONFIG_BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD
+  SecureVersionBurner burn_secure_version;
 };
 
-// esp_ota_mark_app_valid_cancel_rollback: the active entry becomes VALID (no write if it already is).
-// not_found: no otadata, or (logged "Running firmware is factory") no active entry / no OTA slots.
+// esp_ota_mark_app_valid_cancel_rollback: the active entry becomes VALID (no write if it already is); with
+// anti-rollback, once that write is done, the eFuse counter is raised to the running app's secure_version
+// (ota_ops/secure_version.h update_secure_version, whose errors are returned). not_found: no otadata, or
+// (logged "Running firmware is factory") no active entry / no OTA slots.
 Result<void> mark_app_valid_cancel_rollback(const AppOtaContext& ctx, EspLog& log);
 
 // esp_ota_check_rollback_is_possible: the other entry names a slot whose image verifies (and, with

@@ -307,8 +307,87 @@ TEST(AntiRollback, OlderSecureVersionIsRefusedEvenIfSelected) {
   auto r = boot(*f, cfg, {100, 2, 32});
   ASSERT_TRUE(r.app);
   EXPECT_EQ(r.app->index, kFactoryIndex);
+  EXPECT_TRUE(has_line(r, "I boot: Enabled a check secure version of app for anti rollback"));
+  EXPECT_TRUE(has_line(r, "I boot: Secure version (from eFuse) = 2"));
   EXPECT_TRUE(has_line(r, "E boot: ota data partition invalid, falling back to factory"));
+  EXPECT_FALSE(has_line(r, "I efuse: Anti-rollback is set. eFuse field is updated(1)."));
   EXPECT_EQ(r.efuse.secure_version, 2u);
+}
+
+// A VALID entry's app raises the counter before it is loaded
+// (bootloader_utility_get_selected_boot_partition), through the burner; a cut there is a power loss, nothing
+// else.
+TEST(AntiRollback, ValidEntryRaisesTheCounterBeforeLoadingThroughTheBurner) {
+  auto f = seed_flash();
+  put(*f, 0x10000, seed_factory_app("1", 0));
+  put(*f, 0x110000, seed_ota_app("2", 3));
+  set_entry(*f, 0, 1, kOtaStateValid);
+  BootConfig cfg;
+  cfg.rollback = cfg.anti_rollback = true;
+  std::vector<uint32_t> burnt;
+  SecureVersionBurner burn = [&](uint32_t v) -> Result<void> {
+    burnt.push_back(v);
+    return {};
+  };
+  auto r = run_bootloader(*f, esp32(), cfg, {100, 1, 32}, burn);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->app);
+  EXPECT_EQ(r->app->index, 0);
+  EXPECT_EQ(burnt, std::vector<uint32_t>{3});
+  EXPECT_EQ(r->efuse.secure_version, 3u);
+  auto t = texts(*r);
+  auto set = std::find(t.begin(), t.end(), "I efuse: Anti-rollback is set. eFuse field is updated(3).");
+  auto seg =
+      std::find_if(t.begin(), t.end(), [](const std::string& l) { return l.find("segment 0") != l.npos; });
+  ASSERT_NE(set, t.end());
+  EXPECT_LT(set, seg);
+  EXPECT_NE(std::find(t.begin(), t.end(), "I boot: Secure version (from eFuse) = 1"), t.end());
+  // Booted again with the counter at 3: nothing to burn.
+  burnt.clear();
+  auto again = run_bootloader(*f, esp32(), cfg, r->efuse, burn);
+  ASSERT_TRUE(again && again->app);
+  EXPECT_TRUE(burnt.empty());
+  // A cut at the burn stops the boot.
+  SecureVersionBurner cut = [](uint32_t) -> Result<void> { return Error(ErrorCode::power_lost, "cut"); };
+  auto lost = run_bootloader(*f, esp32(), cfg, {100, 1, 32}, cut);
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code(), ErrorCode::power_lost);
+}
+
+// esp_ota_mark_app_valid_cancel_rollback with anti-rollback: VALID first, then the counter.
+TEST(AntiRollback, ConfirmingANewerAppBurnsTheCounterAfterTheValidWrite) {
+  auto f = seed_flash();
+  put(*f, 0x10000, seed_factory_app("1", 1));
+  put(*f, 0x110000, seed_ota_app("2", 2));
+  set_entry(*f, 0, 1, kOtaStateNew);
+  BootConfig cfg;
+  cfg.rollback = cfg.anti_rollback = true;
+  auto r = boot(*f, cfg, {100, 1, 32});
+  ASSERT_EQ(r.app->index, 0);
+  EXPECT_EQ(r.efuse.secure_version, 1u);  // PENDING_VERIFY: not raised by the bootloader
+  PartitionTable table = *parse_partition_binary(seed_partition_table(), {}, "t");
+  AppOtaContext ctx{*f, table, silent_app_verifier(*f, esp32(), r.efuse), 1, true};
+  ctx.running = &r.app->partition;
+  std::vector<std::pair<uint32_t, uint32_t>> order;  // (state of entry 0 when burnt, value)
+  ctx.burn_secure_version = [&](uint32_t v) -> Result<void> {
+    order.emplace_back(entry(*f, 0).state(), v);
+    return {};
+  };
+  BootLog log;
+  ASSERT_TRUE(mark_app_valid_cancel_rollback(ctx, log));
+  ASSERT_EQ(order.size(), 1u);
+  EXPECT_EQ(order[0], std::make_pair(uint32_t{kOtaStateValid}, uint32_t{2}));
+  ASSERT_EQ(log.lines().size(), 1u);
+  EXPECT_EQ(log.lines()[0].text, "Anti-rollback is set. eFuse field is updated(2).");
+  // A secure_version the field cannot hold: VALID is written, the burn refused with ESP-IDF's words.
+  set_entry(*f, 0, 1, kOtaStatePendingVerify);
+  ctx.secure_version_bits = 1;
+  BootLog log2;
+  auto over = mark_app_valid_cancel_rollback(ctx, log2);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(entry(*f, 0).state(), kOtaStateValid);
+  EXPECT_EQ(log2.lines()[0].text, "Max secure version is 1. Given 2 version can not be written.");
 }
 
 TEST(InitialContents, FactoryPartitionPresentButEmptyDoesNotWriteOtadata) {

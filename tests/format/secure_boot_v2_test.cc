@@ -2,7 +2,10 @@
 // ECDSA P-256 example of the spec (secure-boot-v2.md §10), and every way a signed image can be wrong.
 #include "format/secure_boot_v2.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "core/crc32.h"
 #include "core/file_io.h"
@@ -230,6 +233,136 @@ TEST(SecureBootV2, SignImageWithAFakeSignerLaysOutTheSector) {
   EXPECT_EQ(again->signed_length, 8192u);
   // Precomputed signatures need an aligned input.
   EXPECT_FALSE(sign_image(hex(kSpecImageHex), one, {.precomputed = true}));
+}
+
+// The app-side check a signed-apps build runs on a downloaded image (esp_ota_end): the lines of ESP-IDF
+// v5.5.5's esp_image_format.c / secure_boot_signatures_app.c / secure_boot_rsa_signature.c.
+struct AppCheckInput {
+  Bytes digest, sector;
+};
+AppCheckInput app_check_input(ByteView file) {
+  auto view = split_signed_image(file);
+  EXPECT_TRUE(view);
+  return {image_digest(SigScheme::rsa3072, view->signed_data),
+          Bytes(view->sector.begin(), view->sector.end())};
+}
+std::vector<std::string> lines_of(const SbUpdateCheck& c) {
+  std::vector<std::string> out;
+  for (const auto& l : c.lines) out.push_back(fmt::format("{} {}: {}", l.level, l.tag, l.text));
+  return out;
+}
+SbUpdateTrust efuse_trust(std::initializer_list<Sha256Digest> digests) {
+  SbUpdateTrust t;
+  t.secure_boot_enabled = true;
+  size_t i = 0;
+  for (const auto& d : digests) t.efuse.key_digests[i++] = d;
+  return t;
+}
+
+TEST(SecureBootV2App, EfuseDigestVerifiesTheSharedSignedImage) {
+  OTA32_REQUIRE_TESTDATA();
+  auto file = read_file(secure_dir() / "bootloader_signed_v2.bin");
+  ASSERT_TRUE(file);
+  auto in = app_check_input(*file);
+  Sha256Digest other{};
+  other.fill(0x11);
+  auto c = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072,
+                                efuse_trust({other, key_digest(shared_pubkey())}), true);
+  EXPECT_TRUE(c.verified) << c.why;
+  EXPECT_EQ(c.block, 0u);
+  EXPECT_EQ(lines_of(c), (std::vector<std::string>{
+                             "I esp_image: Verifying image signature...",
+                             "I secure_boot_v2: Take trusted digest key(s) from eFuse block(s)",
+                             "I secure_boot_v2: #0 app key digest == #1 trusted key digest",
+                             "I secure_boot_v2: Verifying with RSA-PSS...",
+                             "I secure_boot_v2_rsa: Signature verified successfully!",
+                         }));
+}
+
+TEST(SecureBootV2App, TamperedCodeByteFailsThePssCheck) {
+  OTA32_REQUIRE_TESTDATA();
+  auto file = read_file(secure_dir() / "bootloader_signed_v2.bin");
+  ASSERT_TRUE(file);
+  (*file)[0x100] ^= 0x01;
+  auto in = app_check_input(*file);
+  auto c = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072,
+                                efuse_trust({key_digest(shared_pubkey())}), true);
+  EXPECT_FALSE(c.verified);
+  auto l = lines_of(c);
+  ASSERT_EQ(l.size(), 8u);
+  EXPECT_EQ(l[4],
+            "E secure_boot_v2_rsa: Failed mbedtls_rsa_rsassa_pss_verify, err: -17280");  // VERIFY_FAILED
+  EXPECT_EQ(l[5], "E esp_image: Secure boot signature verification failed");
+  EXPECT_EQ(l[6], "I esp_image: Calculating simple hash to check for corruption...");
+  EXPECT_EQ(l[7], "W esp_image: image valid, signature bad");
+}
+
+TEST(SecureBootV2App, TamperedSignatureByteIsBadPadding) {
+  OTA32_REQUIRE_TESTDATA();
+  auto file = read_file(secure_dir() / "bootloader_signed_v2.bin");
+  ASSERT_TRUE(file);
+  (*file)[file->size() - kSigSectorSize + 812] ^= 0x01;  // the signature's lowest byte
+  fix_crc(*file, 0);
+  auto in = app_check_input(*file);
+  auto c = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072,
+                                efuse_trust({key_digest(shared_pubkey())}), false);
+  EXPECT_FALSE(c.verified);
+  auto l = lines_of(c);
+  EXPECT_NE(std::find(l.begin(), l.end(),
+                      "E secure_boot_v2_rsa: Failed mbedtls_rsa_rsassa_pss_verify, err: -16640"),
+            l.end());  // MBEDTLS_ERR_RSA_INVALID_PADDING
+  EXPECT_EQ(l.back(), "W esp_image: image corrupted on flash");
+}
+
+TEST(SecureBootV2App, WrongAndRevokedKeysAreNotTrusted) {
+  OTA32_REQUIRE_TESTDATA();
+  auto file = read_file(secure_dir() / "bootloader_signed_v2.bin");
+  ASSERT_TRUE(file);
+  auto in = app_check_input(*file);
+  Sha256Digest other{};
+  other.fill(0x22);
+  auto wrong = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072, efuse_trust({other}), true);
+  EXPECT_FALSE(wrong.verified);
+  EXPECT_EQ(lines_of(wrong), (std::vector<std::string>{
+                                 "I esp_image: Verifying image signature...",
+                                 "I secure_boot_v2: Take trusted digest key(s) from eFuse block(s)",
+                                 "E esp_image: Secure boot signature verification failed",
+                                 "I esp_image: Calculating simple hash to check for corruption...",
+                                 "W esp_image: image valid, signature bad",
+                             }));
+  auto revoked_trust = efuse_trust({other, key_digest(shared_pubkey())});
+  revoked_trust.efuse.revoked[1] = true;
+  auto revoked = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072, revoked_trust, true);
+  EXPECT_FALSE(revoked.verified);
+  EXPECT_NE(revoked.why.find("burnt (and not revoked)"), std::string::npos) << revoked.why;
+  revoked_trust.efuse.revoked[0] = true;  // nothing left to trust
+  auto none = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072, revoked_trust, true);
+  EXPECT_FALSE(none.verified);
+  EXPECT_EQ(lines_of(none)[2], "E secure_boot_v2: Could not read secure boot digests!");
+}
+
+TEST(SecureBootV2App, WithoutSecureBootTheRunningAppsKeyIsTrusted) {
+  OTA32_REQUIRE_TESTDATA();
+  auto file = read_file(secure_dir() / "bootloader_signed_v2.bin");
+  ASSERT_TRUE(file);
+  auto in = app_check_input(*file);
+  SbUpdateTrust t;
+  t.running_sector = in.sector;  // the running app was signed with the same key
+  auto c = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072, t, true);
+  EXPECT_TRUE(c.verified) << c.why;
+  EXPECT_EQ(lines_of(c)[1], "I secure_boot_v2: Take trusted digest key(s) from running app");
+  EXPECT_EQ(lines_of(c)[2], "I secure_boot_v2: #0 app key digest == #0 trusted key digest");
+  SbUpdateTrust unsigned_running;
+  auto u = verify_app_on_update(in.digest, in.sector, SigScheme::rsa3072, unsigned_running, true);
+  EXPECT_FALSE(u.verified);
+  EXPECT_EQ(lines_of(u)[2], "E secure_boot_v2: No signatures were found for the running app");
+  EXPECT_EQ(lines_of(u)[3], "E secure_boot_v2: Could not read secure boot digests!");
+  // An ECDSA build meets an RSA block: logged and skipped.
+  auto e = verify_app_on_update(in.digest, in.sector, SigScheme::ecdsa256,
+                                efuse_trust({key_digest(shared_pubkey())}), true);
+  EXPECT_FALSE(e.verified);
+  EXPECT_EQ(lines_of(e)[2],
+            "E secure_boot_v2: ECDSA signing scheme selected but signature block generated for RSA scheme");
 }
 
 }  // namespace
