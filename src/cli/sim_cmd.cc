@@ -88,6 +88,10 @@ void add_powercut_sweep(CLI::App& device) {
                           {"pairs_survived", rep.pairs_survived},
                           {"unbootable_until_retry", rep.unbootable_until_retry},
                           {"failures", nlohmann::json::array()}};
+      if (rep.scenario == sim::Scenario::secure_version) {
+        j["efuse_secure_version_before"] = rep.counter_before;
+        j["efuse_secure_version_after"] = rep.counter_after;
+      }
       for (const auto& f : rep.failures) {
         nlohmann::json fj = {{"cut", f.cut}, {"operation", f.op}, {"what", f.what}};
         if (f.second) fj["second_cut"] = *f.second;
@@ -99,6 +103,10 @@ void add_powercut_sweep(CLI::App& device) {
       fmt::print("old image {}, new image {}\n", rep.old_image, rep.new_image);
       fmt::print("clean run: {} flash operations; torn mode {}, seed {}\n", rep.clean_ops,
                  to_string(rep.torn), rep.seed);
+      if (rep.scenario == sim::Scenario::secure_version) {
+        fmt::print("eFuse SECURE_VERSION {} -> {} (the burn is one of the operations)\n", rep.counter_before,
+                   rep.counter_after);
+      }
       if (rep.scenario == sim::Scenario::write_flash) {
         fmt::print(
             "{} of {} cuts left nothing bootable until write_flash was run again (esptool's "

@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/splitmix.h"
 #include "device/app_model.h"
+#include "device/ota_app_model.h"
 #include "device/virtual_device.h"
 #include "format/app_image.h"
 #include "format/otadata.h"
@@ -25,9 +26,9 @@ constexpr uint32_t kProgressEvery = 16 * 1024;  // the resumed download saves it
 constexpr const char* kImageUrl = "http://image-server/new.bin";
 constexpr uint32_t kPartitionTableSize = 0xC00;
 
-constexpr std::array<Scenario, 6> kScenarios = {Scenario::ota,         Scenario::ota_rollback,
-                                                Scenario::rollback,    Scenario::mark_valid,
-                                                Scenario::write_flash, Scenario::resume};
+constexpr std::array<Scenario, 7> kScenarios = {
+    Scenario::ota,         Scenario::ota_rollback, Scenario::rollback,      Scenario::mark_valid,
+    Scenario::write_flash, Scenario::resume,       Scenario::secure_version};
 
 // The agent's download progress where the chip keeps it (NVS): survives the power cut, written atomically.
 // NVS lives on the same flash, so once its power is lost nothing more is stored.
@@ -98,12 +99,7 @@ class Firmware final : public AppModel {
     if (e == AppExit::reboot) return e;
     if (spec_.install == Install::none || id == spec_.image_id) return AppExit::halt;
     OTA32_ASSIGN(PartitionTable table, dev.partition_table());
-    agent::OtaWriterOptions o;
-    o.chip = &dev.chip();
-    o.chip_revision = dev.efuse().chip_revision;
-    const auto& bl = dev.config().bootloader;
-    o.rollback_enabled = bl.rollback || bl.anti_rollback;
-    if (bl.anti_rollback) o.efuse_secure_version = dev.efuse().secure_version;
+    agent::OtaWriterOptions o = ota_writer_options(dev);
     const ByteView image = *spec_.image;
     if (spec_.install == Install::direct) {
       const PartitionEntry* slot = agent::next_update_partition(table, &boot.app->partition);
@@ -144,6 +140,7 @@ struct Plan {
   Bytes clean_written;           // write_flash: the flash right after the clean run's write_flash
   uint64_t seed = 0;
   TornMode torn = TornMode::random;
+  uint32_t counter_before = 0, new_secure_version = 0;  // secure-version
 };
 
 struct Rig {
@@ -197,6 +194,14 @@ Result<std::optional<Decision>> decide(VirtualDevice& dev) {
   o.rollback = dev.config().bootloader.rollback || dev.config().bootloader.anti_rollback;
   o.has_factory = table->factory() != nullptr;
   const size_t slots = table->ota_apps().size();
+  if (dev.config().bootloader.anti_rollback) {  // as the bootloader chooses: by the apps' secure_version too
+    o.anti_rollback = true;
+    o.efuse_secure_version = dev.efuse().secure_version;
+    for (size_t i = 0; i < slots && i < o.slot_secure_version.size(); ++i) {
+      OTA32_ASSIGN(auto d, get_partition_description(f, *table->ota_apps()[i]));
+      if (d) o.slot_secure_version[i] = d->secure_version;
+    }
+  }
   BootSelection sel = select_boot_slot(d, std::max<size_t>(slots, 1), o);
   return std::optional<Decision>(Decision{std::move(*table), std::move(sel)});
 }
@@ -231,6 +236,26 @@ Result<std::string> selection_problem(VirtualDevice& dev) {
   OTA32_ASSIGN(auto id, verified_id(dev, p));
   if (id) return std::string();
   return fmt::format("otadata entry {} selects {}, whose image does not verify", d->sel.entry_index, p.name);
+}
+
+// The anti-rollback counter after a cut (secure-version): within [before, new], and above `before` only
+// when otadata already commits to the new image, the one app it may still boot.
+Result<std::string> counter_problem(VirtualDevice& dev, const Plan& plan) {
+  if (plan.scenario != Scenario::secure_version) return std::string();
+  const uint32_t c = dev.efuse().secure_version;
+  if (c < plan.counter_before || c > plan.new_secure_version) {
+    return fmt::format(
+        "the eFuse counter is {}, outside [{}, {}] (where it started, the new image's "
+        "secure_version)",
+        c, plan.counter_before, plan.new_secure_version);
+  }
+  if (c == plan.counter_before) return std::string();
+  OTA32_ASSIGN(bool c_ok, committed(dev, plan.new_id));
+  if (c_ok) return std::string();
+  return fmt::format(
+      "the eFuse counter was burnt to {} before otadata committed to the new image: the old "
+      "image is below it",
+      c);
 }
 
 struct BootRecord {
@@ -313,6 +338,11 @@ Result<std::string> final_problem(Rig& rig, const Plan& plan, const Trace& t, st
   OTA32_ASSIGN(Sha256Digest id, booted_id(rig.dev->raw_flash(), *again.app));
   if (id != plan.target_id) return fmt::format("the power-on after {} started another image", who);
   if (rig.dev->flash().mutations() != before) return fmt::format("the power-on after {} wrote flash", who);
+  if (plan.scenario == Scenario::secure_version &&
+      rig.dev->efuse().secure_version != plan.new_secure_version) {
+    return fmt::format("{} left the eFuse counter at {}, not at the new image's secure_version {}", who,
+                       rig.dev->efuse().secure_version, plan.new_secure_version);
+  }
   return std::string();
 }
 
@@ -360,6 +390,8 @@ Result<std::string> cut_run(Rig& rig, const Plan& plan, uint64_t at, Trace& t, s
 Result<std::string> after_cut(Rig& rig, const Plan& plan, bool& unbootable) {
   OTA32_ASSIGN(std::string sel, selection_problem(*rig.dev));
   if (!sel.empty()) return sel;
+  OTA32_ASSIGN(std::string counter, counter_problem(*rig.dev, plan));
+  if (!counter.empty()) return counter;
   if (plan.scenario == Scenario::write_flash) {  // someone powers it on before flashing again
     OTA32_ASSIGN(BootResult b, rig.dev->power_on());
     unbootable = !b.app.has_value();
@@ -498,6 +530,24 @@ Result<Plan> prepare(const DeviceState& before, ByteView new_image, const SweepO
     case Scenario::write_flash:
     case Scenario::resume:
       break;
+    case Scenario::secure_version: {
+      bl.rollback = bl.anti_rollback = true;
+      plan.counter_before = plan.start.efuse.secure_version;
+      plan.new_secure_version = img->app_desc ? img->app_desc->secure_version : 0;
+      if (plan.new_secure_version <= plan.counter_before) {
+        return Error(ErrorCode::invalid_argument,
+                     fmt::format("secure-version: the new image's secure_version {} is not above the eFuse "
+                                 "counter {}, so nothing would be burnt (make it with --secure-version)",
+                                 plan.new_secure_version, plan.counter_before));
+      }
+      if (plan.new_secure_version > plan.start.efuse.secure_version_bits) {
+        return Error(ErrorCode::invalid_argument,
+                     fmt::format("secure-version: the new image's secure_version {} does not fit the {}-bit "
+                                 "eFuse field",
+                                 plan.new_secure_version, plan.start.efuse.secure_version_bits));
+      }
+      break;
+    }
   }
   // The old image: what the device boots now.
   {
@@ -533,7 +583,8 @@ Result<Plan> prepare(const DeviceState& before, ByteView new_image, const SweepO
     plan.fw.server = std::make_shared<ImageServer>(Bytes(new_image.begin(), new_image.end()));
   }
 
-  if (opt.scenario == Scenario::rollback || opt.scenario == Scenario::mark_valid) {
+  if (opt.scenario == Scenario::rollback || opt.scenario == Scenario::mark_valid ||
+      opt.scenario == Scenario::secure_version) {
     // Install the new image (otadata entry NEW), stopping before the reboot.
     OTA32_ASSIGN(Rig r, make_rig(plan.start, plan));
     OTA32_ASSIGN(BootResult b, r.dev->power_on());
@@ -584,6 +635,8 @@ std::string_view to_string(Scenario s) {
       return "write-flash";
     case Scenario::resume:
       return "resume";
+    case Scenario::secure_version:
+      return "secure-version";
   }
   return "?";
 }
@@ -602,6 +655,8 @@ std::string_view describe(Scenario s) {
       return "esptool write_flash of the whole device (bootloader, table, blank otadata, new image)";
     case Scenario::resume:
       return "a download interrupted by a power cut, resumed with Range after the reboot";
+    case Scenario::secure_version:
+      return "anti-rollback: the installed new image confirms itself and burns the eFuse counter";
   }
   return "?";
 }
@@ -612,7 +667,8 @@ Result<Scenario> parse_scenario(std::string_view text) {
   }
   return Error(
       ErrorCode::invalid_argument,
-      fmt::format("unknown scenario '{}' (ota, ota-rollback, rollback, mark-valid, write-flash, resume)",
+      fmt::format("unknown scenario '{}' (ota, ota-rollback, rollback, mark-valid, write-flash, resume, "
+                  "secure-version)",
                   text));
 }
 
@@ -627,6 +683,8 @@ Result<SweepReport> run_powercut_sweep(const DeviceState& before, ByteView new_i
   rep.seed = opt.seed;
   rep.old_image = plan.old_desc;
   rep.new_image = plan.new_desc;
+  rep.counter_before = plan.counter_before;
+  rep.counter_after = plan.new_secure_version;
 
   // The clean run: its operations are the cut points.
   {

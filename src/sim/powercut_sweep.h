@@ -7,6 +7,11 @@
 //    without rollback switched otadata to it);
 //  - after a retry (power on again and let the firmware finish) ends on the new image, committed: the next
 //    power-on boots it and writes nothing.
+// With anti-rollback (secure-version scenario) also, after every cut: the eFuse counter is never below
+// where it started nor above the new image's secure_version, and it is above where it started only once
+// the otadata durably commits to the new image (VALID): a counter burnt earlier would leave the old image,
+// the only one otadata may still boot, below it and the device without a bootable app. After the retry
+// the counter equals the new image's secure_version.
 // Every cut starts from an in-memory copy of one snapshot, so a cut costs a memcpy of the flash.
 #pragma once
 
@@ -36,6 +41,9 @@ enum class Scenario {
                  // the new image at the factory slot (ota_0 without one), as `idf.py flash` does
   resume,        // a download interrupted by a power cut, resumed after the reboot with Range (esp_https_ota
                  // with the saved progress), then the reboot into the new image
+  secure_version,  // anti-rollback: the installed new image, whose secure_version is above the eFuse
+                   // counter, boots, confirms itself (VALID) and burns the counter; the cuts include the
+                   // eFuse burn (FaultFlash::burn_efuse)
 };
 std::string_view to_string(Scenario s);  // "ota", "ota-rollback", "rollback", "mark-valid", ...
 Result<Scenario> parse_scenario(std::string_view text);
@@ -76,8 +84,10 @@ struct SweepReport {
   TornMode torn = TornMode::random;
   uint64_t seed = 0;
   std::string old_image, new_image;  // "factory (version 1)", "ota_0 (version 2)"
-  uint64_t clean_ops = 0;            // mutating operations of the clean run
-  uint64_t commit_op = 0;            // from this many operations on, the clean run had committed
+  // secure-version: the eFuse counter before, and the new image's secure_version (what it must end at).
+  uint32_t counter_before = 0, counter_after = 0;
+  uint64_t clean_ops = 0;  // mutating operations of the clean run
+  uint64_t commit_op = 0;  // from this many operations on, the clean run had committed
   uint64_t cuts = 0, cuts_survived = 0;
   uint64_t pairs = 0, pairs_survived = 0;
   // write-flash only: cuts after which nothing booted until the retry. esptool's flashing is not

@@ -26,9 +26,13 @@ constexpr uint64_t kSample = 0;
 constexpr uint64_t kPairs = 8;
 #endif
 
-const Bytes& new_image(uint32_t size) {
+// The secure-version scenario's new image carries secure_version 2 (the layouts' counter is 0).
+const Bytes& new_image(uint32_t size, Scenario s = Scenario::ota) {
   static const Bytes small = sweep_app("9", 80 * 1024, 99);
   static const Bytes large = sweep_app("9", 1024 * 1024 - 4096, 99);
+  static const Bytes small_sv = sweep_app("9", 80 * 1024, 99, 2);
+  static const Bytes large_sv = sweep_app("9", 1024 * 1024 - 4096, 99, 2);
+  if (s == Scenario::secure_version) return size == 80 * 1024 ? small_sv : large_sv;
   return size == 80 * 1024 ? small : large;
 }
 
@@ -56,6 +60,8 @@ uint64_t minimum_ops(Scenario s, uint32_t image_size) {
       return 8;  // four files, each at least one erase and one program
     case Scenario::resume:
       return (sectors + writes) / 4;  // at least the second half of the download
+    case Scenario::secure_version:
+      return 5;  // two otadata rewrites of erase + program, and the eFuse burn
   }
   return 1;
 }
@@ -72,7 +78,7 @@ TEST_P(PowerCutSweep, EveryCutSurvives) {
   o.seed = 7;
   o.pairs = kPairs;
   o.sample = kSample;
-  auto r = run_powercut_sweep(sweep_layout(layout), new_image(kImageSize), o);
+  auto r = run_powercut_sweep(sweep_layout(layout), new_image(kImageSize, scenario), o);
   expect_survived(r);
   if (!r) return;
   EXPECT_GE(r->clean_ops, minimum_ops(scenario, kImageSize));
@@ -112,7 +118,7 @@ TEST_P(PowerCutSweep1M, SampledCutsSurvive) {
   o.seed = 3;
   o.sample = 12;
   o.pairs = 2;
-  auto r = run_powercut_sweep(sweep_layout("factory"), new_image(1024 * 1024 - 4096), o);
+  auto r = run_powercut_sweep(sweep_layout("factory"), new_image(1024 * 1024 - 4096, GetParam()), o);
   expect_survived(r);
   if (!r) return;
   EXPECT_GE(r->clean_ops, minimum_ops(GetParam(), 1024 * 1024 - 4096));
@@ -128,6 +134,31 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, PowerCutSweep1M,
                            }
                            return n;
                          });
+
+// The counter burn: one of the cut points, after the VALID write; every cut leaves the counter at 0 or 2
+// and the device booting; the retry ends at 2.
+TEST(PowerCutSweepSecureVersion, TheBurnIsACutPointAndTheCounterEndsAtTheNewVersion) {
+  SweepOptions o;
+  o.scenario = Scenario::secure_version;
+  o.pairs = 16;
+  o.seed = 5;
+  auto r = run_powercut_sweep(sweep_layout("two-entries"), new_image(80 * 1024, Scenario::secure_version), o);
+  expect_survived(r);
+  if (!r) return;
+  EXPECT_EQ(r->clean_ops, 5u);  // NEW -> PENDING_VERIFY (erase, program), VALID (erase, program), the burn
+  EXPECT_EQ(r->counter_before, 0u);
+  EXPECT_EQ(r->counter_after, 2u);
+}
+
+TEST(PowerCutSweepSecureVersion, NeedsASecureVersionAboveTheCounter) {
+  SweepOptions o;
+  o.scenario = Scenario::secure_version;
+  auto r = run_powercut_sweep(sweep_layout("factory"), new_image(80 * 1024), o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(r.error().message().find("secure_version 0 is not above the eFuse counter 0"), std::string::npos)
+      << r.error().message();
+}
 
 // The checks can fail: otadata whose active entry names a slot with a broken image is reported at the
 // first cut (the bootloader hides it by falling back to ota_0, the next OTA overwrites that very slot).

@@ -15,8 +15,10 @@
 
 namespace ota32::testing {
 
-inline Bytes sweep_app(const std::string& version, uint32_t size, uint64_t seed = 1) {
+inline Bytes sweep_app(const std::string& version, uint32_t size, uint64_t seed = 1,
+                       uint32_t secure_version = 0) {
   MakeImageOptions o;
+  o.secure_version = secure_version;
   o.chip = find_chip("esp32");
   o.project = "simple_ota";
   o.version = version;
