@@ -198,7 +198,7 @@ void set_or_clear(json& extra, const char* key, const std::string& v) {
 }
 
 constexpr std::string_view kSettingKeys =
-    "ota_url, update_server, ca_cert, self_test_fails, rollback, anti_rollback, "
+    "ota_url, update_server, ca_cert, self_test_fails, rollback, anti_rollback, signed_apps, "
     "skip_cert_common_name_check, timeout_ms, device_id, bootloader_idf_version";
 
 }  // namespace
@@ -272,6 +272,10 @@ Result<std::string> apply_device_setting(DeviceConfig& c, std::string_view key, 
     OTA32_ASSIGN(c.bootloader.anti_rollback, parse_bool(key, v));
     if (c.bootloader.anti_rollback) c.bootloader.rollback = true;  // Kconfig: implies rollback
     return std::string("bootloader.anti_rollback");
+  }
+  if (key == "signed_apps") {  // CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT (device new --signed-apps)
+    OTA32_ASSIGN(c.bootloader.signed_apps_no_secure_boot, parse_bool(key, v));
+    return std::string("bootloader.signed_apps_no_secure_boot");
   }
   if (key == "skip_cert_common_name_check") {
     OTA32_ASSIGN(bool b, parse_bool(key, v));

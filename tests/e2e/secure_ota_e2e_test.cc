@@ -110,6 +110,13 @@ TEST_F(SecureOta, SignedAppsWithoutSecureBootTrustTheRunningAppsKey) {
   auto ok = ota(dev, *server, "same-key.bin");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(testing::booted_app(dev), "ota_0 3");
+  // `device set` turns the setting off: an unsigned build takes any image.
+  testing::ProcessResult set;
+  run_ota32_ok({"device", "set", dev.string(), "signed_apps=false"}, &set);
+  EXPECT_NE(set.out.find("bootloader.signed_apps_no_secure_boot"), std::string::npos) << set.out;
+  auto any = ota(dev, *server, "other-key.bin");
+  EXPECT_EQ(any.exit_code, 0) << any.err;
+  EXPECT_EQ(any.out.find("Verifying image signature"), std::string::npos) << any.out;
 }
 
 // Anti-rollback end to end: a newer app's confirmation burns the counter
