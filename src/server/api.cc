@@ -725,6 +725,9 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   fmt::print(stderr, "ota32-serve: catalog: {} store{}, firmware files in {}\n", setup.context->store->kind(),
              cfg.store_url.empty() ? " " + default_store_url(cfg.data_dir) : "",
              setup.context->blobs.root().string());
+  // Servers sharing the blob directory may be uploading right now: only files untouched for an hour go.
+  if (auto n = BodyFile::remove_stale(setup.context->blobs.root(), std::chrono::hours(1)))
+    fmt::print(stderr, "ota32-serve: removed {} unfinished upload file(s) left by an earlier run\n", n);
   for (const auto& k : cfg.require_signed) {
     fmt::print(stderr, "ota32-serve: uploads must be signed: trusting {} ({}, key digest {})\n", k.file,
                scheme_name(k.key.scheme), to_hex(key_digest(k.key)));

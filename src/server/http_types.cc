@@ -141,6 +141,18 @@ std::shared_ptr<BodyFile> BodyFile::create(const std::filesystem::path& dir, std
   return f;
 }
 
+std::size_t BodyFile::remove_stale(const std::filesystem::path& dir, std::chrono::seconds max_age) {
+  std::error_code ec;
+  std::size_t removed = 0;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind(".upload.", 0) != 0 || !e.is_regular_file(ec)) continue;
+    auto written = e.last_write_time(ec);
+    if (!ec && now - written > max_age && std::filesystem::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
 bool BodyFile::append(const void* data, std::size_t n) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {

@@ -54,6 +54,10 @@ struct BodyFile {
   static std::shared_ptr<BodyFile> create(const std::filesystem::path& dir, std::string* error);
   // Appends; false (errno set) on a write error.
   bool append(const void* data, std::size_t n);
+  // Removes the ".upload.*" files in `dir` not written for `max_age`: left by a server that was killed in
+  // the middle of an upload (a running upload writes its file at least every --io-timeout). Returns how
+  // many it removed.
+  static std::size_t remove_stale(const std::filesystem::path& dir, std::chrono::seconds max_age);
 };
 
 struct RequestContext {

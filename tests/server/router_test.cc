@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "server/http_types.h"
+#include "test_support.h"
 
 namespace ota32::server {
 namespace {
@@ -174,6 +177,35 @@ TEST(Router, RouteOptionsReachTheSessionAndPlainAddKeepsTheDefaults) {
   EXPECT_FALSE(small.before_body);
   EXPECT_TRUE(small.body_dir.empty());
   EXPECT_FALSE(router.body_options(http::verb::post, "/nothing").before_body);
+}
+
+TEST(BodyFile, RemovedWithItsRequestAndStaleOnesSwept) {
+  ota32::testing::TempDir dir;
+  std::string why;
+  auto f = BodyFile::create(dir.path(), &why);
+  ASSERT_TRUE(f) << why;
+  ASSERT_TRUE(f->append("abc", 3));
+  EXPECT_EQ(f->size, 3u);
+  const auto path = f->path;
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::mask,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(BodyFile::remove_stale(dir.path(), std::chrono::hours(1)), 0u) << "a live upload was swept";
+  f.reset();
+  EXPECT_FALSE(std::filesystem::exists(path));
+  // One left by a killed server, an hour and a minute old; a blob and a fresh upload stay.
+  std::ofstream(dir / ".upload.old") << "x";
+  std::ofstream(dir / ".upload.new") << "x";
+  std::ofstream(dir / "blob") << "x";
+  std::filesystem::last_write_time(dir / ".upload.old",
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::minutes(61));
+  std::filesystem::last_write_time(dir / "blob",
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::hours(100));
+  EXPECT_EQ(BodyFile::remove_stale(dir.path(), std::chrono::hours(1)), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir / ".upload.old"));
+  EXPECT_TRUE(std::filesystem::exists(dir / ".upload.new"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "blob"));
+  EXPECT_FALSE(BodyFile::create(dir / "missing", &why));
+  EXPECT_NE(why.find("missing"), std::string::npos) << why;
 }
 
 }  // namespace
