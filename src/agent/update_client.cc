@@ -52,6 +52,13 @@ std::string_view to_string(ReportState s) {
   return "failed";
 }
 
+namespace {
+void add_credential(std::vector<HttpHeader>& headers, const DeviceCredential& c) {
+  if (!c.token.empty())
+    headers.push_back({"Authorization", (c.gateway ? "GatewayToken " : "TargetToken ") + c.token});
+}
+}  // namespace
+
 Result<std::optional<UpdateOffer>> check_for_update(HttpClient& client, const UpdateQuery& q) {
   std::string base = q.server;
   while (!base.empty() && base.back() == '/') base.pop_back();
@@ -59,7 +66,9 @@ Result<std::optional<UpdateOffer>> check_for_update(HttpClient& client, const Up
       fmt::format("{}/api/v1/update?project={}&version={}&chip={}&device={}", base, url_encode(q.project),
                   url_encode(q.version), url_encode(q.chip), url_encode(q.device_id));
   if (q.secure_version) url += fmt::format("&secure_version={}", *q.secure_version);
-  OTA32_ASSIGN(auto resp, client.send({"GET", url, {}, ""}));
+  HttpRequest req{"GET", url, {}, ""};
+  add_credential(req.headers, q.credential);
+  OTA32_ASSIGN(auto resp, client.send(req));
   OTA32_ASSIGN(std::string body, resp->read_all(64 * 1024));
   if (resp->status() == 204 || resp->status() == 304) return std::optional<UpdateOffer>();
   if (resp->status() != 200) return status_error("update check " + url, *resp, body);
@@ -88,7 +97,7 @@ Result<std::optional<UpdateOffer>> check_for_update(HttpClient& client, const Up
 }
 
 Result<void> report_state(HttpClient& client, const std::string& server, const std::string& device_id,
-                          const DeviceReport& report) {
+                          const DeviceReport& report, const DeviceCredential& credential) {
   std::string base = server;
   while (!base.empty() && base.back() == '/') base.pop_back();
   std::string url = fmt::format("{}/api/v1/devices/{}/report", base, url_encode(device_id));
@@ -100,6 +109,7 @@ Result<void> report_state(HttpClient& client, const std::string& server, const s
                   url,
                   {{"Content-Type", "application/json"}},
                   j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+  add_credential(req.headers, credential);
   OTA32_ASSIGN(auto resp, client.send(req));
   OTA32_ASSIGN(std::string body, resp->read_all(64 * 1024));
   if (resp->status() < 200 || resp->status() >= 300) return status_error("report " + url, *resp, body);

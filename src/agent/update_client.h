@@ -14,9 +14,17 @@
 
 namespace ota32::agent {
 
+// The device's credential (hawkBit's schemes): its own token, sent as `Authorization: TargetToken <t>`, or
+// a gateway's, sent as `GatewayToken <t>`. Empty = none (an open server).
+struct DeviceCredential {
+  std::string token;
+  bool gateway = false;
+};
+
 struct UpdateQuery {
   std::string server;  // "https://127.0.0.1:8070"
   std::string project, version, chip, device_id;
+  DeviceCredential credential;
   // The running app's esp_app_desc_t.secure_version: the server does not offer an image below it.
   std::optional<uint32_t> secure_version;
 };
@@ -47,7 +55,7 @@ struct DeviceReport {
 };
 
 Result<void> report_state(HttpClient& client, const std::string& server, const std::string& device_id,
-                          const DeviceReport& report);
+                          const DeviceReport& report, const DeviceCredential& credential = {});
 
 // Percent-encoding of a query value (RFC 3986 unreserved characters kept).
 std::string url_encode(std::string_view s);

@@ -86,6 +86,15 @@ Result<OtaAppSettings> ota_settings(const VirtualDevice& dev) {
     s.device_id = x["device_id"].get<std::string>();
   }
   if (s.device_id.empty()) s.device_id = dev.efuse().mac;
+  for (const char* key : {"device_token", "gateway_token"}) {
+    if (!x.contains(key)) continue;
+    if (!x[key].is_string() || x[key].get<std::string>().empty())
+      return Error(ErrorCode::invalid_argument, field(key) + ": not a non-empty string");
+    if (!s.credential.token.empty())
+      return Error(ErrorCode::invalid_argument,
+                   field(key) + ": give device_token or gateway_token, not both");
+    s.credential = {x[key].get<std::string>(), std::string_view(key) == "gateway_token"};
+  }
   return s;
 }
 
@@ -180,7 +189,7 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
   auto report = [&](agent::ReportState st, std::string version, std::string error) {
     if (s.update_server.empty()) return;
     agent::DeviceReport rep{st, std::move(version), std::move(error), project, std::string(dev.chip().name)};
-    auto r = agent::report_state(client, s.update_server, s.device_id, rep);
+    auto r = agent::report_state(client, s.update_server, s.device_id, rep, s.credential);
     if (!r) log.warn(kTag, fmt::format("report to {} failed: {}", s.update_server, r.error().message()));
   };
 
@@ -212,7 +221,8 @@ Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, Boo
     }
   }
   if (!s.update_server.empty()) {
-    agent::UpdateQuery q{s.update_server, project, running, std::string(dev.chip().name), s.device_id};
+    agent::UpdateQuery q{s.update_server, project,     running, std::string(dev.chip().name),
+                         s.device_id,     s.credential};
     if (boot.app->desc) q.secure_version = boot.app->desc->secure_version;  // the server's anti-rollback
     auto offer = agent::check_for_update(client, q);
     if (!offer) {

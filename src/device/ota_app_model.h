@@ -17,6 +17,7 @@
 
 #include "agent/agent_log.h"
 #include "agent/https_ota.h"
+#include "agent/update_client.h"
 #include "boot/boot_log.h"
 #include "device/app_model.h"
 
@@ -29,6 +30,9 @@ struct OtaAppSettings {
   bool skip_cert_common_name_check = false;
   uint32_t timeout_ms = 5000;
   std::string device_id;
+  // device.json app.device_token (its TargetToken) or app.gateway_token: sent with every update check and
+  // report (docs/api.md "Device identity").
+  agent::DeviceCredential credential;
   // Nothing to do for the agent (no URL, no server): `device run` keeps the default app model.
   bool enabled() const { return !ota_url.empty() || !update_server.empty(); }
 };

@@ -185,7 +185,10 @@ json device_json(const DeviceRecord& d) {
               {"last_error", d.last_error},
               {"last_report_at", d.last_report_at},
               {"address", d.address},
-              {"created_at", d.created_at}};
+              {"created_at", d.created_at},
+              {"status", d.auth_status},
+              {"attributes", d.attributes},
+              {"tags", d.tags}};
 }
 
 Result<std::optional<FirmwareRecord>> latest_release(Store& store, std::string_view project,
@@ -197,20 +200,6 @@ Result<std::optional<FirmwareRecord>> latest_release(Store& store, std::string_v
   for (auto& fw : all)
     if (!best || compare_versions(fw.version, best->version) > 0) best = std::move(fw);
   return best;
-}
-
-std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view device_id,
-                                               const HttpRequest& req) {
-  if (!api.config.refuse_unknown_devices) return std::nullopt;
-  if (device_id.empty())
-    return json_error(http::status::forbidden, "unknown_device",
-                      "this server only serves registered devices: send the device id", req);
-  auto d = api.store->get_device(device_id);
-  if (!d) return store_error(d.error(), req);
-  if (!d->has_value())
-    return json_error(http::status::forbidden, "unknown_device",
-                      fmt::format("device '{}' is not registered on this server", device_id), req);
-  return std::nullopt;
 }
 
 std::optional<HttpResponse> check_device_cap(ApiContext& api, std::string_view device_id,
@@ -473,7 +462,7 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
       return bad_request("secure_version: the running app's anti-rollback version, 0 to 4294967295", req);
     device_secure_version = n;
   }
-  if (auto denied = check_device_known(api, device, req)) return *denied;
+  if (auto denied = check_device_known(api, device, req, ctx.remote_address)) return *denied;
   if (!device.empty()) {
     // A registered device's channel wins over the query.
     auto d = api.store->get_device(device);
@@ -542,7 +531,7 @@ Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContex
   if (!chip.empty() && canonical_chip(chip).empty())
     return bad_request(fmt::format("chip: '{}' is not a chip ota32 knows", chip), req);
   if (!chip.empty()) chip = canonical_chip(chip);
-  if (auto denied = check_device_known(api, id, req)) return *denied;
+  if (auto denied = check_device_known(api, id, req, ctx.remote_address)) return *denied;
   if (auto full = check_device_cap(api, id, req)) return *full;
   r.reported_at = unix_now();
   r.address = ctx.remote_address;
@@ -658,6 +647,12 @@ void add_api_options(CLI::App* cmd) {
                   "(default: from the request's Host header)");
   cmd->add_flag("--refuse-unknown-devices", r.options.refuse_unknown_devices,
                 "Answer 403 to devices that were not registered (POST /api/v1/devices)");
+  cmd->add_option("--device-auth", r.options.device_auth,
+                  "open: devices without a token may check and report; token: every device request needs "
+                  "its token (TargetToken) or a gateway token, unknown devices wait as pending")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, DeviceAuth>{{"open", DeviceAuth::open}, {"token", DeviceAuth::token}}))
+      ->default_str("open");
   cmd->add_option("--max-upload", r.max_upload, "Largest firmware upload (bytes, K/M suffixes)")
       ->capture_default_str()
       ->check([](const std::string& v) {
@@ -773,6 +768,7 @@ void register_api_routes(Router& router, ApiContext& api) {
   router.add(http::verb::get, "/api/v1/devices/{id}", bind(get_device));
   router.add(http::verb::delete_, "/api/v1/devices/{id}", bind(delete_device));
   register_compat_routes(router, api);
+  register_registry_routes(router, api);
 }
 
 }  // namespace ota32::server

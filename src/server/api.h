@@ -26,6 +26,12 @@ class App;
 
 namespace ota32::server {
 
+// How device-facing routes authenticate devices (docs/api.md "Device identity").
+enum class DeviceAuth {
+  open,   // devices without a token may report and check (created accepted); devices with one must send it
+  token,  // every device request needs its TargetToken or a GatewayToken; unknown devices become pending
+};
+
 struct ApiConfig {
   std::filesystem::path data_dir;  // holds ota32.db (default store) and blobs/
   std::string store_url;           // empty = sqlite://DATA/ota32.db
@@ -33,6 +39,7 @@ struct ApiConfig {
   // header and the connection's scheme.
   std::string public_url;
   bool refuse_unknown_devices = false;  // devices must be registered (POST /api/v1/devices) first
+  DeviceAuth device_auth = DeviceAuth::open;
   std::size_t max_upload = 16 * 1024 * 1024;
   // Anonymous floods on the device-facing endpoints (update checks, reports, Arduino / esp32FOTA): requests
   // per second per source address (IPv6: per /64) and the burst allowed at once; 0 = no limit. Refused

@@ -35,9 +35,15 @@ bool valid_device_id(std::string_view id);
 // Names in queries (project, chip, channel): 1..128 printable ASCII characters without control codes.
 bool valid_name(std::string_view s);
 
-// The "refuse unknown devices" gate: nullopt = allowed, else 403 (unknown) or a store error.
+// The gate of every device-facing route (api_registry.cc): the device's credential (TargetToken /
+// GatewayToken), its registry status, --device-auth and --refuse-unknown-devices. nullopt = allowed, else
+// 401 (no or wrong credential, pending), 403 (rejected, unknown with --refuse-unknown-devices) or a store
+// error. In token mode an unknown device without a credential is recorded as pending (with `address`).
 std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view device_id,
-                                               const HttpRequest& req);
+                                               const HttpRequest& req, std::string_view address = {});
+
+// The device registry and gateway-token routes (api_registry.cc).
+void register_registry_routes(Router& router, ApiContext& api);
 
 // The cap on devices the store has never seen (ApiConfig::max_devices): nullopt = allowed, else 429.
 std::optional<HttpResponse> check_device_cap(ApiContext& api, std::string_view device_id,

@@ -123,8 +123,22 @@ std::string Metrics::render() const {
   return out;
 }
 
-Handler make_metrics_handler(const Metrics& metrics) {
-  return [&metrics](const HttpRequest& req, const RequestContext&) -> Reply {
+Handler make_metrics_handler(const Metrics& metrics, std::string token) {
+  return [&metrics, token = std::move(token)](const HttpRequest& req, const RequestContext&) -> Reply {
+    if (!token.empty()) {
+      std::string_view auth = req[http::field::authorization];
+      std::string expected = "Bearer " + token;
+      // Length first, then every byte: no early exit that would time the token out.
+      unsigned diff = auth.size() == expected.size() ? 0u : 1u;
+      for (size_t i = 0; i < auth.size() && i < expected.size(); ++i)
+        diff |= static_cast<unsigned>(auth[i] ^ expected[i]);
+      if (diff != 0) {
+        auto res = json_error(http::status::unauthorized, "unauthorized",
+                              "/metrics needs the metrics token: Authorization: Bearer <token>", req);
+        res.set(http::field::www_authenticate, "Bearer realm=\"ota32 metrics\"");
+        return res;
+      }
+    }
     HttpResponse res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.set(http::field::cache_control, "no-store");

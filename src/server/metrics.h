@@ -53,7 +53,9 @@ class Metrics {
   std::map<std::string, uint64_t, std::less<>> update_checks_, downloads_, file_downloads_;
 };
 
-// GET /metrics for a Router.
-Handler make_metrics_handler(const Metrics& metrics);
+// GET /metrics for a Router. With a token (--metrics-token-file), only requests that send
+// `Authorization: Bearer <token>` (Prometheus' `authorization: credentials_file`) get the metrics; the
+// others get 401.
+Handler make_metrics_handler(const Metrics& metrics, std::string token = {});
 
 }  // namespace ota32::server

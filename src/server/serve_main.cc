@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cctype>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -40,6 +41,7 @@ struct ServeArgs {
   std::string min_rate = "1K", body_memory = "64M";
   bool ktls = false;
   std::string tls_max = "1.3";
+  std::string metrics_token_file;
 };
 
 void say(const std::string& line) {
@@ -158,9 +160,20 @@ int serve(const ServeArgs& a) {
   if (!log) return fail(log.error().message());
   std::unique_ptr<AccessLog> log_owner(*log);
 
+  std::string metrics_token;
+  if (!a.metrics_token_file.empty()) {
+    auto t = read_text_file(a.metrics_token_file);
+    if (!t) return fail(fmt::format("--metrics-token-file {}", t.error().message()));
+    metrics_token = *t;
+    while (!metrics_token.empty() && std::isspace(static_cast<unsigned char>(metrics_token.back())))
+      metrics_token.pop_back();
+    if (metrics_token.empty() || metrics_token.find_first_of(" \t\r\n") != std::string::npos)
+      return fail(fmt::format("--metrics-token-file {}: the file must hold one token (no spaces)",
+                              a.metrics_token_file));
+  }
   Metrics metrics;
   Router router;
-  router.add(http::verb::get, "/metrics", make_metrics_handler(metrics));
+  router.add(http::verb::get, "/metrics", make_metrics_handler(metrics, metrics_token));
 #ifdef OTA32_SERVE_HAS_API
   ServeContext sctx{data_dir, a.store, &metrics, {}};
   for (const auto& ip : ips)
@@ -326,6 +339,9 @@ void add_serve_command(CLI::App& app, int* exit_code) {
       "Kernel TLS for TLS 1.2 connections (Linux `tls` module): the kernel encrypts records and sends "
       "files with sendfile; TLS 1.3 and kernels without it: OpenSSL encrypts as usual");
 #ifdef OTA32_SERVE_HAS_API
+  cmd->add_option("--metrics-token-file", args->metrics_token_file,
+                  "/metrics answers only requests with 'Authorization: Bearer <the token in this file>'")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--store", args->store,
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");
   add_api_options(cmd);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,81 @@ struct DeviceRecord {
   int64_t last_report_at = 0;  // Unix seconds, 0 = never reported
   std::string address;         // peer address of the last report
   int64_t created_at = 0;
+  // The device registry (Mender's accept flow): "pending" (seen, not yet accepted), "accepted" or
+  // "rejected". Devices registered by an admin, or created by reports on an open server, are accepted.
+  std::string auth_status = "accepted";
+  std::string token_sha256;  // SHA-256 hex of its device token (hawkBit TargetToken); empty = none issued
+  std::map<std::string, std::string> attributes;  // key -> value (set by the admin or the device's reports)
+  std::vector<std::string> tags;                  // sorted
+};
+
+inline constexpr std::string_view kDevicePending = "pending";
+inline constexpr std::string_view kDeviceAccepted = "accepted";
+inline constexpr std::string_view kDeviceRejected = "rejected";
+
+// A group is a saved filter over device attributes (its syntax is the server's, see docs/api.md).
+struct GroupRecord {
+  std::string name;
+  std::string filter;
+  int64_t created_at = 0;
+};
+
+// A staged rollout as stored: the definition (stages, policy as JSON text) and its status. The policy
+// itself lives in src/rollout; the store only keeps its inputs and outputs.
+struct RolloutStageRecord {
+  uint32_t cumulative_bp = 10000;  // basis points
+  int64_t min_soak_s = 0;
+  double success_fraction = 0.9;
+  int64_t max_devices = -1;  // -1 = no cap
+};
+
+struct RolloutRecord {
+  std::string id;
+  int64_t seq = 0;  // creation order, assigned by create_rollout (newer rollouts supersede older ones)
+  std::string firmware_sha256, target_version, group_name;
+  std::string policy_json;  // the rollout policy's knobs (caps, retries, timeouts, auto-pause rules)
+  std::vector<RolloutStageRecord> stages;
+  std::string state = "running";
+  uint32_t stage = 0;
+  int64_t stage_started_at = 0, counted_since = 0, created_at = 0;
+  std::string created_by;
+};
+
+// One device's action in a rollout.
+struct RolloutDeviceRecord {
+  std::string rollout_id, device_id;
+  uint32_t stage = 0;
+  std::string state;
+  uint32_t attempts = 0;
+  int64_t offered_at = 0, updated_at = 0, retry_at = 0;
+  std::string reason = "none";
+  std::string from_version;
+};
+
+// A terminal result of one attempt (the auto-pause rules count these).
+struct RolloutOutcomeRecord {
+  std::string rollout_id, device_id;
+  uint32_t stage = 0;
+  int64_t at = 0;
+  bool success = false;
+  std::string reason = "none";
+};
+
+// A decision about a rollout (automatic or an operator's), with its evidence as JSON text.
+struct RolloutDecisionRecord {
+  int64_t id = 0;  // assigned by the store
+  std::string rollout_id;
+  int64_t at = 0;
+  std::string kind, actor;
+  uint32_t stage = 0;
+  std::string summary, evidence_json;
+};
+
+// How many of a rollout's actions are in each (stage, state).
+struct RolloutStateCount {
+  uint32_t stage = 0;
+  std::string state;
+  int64_t count = 0;
 };
 
 // One entry of a device's report history.
@@ -122,6 +198,69 @@ class Store {
   virtual Result<bool> add_admin_token(std::string_view token_sha256, std::string_view label) = 0;
   virtual Result<bool> admin_token_exists(std::string_view token_sha256) = 0;
   virtual Result<int64_t> admin_token_count() = 0;
+
+  // Gateway tokens (hawkBit GatewayToken: one credential that may act for every accepted device), stored
+  // hashed like admin tokens; labels are unique among all tokens.
+  virtual Result<bool> add_gateway_token(std::string_view token_sha256, std::string_view label) = 0;
+  virtual Result<bool> gateway_token_exists(std::string_view token_sha256) = 0;
+
+  // ---- the device registry ----
+  // Records a device seen without a valid credential as pending (nothing changes when it exists).
+  // Returns true when it was added.
+  virtual Result<bool> add_pending_device(std::string_view id, std::string_view project,
+                                          std::string_view chip, std::string_view address) = 0;
+  // Sets the registry status; false when there is no such device.
+  virtual Result<bool> set_device_auth_status(std::string_view id, std::string_view status) = 0;
+  // Accepts the device (creating it when unknown: a pre-authorisation) with a new token hash.
+  virtual Result<void> issue_device_token(std::string_view id, std::string_view token_sha256) = 0;
+  // Replaces the device's attributes (all of them) / tags; false when there is no such device.
+  virtual Result<bool> set_device_attributes(std::string_view id,
+                                             const std::map<std::string, std::string>& attributes) = 0;
+  virtual Result<bool> set_device_tags(std::string_view id, const std::vector<std::string>& tags) = 0;
+
+  // ---- groups ----
+  // false when a group with that name exists.
+  virtual Result<bool> add_group(const GroupRecord& group) = 0;
+  virtual Result<std::optional<GroupRecord>> get_group(std::string_view name) = 0;
+  virtual Result<std::vector<GroupRecord>> list_groups() = 0;
+  virtual Result<bool> delete_group(std::string_view name) = 0;
+
+  // ---- rollouts ----
+  // Inserts the rollout and its stages, assigning seq; false when the id exists.
+  virtual Result<bool> create_rollout(RolloutRecord& rollout) = 0;
+  virtual Result<std::optional<RolloutRecord>> get_rollout(std::string_view id) = 0;
+  // Oldest first.
+  virtual Result<std::vector<RolloutRecord>> list_rollouts() = 0;
+  // Stores a decision and, when `next` is given, the rollout's new status - only if the stored status still
+  // equals `expected` (state, stage, stage_started_at, counted_since): several servers evaluating at once
+  // decide once. Returns false (and stores nothing) when another writer got there first.
+  virtual Result<bool> record_rollout_decision(const RolloutDecisionRecord& decision,
+                                               const RolloutRecord* expected, const RolloutRecord* next) = 0;
+  // Newest first, at most `limit`.
+  virtual Result<std::vector<RolloutDecisionRecord>> rollout_decisions(std::string_view rollout_id,
+                                                                       int limit) = 0;
+
+  virtual Result<std::optional<RolloutDeviceRecord>> get_rollout_device(std::string_view rollout_id,
+                                                                        std::string_view device_id) = 0;
+  virtual Result<std::vector<RolloutDeviceRecord>> list_rollout_devices(std::string_view rollout_id) = 0;
+  virtual Result<std::vector<RolloutStateCount>> rollout_state_counts(std::string_view rollout_id) = 0;
+  // Writes one device's action (and the outcome of an attempt that ended) in one transaction, if the stored
+  // action still equals `expected` (nullopt = there must be none; compared on state, attempts, updated_at).
+  // With `max_in_flight`, a write that puts the action in flight also needs fewer than that many actions of
+  // the rollout in offered / downloading (and `max_stage_devices` >= 0 caps the stage's actions), counted
+  // inside the transaction: concurrent update checks never exceed the cap. Returns false when the action
+  // changed meanwhile or a cap is reached (nothing is written).
+  struct DeviceActionWrite {
+    RolloutDeviceRecord action;
+    std::optional<RolloutDeviceRecord> expected;
+    std::optional<RolloutOutcomeRecord> outcome;
+    int64_t max_in_flight = -1;
+    int64_t max_stage_devices = -1;
+  };
+  virtual Result<bool> write_rollout_device(const DeviceActionWrite& write) = 0;
+  // Outcomes with at >= since, oldest first.
+  virtual Result<std::vector<RolloutOutcomeRecord>> rollout_outcomes(std::string_view rollout_id,
+                                                                     int64_t since) = 0;
 };
 
 // Opens (creating and migrating as needed) the store named by `url`:

@@ -37,6 +37,9 @@ class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override { open(false); }
 
+  void open(bool refuse_unknown, DeviceAuth auth) {
+    open(refuse_unknown, [auth](ApiConfig& c) { c.device_auth = auth; });
+  }
   void open(bool refuse_unknown, const std::function<void(ApiConfig&)>& configure = {}) {
     router_ = Router();
     ApiConfig cfg;
@@ -653,6 +656,121 @@ TEST_F(ApiTest, PublicUrlOverridesTheHostHeader) {
   ASSERT_EQ(upload(make_image("esp32", "blink", "1.0.0")).result(), http::status::created);
   auto b = body_of(response(http::verb::get, "/api/v1/update?project=blink&chip=esp32&version=0.1"));
   EXPECT_THAT(b["url"].get<std::string>(), ::testing::StartsWith("https://ota.example.com/fw/"));
+}
+
+// ---- device identity ----
+
+class RegistryTest : public ApiTest {
+ protected:
+  HttpResponse report(std::string id, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return response(http::verb::post, "/api/v1/devices/" + id + "/report",
+                    R"({"state":"booted","version":"9.9.9"})", false, std::move(headers));
+  }
+  HttpResponse check(std::string id, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return response(http::verb::get, "/api/v1/update?project=blink&chip=esp32&version=1.0.0&device=" + id, "",
+                    false, std::move(headers));
+  }
+  std::string issue(std::string id, std::string verb = "accept") {
+    auto r = response(http::verb::post, "/api/v1/registry/" + id + "/" + verb, "", true);
+    EXPECT_TRUE(r.result() == http::status::ok || r.result() == http::status::created) << r.body();
+    auto j = body_of(r);
+    return j.contains("token") && j["token"].is_string() ? j["token"].get<std::string>() : "";
+  }
+  static std::vector<std::pair<std::string, std::string>> target(const std::string& t) {
+    return {{"Authorization", "TargetToken " + t}};
+  }
+};
+
+TEST_F(RegistryTest, TokenModeUnknownDeviceBecomesPendingUntilAccepted) {
+  open(false, DeviceAuth::token);
+  auto r = report("spoofed-1");
+  EXPECT_EQ(r.result(), http::status::unauthorized);
+  EXPECT_EQ(body_of(r)["error"], "device_pending");
+  EXPECT_EQ(r[http::field::www_authenticate], "TargetToken realm=\"ota32\"");
+  auto d = api_->store->get_device("spoofed-1").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->auth_status, "pending");
+  EXPECT_TRUE(d->running_version.empty()) << "a pending device's claims are not recorded";
+  auto list = body_of(response(http::verb::get, "/api/v1/registry?status=pending", "", true));
+  ASSERT_EQ(list["devices"].size(), 1u);
+  EXPECT_EQ(list["devices"][0]["id"], "spoofed-1");
+  std::string token = issue("spoofed-1");
+  ASSERT_EQ(token.size(), 64u);
+  EXPECT_EQ(report("spoofed-1").result(), http::status::unauthorized);  // no token sent
+  EXPECT_EQ(report("spoofed-1", target(std::string(64, '0'))).result(), http::status::unauthorized);
+  EXPECT_EQ(report("spoofed-1", target(token)).result(), http::status::ok);
+  EXPECT_EQ(check("spoofed-1", target(token)).result(), http::status::no_content);
+  EXPECT_EQ(api_->store->get_device("spoofed-1").value()->running_version, "9.9.9");
+}
+
+TEST_F(RegistryTest, RejectedDevicesAreRefusedWithAnyCredential) {
+  open(false, DeviceAuth::token);
+  std::string token = issue("dev-1");
+  auto rej = response(http::verb::post, "/api/v1/registry/dev-1/reject", "", true);
+  EXPECT_EQ(body_of(rej)["status"], "rejected");
+  auto r = report("dev-1", target(token));
+  EXPECT_EQ(r.result(), http::status::forbidden);
+  EXPECT_EQ(body_of(r)["error"], "device_rejected");
+  EXPECT_EQ(response(http::verb::post, "/api/v1/registry/nobody/reject", "", true).result(),
+            http::status::not_found);
+  // Accepting again keeps its token.
+  EXPECT_EQ(issue("dev-1"), "");
+  EXPECT_EQ(report("dev-1", target(token)).result(), http::status::ok);
+}
+
+TEST_F(RegistryTest, PreauthorisedDeviceIsListedAndWorksOnFirstContact) {
+  open(false, DeviceAuth::token);
+  auto r = response(http::verb::post, "/api/v1/registry/factory-7/accept", "", true);
+  EXPECT_EQ(r.result(), http::status::created);
+  auto j = body_of(r);
+  EXPECT_EQ(j["preauthorized"], true);
+  std::string token = j["token"];
+  EXPECT_EQ(report("factory-7", target(token)).result(), http::status::ok);
+  auto list = body_of(response(http::verb::get, "/api/v1/registry?status=accepted", "", true));
+  ASSERT_EQ(list["devices"].size(), 1u);
+  EXPECT_EQ(list["devices"][0]["preauthorized"], false);
+  EXPECT_EQ(list["devices"][0]["token"], true);
+  EXPECT_EQ(response(http::verb::get, "/api/v1/registry?status=weird", "", true).result(),
+            http::status::bad_request);
+}
+
+TEST_F(RegistryTest, RotatingATokenRetiresTheOldOne) {
+  open(false, DeviceAuth::token);
+  std::string first = issue("dev-1");
+  std::string second = issue("dev-1", "token");
+  EXPECT_NE(first, second);
+  EXPECT_EQ(report("dev-1", target(first)).result(), http::status::unauthorized);
+  EXPECT_EQ(report("dev-1", target(second)).result(), http::status::ok);
+}
+
+TEST_F(RegistryTest, GatewayTokenActsForAnyDeviceNotRejected) {
+  open(false, DeviceAuth::token);
+  auto g = response(http::verb::post, "/api/v1/gateway-tokens", R"({"label":"fleet-sim"})", true);
+  ASSERT_EQ(g.result(), http::status::created) << g.body();
+  std::string gw = body_of(g)["token"];
+  std::vector<std::pair<std::string, std::string>> hdr{{"Authorization", "GatewayToken " + gw}};
+  EXPECT_EQ(report("sim-1", hdr).result(), http::status::ok);
+  EXPECT_EQ(api_->store->get_device("sim-1").value()->auth_status, "accepted");
+  EXPECT_EQ(report("sim-1", {{"Authorization", "GatewayToken " + std::string(64, '1')}}).result(),
+            http::status::unauthorized);
+  EXPECT_EQ(response(http::verb::post, "/api/v1/gateway-tokens", R"({"label":"fleet-sim"})", true).result(),
+            http::status::conflict);
+  // A gateway token is not an admin token.
+  EXPECT_EQ(
+      response(http::verb::get, "/api/v1/registry", "", false, {{"Authorization", "Bearer " + gw}}).result(),
+      http::status::unauthorized);
+}
+
+TEST_F(RegistryTest, OpenModeStillProtectsDevicesThatHaveATokenAndRefuseUnknownStays) {
+  EXPECT_EQ(report("open-1").result(), http::status::ok);  // today's behaviour
+  std::string token = issue("open-1", "token");
+  EXPECT_EQ(report("open-1").result(), http::status::unauthorized);  // nobody else may report for it
+  EXPECT_EQ(report("open-1", target(token)).result(), http::status::ok);
+  open(true, DeviceAuth::token);
+  auto r = report("stranger");
+  EXPECT_EQ(r.result(), http::status::forbidden);
+  EXPECT_EQ(body_of(r)["error"], "unknown_device");
+  EXPECT_FALSE(api_->store->get_device("stranger").value().has_value());
 }
 
 }  // namespace

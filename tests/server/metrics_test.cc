@@ -36,5 +36,21 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("# TYPE ota32_connections_active gauge\n"), std::string::npos);
 }
 
+TEST(Metrics, TokenProtectsTheEndpoint) {
+  Metrics m;
+  Handler open = make_metrics_handler(m);
+  Handler locked = make_metrics_handler(m, "s3cret");
+  auto status = [](const Handler& h, std::string auth) {
+    HttpRequest req{http::verb::get, "/metrics", 11};
+    if (!auth.empty()) req.set(http::field::authorization, auth);
+    return std::get<HttpResponse>(h(req, RequestContext{})).result();
+  };
+  EXPECT_EQ(status(open, ""), http::status::ok);
+  EXPECT_EQ(status(locked, ""), http::status::unauthorized);
+  EXPECT_EQ(status(locked, "Bearer s3cre"), http::status::unauthorized);
+  EXPECT_EQ(status(locked, "Bearer s3cret!"), http::status::unauthorized);
+  EXPECT_EQ(status(locked, "Bearer s3cret"), http::status::ok);
+}
+
 }  // namespace
 }  // namespace ota32::server

@@ -98,6 +98,10 @@ TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
   auto path = (tmp / "ota32.db").string();
   ASSERT_TRUE(open_store("sqlite://" + path));
   const std::string to_v1 =
+      "DROP TABLE rollout_decisions; DROP TABLE rollout_outcomes; DROP TABLE rollout_devices;"
+      "DROP TABLE rollout_stages; DROP TABLE rollouts; DROP TABLE device_groups; DROP TABLE device_tags;"
+      "DROP TABLE device_attributes; ALTER TABLE admin_tokens DROP COLUMN scope;"
+      "ALTER TABLE devices DROP COLUMN token_sha256; ALTER TABLE devices DROP COLUMN auth_status;"
       "ALTER TABLE firmware DROP COLUMN upload_seq; UPDATE schema_version SET version = 1;"
       "INSERT INTO firmware (sha256, project, version, chip, size, uploaded_at) VALUES"
       " ('" +
@@ -108,7 +112,7 @@ TEST(OpenStore, MigratesASchemaOneStoreKeepingItsFirmware) {
   ASSERT_EQ(exec_sql(path, to_v1), "");
   auto s = open_store("sqlite://" + path);
   ASSERT_TRUE(s) << s.error().message();
-  EXPECT_EQ((*s)->schema_version().value(), 3);
+  EXPECT_EQ((*s)->schema_version().value(), 4);
   FirmwareRecord f;
   f.sha256 = std::string(64, 'c');
   f.project = "blink";

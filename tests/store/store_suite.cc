@@ -57,11 +57,11 @@ class StoreSuite : public ::testing::Test {
 TEST_F(StoreSuite, MigratesToCurrentSchemaAndReopens) {
   auto v = store_->schema_version();
   ASSERT_TRUE(v) << v.error().message();
-  EXPECT_EQ(*v, 3);
+  EXPECT_EQ(*v, 4);
   store_.reset();
   auto again = open_store(url_);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ((*again)->schema_version().value(), 3);
+  EXPECT_EQ((*again)->schema_version().value(), 4);
 }
 
 TEST_F(StoreSuite, FirmwareRoundTripsEveryField) {
@@ -414,6 +414,217 @@ TEST_F(StoreSuite, TextIsStoredVerbatim) {
   EXPECT_EQ(d->state, nasty);
   EXPECT_EQ(d->project, nasty);
   EXPECT_EQ(store_->list_firmware({}).value().size(), 0u);
+}
+
+TEST_F(StoreSuite, DeviceRegistryPendingAcceptRejectAndTokens) {
+  EXPECT_TRUE(store_->add_pending_device("new-1", "blink", "esp32", "10.0.0.9").value());
+  EXPECT_FALSE(store_->add_pending_device("new-1", "other", "esp32c3", "10.0.0.8").value());
+  auto d = store_->get_device("new-1").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->auth_status, "pending");
+  EXPECT_EQ(d->project, "blink");
+  EXPECT_EQ(d->address, "10.0.0.9");
+  EXPECT_TRUE(d->token_sha256.empty());
+  EXPECT_TRUE(store_->set_device_auth_status("new-1", "rejected").value());
+  EXPECT_EQ(store_->get_device("new-1").value()->auth_status, "rejected");
+  EXPECT_FALSE(store_->set_device_auth_status("nobody", "accepted").value());
+  // Issuing a token accepts (or pre-authorises an unknown id).
+  ASSERT_TRUE(store_->issue_device_token("new-1", std::string(64, '1')));
+  d = store_->get_device("new-1").value();
+  EXPECT_EQ(d->auth_status, "accepted");
+  EXPECT_EQ(d->token_sha256, std::string(64, '1'));
+  ASSERT_TRUE(store_->issue_device_token("pre-1", std::string(64, '2')));
+  d = store_->get_device("pre-1").value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->auth_status, "accepted");
+  EXPECT_EQ(d->last_report_at, 0);
+  // A report keeps the registry fields.
+  ASSERT_TRUE(store_->record_report({"pre-1", 5, "booted", "1.0", "", ""}, "blink", "esp32"));
+  EXPECT_EQ(store_->get_device("pre-1").value()->token_sha256, std::string(64, '2'));
+  // Reports create accepted devices (an open server).
+  ASSERT_TRUE(store_->record_report({"open-1", 5, "booted", "1.0", "", ""}, "", ""));
+  EXPECT_EQ(store_->get_device("open-1").value()->auth_status, "accepted");
+}
+
+TEST_F(StoreSuite, GatewayTokensAreNotAdminTokens) {
+  ASSERT_TRUE(store_->add_admin_token(std::string(64, 'a'), "initial").value());
+  ASSERT_TRUE(store_->add_gateway_token(std::string(64, 'b'), "gw").value());
+  EXPECT_FALSE(store_->add_gateway_token(std::string(64, 'c'), "gw").value());
+  EXPECT_TRUE(store_->gateway_token_exists(std::string(64, 'b')).value());
+  EXPECT_FALSE(store_->gateway_token_exists(std::string(64, 'a')).value());
+  EXPECT_FALSE(store_->admin_token_exists(std::string(64, 'b')).value());
+  EXPECT_EQ(store_->admin_token_count().value(), 1);
+}
+
+TEST_F(StoreSuite, AttributesAndTagsReplaceAndCascade) {
+  ASSERT_TRUE(store_->record_report({"d1", 1, "idle", "1", "", ""}, "p", "esp32"));
+  ASSERT_TRUE(store_->record_report({"d2", 1, "idle", "1", "", ""}, "p", "esp32"));
+  EXPECT_TRUE(store_->set_device_attributes("d1", {{"board", "devkit"}, {"site", "lab"}}).value());
+  EXPECT_TRUE(store_->set_device_tags("d1", {"canary", "lab"}).value());
+  EXPECT_TRUE(store_->set_device_tags("d2", {"field"}).value());
+  EXPECT_FALSE(store_->set_device_tags("nobody", {"x"}).value());
+  auto d = store_->get_device("d1").value();
+  EXPECT_EQ(d->attributes.at("board"), "devkit");
+  EXPECT_THAT(d->tags, ElementsAre("canary", "lab"));
+  EXPECT_TRUE(store_->set_device_attributes("d1", {{"board", "s3box"}}).value());
+  auto all = store_->list_devices().value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].attributes.size(), 1u);
+  EXPECT_EQ(all[0].attributes.at("board"), "s3box");
+  EXPECT_THAT(all[1].tags, ElementsAre("field"));
+  ASSERT_TRUE(store_->delete_device("d1").value());
+  ASSERT_TRUE(store_->record_report({"d1", 2, "idle", "1", "", ""}, "p", "esp32"));
+  EXPECT_TRUE(store_->get_device("d1").value()->tags.empty());
+}
+
+TEST_F(StoreSuite, Groups) {
+  EXPECT_TRUE(store_->add_group({"lab", "tag:lab", 10}).value());
+  EXPECT_FALSE(store_->add_group({"lab", "chip=esp32", 11}).value());
+  EXPECT_TRUE(store_->add_group({"all-c3", "chip=esp32c3", 12}).value());
+  EXPECT_EQ(store_->get_group("lab").value()->filter, "tag:lab");
+  auto all = store_->list_groups().value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "all-c3");
+  EXPECT_TRUE(store_->delete_group("lab").value());
+  EXPECT_FALSE(store_->get_group("lab").value().has_value());
+}
+
+class RolloutStore : public StoreSuite {
+ protected:
+  RolloutRecord rollout(std::string id) {
+    RolloutRecord r;
+    r.id = std::move(id);
+    r.firmware_sha256 = std::string(64, 'a');
+    r.target_version = "2.0.0";
+    r.group_name = "lab";
+    r.policy_json = R"({"max_in_flight":2})";
+    r.stages = {{100, 3600, 0.9, -1}, {10000, 0, 0.75, 50}};
+    r.stage_started_at = r.counted_since = r.created_at = 1000;
+    r.created_by = "admin";
+    return r;
+  }
+  RolloutDeviceRecord offered(std::string device, uint32_t stage = 0) {
+    return RolloutDeviceRecord{"r1", std::move(device), stage, "offered", 1, 1000, 1000, 0, "none", "1.0.0"};
+  }
+};
+
+TEST_F(RolloutStore, CreateListAndSequence) {
+  auto a = rollout("r1");
+  ASSERT_TRUE(store_->create_rollout(a).value());
+  auto b = rollout("r2");
+  ASSERT_TRUE(store_->create_rollout(b).value());
+  EXPECT_GT(b.seq, a.seq);
+  auto dup = rollout("r1");
+  EXPECT_FALSE(store_->create_rollout(dup).value());
+  auto got = store_->get_rollout("r1").value();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->policy_json, R"({"max_in_flight":2})");
+  ASSERT_EQ(got->stages.size(), 2u);
+  EXPECT_EQ(got->stages[0].cumulative_bp, 100u);
+  EXPECT_EQ(got->stages[0].min_soak_s, 3600);
+  EXPECT_DOUBLE_EQ(got->stages[1].success_fraction, 0.75);
+  EXPECT_EQ(got->stages[1].max_devices, 50);
+  EXPECT_EQ(got->state, "running");
+  auto all = store_->list_rollouts().value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, "r1");
+}
+
+TEST_F(RolloutStore, DecisionChangesTheStatusOnlyFromTheExpectedOne) {
+  auto r = rollout("r1");
+  ASSERT_TRUE(store_->create_rollout(r).value());
+  auto next = r;
+  next.state = "paused_auto";
+  RolloutDecisionRecord d{0,
+                          "r1",
+                          2000,
+                          "paused_auto",
+                          "policy",
+                          0,
+                          "paused by rule max_failures",
+                          R"([{"rule":"max_failures"}])"};
+  EXPECT_TRUE(store_->record_rollout_decision(d, &r, &next).value());
+  // A second server evaluating from the same old status loses: nothing is counted twice.
+  EXPECT_FALSE(store_->record_rollout_decision(d, &r, &next).value());
+  EXPECT_EQ(store_->get_rollout("r1").value()->state, "paused_auto");
+  RolloutDecisionRecord note{0, "r1", 2100, "note", "alice", 0, "checked", "[]"};
+  EXPECT_TRUE(store_->record_rollout_decision(note, nullptr, nullptr).value());
+  auto log = store_->rollout_decisions("r1", 10).value();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].kind, "note");
+  EXPECT_EQ(log[1].evidence_json, R"([{"rule":"max_failures"}])");
+  EXPECT_EQ(store_->rollout_decisions("r1", 1).value().size(), 1u);
+}
+
+TEST_F(RolloutStore, DeviceActionsCompareAndSetWithOutcomes) {
+  auto r = rollout("r1");
+  ASSERT_TRUE(store_->create_rollout(r).value());
+  Store::DeviceActionWrite w{offered("d1"), std::nullopt, std::nullopt, 2, -1};
+  EXPECT_TRUE(store_->write_rollout_device(w).value());
+  EXPECT_FALSE(store_->write_rollout_device(w).value());  // it exists now
+  auto done = offered("d1");
+  done.state = "succeeded";
+  done.updated_at = 1500;
+  Store::DeviceActionWrite fin{done, offered("d1"), RolloutOutcomeRecord{"r1", "d1", 0, 1500, true, "none"},
+                               -1, -1};
+  EXPECT_TRUE(store_->write_rollout_device(fin).value());
+  EXPECT_FALSE(
+      store_->write_rollout_device(fin).value());  // stale expectation: the outcome is not logged twice
+  auto a = store_->get_rollout_device("r1", "d1").value();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->state, "succeeded");
+  EXPECT_EQ(a->from_version, "1.0.0");
+  auto outcomes = store_->rollout_outcomes("r1", 0).value();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].success);
+  EXPECT_TRUE(store_->rollout_outcomes("r1", 1501).value().empty());
+}
+
+TEST_F(RolloutStore, CapsAreCountedInsideTheTransaction) {
+  auto r = rollout("r1");
+  ASSERT_TRUE(store_->create_rollout(r).value());
+  EXPECT_TRUE(store_->write_rollout_device({offered("d1"), std::nullopt, std::nullopt, 2, -1}).value());
+  EXPECT_TRUE(store_->write_rollout_device({offered("d2"), std::nullopt, std::nullopt, 2, -1}).value());
+  EXPECT_FALSE(store_->write_rollout_device({offered("d3"), std::nullopt, std::nullopt, 2, -1}).value());
+  // Moving an in-flight action along does not need a free place.
+  auto dl = offered("d1");
+  dl.state = "downloading";
+  dl.updated_at = 1100;
+  EXPECT_TRUE(store_->write_rollout_device({dl, offered("d1"), std::nullopt, 2, -1}).value());
+  // Stage cap.
+  // Stage cap: one place in stage 2.
+  EXPECT_TRUE(store_->write_rollout_device({offered("d4", 1), std::nullopt, std::nullopt, -1, 1}).value());
+  EXPECT_FALSE(store_->write_rollout_device({offered("d5", 1), std::nullopt, std::nullopt, -1, 1}).value());
+  auto counts = store_->rollout_state_counts("r1").value();
+  ASSERT_EQ(counts.size(), 3u);
+  EXPECT_EQ(counts[0].stage, 0u);
+  EXPECT_EQ(counts[0].state, "downloading");
+  EXPECT_EQ(counts[0].count, 1);
+  EXPECT_EQ(counts[1].state, "offered");
+  EXPECT_EQ(counts[1].count, 1);
+  EXPECT_EQ(counts[2].stage, 1u);
+  EXPECT_EQ(store_->list_rollout_devices("r1").value().size(), 3u);
+}
+
+TEST_F(RolloutStore, ConcurrentOffersNeverExceedTheCap) {
+  auto r = rollout("r1");
+  ASSERT_TRUE(store_->create_rollout(r).value());
+  auto other = open_store(url_);
+  ASSERT_TRUE(other);
+  std::atomic<int> won{0};
+  auto run = [&](Store& s, int base) {
+    for (int i = 0; i < 20; ++i) {
+      auto w = s.write_rollout_device(
+          {offered("d" + std::to_string(base + i)), std::nullopt, std::nullopt, 5, -1});
+      if (w && *w) ++won;
+    }
+  };
+  std::thread t1([&] { run(*store_, 0); });
+  std::thread t2([&] { run(**other, 100); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(won.load(), 5);
+  EXPECT_EQ(store_->list_rollout_devices("r1").value().size(), 5u);
 }
 
 }  // namespace
