@@ -82,21 +82,26 @@ Reply list_registry(ApiContext& api, const HttpRequest& req, const RequestContex
   return json_reply(http::status::ok, json{{"devices", std::move(items)}}, req);
 }
 
-// Issues a fresh device token for `id` (accepting it, or pre-authorising an unknown id); the reply carries
-// the token, shown only this once.
+// The device's registry entry after a change (`token`, when one was just issued, is shown this once).
+Reply registry_reply(ApiContext& api, const HttpRequest& req, const std::string& id, http::status status,
+                     const std::string& token = {}) {
+  auto d = api.store->get_device(id);
+  if (!d) return store_error(d.error(), req);
+  if (!d->has_value())
+    return json_error(http::status::conflict, "conflict", "the device was deleted meanwhile", req);
+  json body = registry_json(**d);
+  if (!token.empty()) body["token"] = token;
+  return json_reply(status, body, req);
+}
+
+// Issues a fresh device token for `id` (accepting it, or pre-authorising an unknown id).
 Reply issue_token(ApiContext& api, const HttpRequest& req, const std::string& id, bool created) {
   auto token = generate_admin_token();
   if (!token)
     return json_error(http::status::internal_server_error, "io_error", token.error().message(), req);
   if (auto ok = api.store->issue_device_token(id, sha256_hex_of(*token)); !ok)
     return store_error(ok.error(), req);
-  auto d = api.store->get_device(id);
-  if (!d) return store_error(d.error(), req);
-  if (!d->has_value())
-    return json_error(http::status::conflict, "conflict", "the device was deleted meanwhile", req);
-  json body = registry_json(**d);
-  body["token"] = *token;
-  return json_reply(created ? http::status::created : http::status::ok, body, req);
+  return registry_reply(api, req, id, created ? http::status::created : http::status::ok, *token);
 }
 
 // POST /api/v1/registry/{id}/accept: pending (or rejected) -> accepted. A device without a token gets one
@@ -110,11 +115,7 @@ Reply accept_device(ApiContext& api, const HttpRequest& req, const RequestContex
   if (!d->has_value() || (*d)->token_sha256.empty()) return issue_token(api, req, id, !d->has_value());
   if (auto ok = api.store->set_device_auth_status(id, kDeviceAccepted); !ok)
     return store_error(ok.error(), req);
-  auto after = api.store->get_device(id);
-  if (!after) return store_error(after.error(), req);
-  if (!after->has_value())
-    return json_error(http::status::conflict, "conflict", "the device was deleted meanwhile", req);
-  return json_reply(http::status::ok, registry_json(**after), req);
+  return registry_reply(api, req, id, http::status::ok);
 }
 
 // POST /api/v1/registry/{id}/reject
@@ -126,11 +127,7 @@ Reply reject_device(ApiContext& api, const HttpRequest& req, const RequestContex
   if (!ok) return store_error(ok.error(), req);
   if (!*ok)
     return json_error(http::status::not_found, "unknown_device", fmt::format("no device '{}'", id), req);
-  auto d = api.store->get_device(id);
-  if (!d) return store_error(d.error(), req);
-  if (!d->has_value())
-    return json_error(http::status::conflict, "conflict", "the device was deleted meanwhile", req);
-  return json_reply(http::status::ok, registry_json(**d), req);
+  return registry_reply(api, req, id, http::status::ok);
 }
 
 // POST /api/v1/registry/{id}/token: a new token (the old one stops working); accepts the device.
