@@ -106,7 +106,8 @@ Result<std::optional<DownloadProgress>> FileProgressStore::load() {
 Result<void> FileProgressStore::save(const DownloadProgress& p) {
   nlohmann::json j = {{"url", p.url}, {"slot_offset", p.slot_offset}, {"written", p.written}};
   if (p.total) j["total"] = *p.total;
-  return write_file_atomic(path_, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return write_file_atomic(path_, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                           Durability::synced);
 }
 
 Result<void> FileProgressStore::clear() {

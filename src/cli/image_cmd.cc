@@ -234,7 +234,7 @@ struct MakeArgs {
 // The made image, or its error, to the output file (atomically).
 int write_made(const std::string& out, const Result<Bytes>& img) {
   if (!img) return fail(img.error());
-  if (auto w = write_file_atomic(out, *img); !w) return fail(w.error());
+  if (auto w = write_file_atomic(out, *img, Durability::artifact); !w) return fail(w.error());
   return kExitOk;
 }
 
@@ -312,7 +312,7 @@ int run_elf2image(Elf2ImageArgs a) {
                         r->irom_offset & ~0xFFFu);
     }
   }
-  if (auto w = write_file_atomic(out, r->image); !w) return fail(w.error());
+  if (auto w = write_file_atomic(out, r->image, Durability::artifact); !w) return fail(w.error());
   return kExitOk;
 }
 

@@ -168,7 +168,7 @@ void run_write(const OtadataArgs& a) {
     if (a.slot_opt->count() || a.seq_opt->count() || !a.state.empty()) {
       return set_exit_code(fail("--empty takes no --slot, --seq or --state"));
     }
-    auto w = write_file_atomic(a.file, empty_otadata_image());
+    auto w = write_file_atomic(a.file, empty_otadata_image(), Durability::artifact);
     return set_exit_code(w ? kExitOk : fail(w.error()));
   }
   if (!a.slot_opt->count() && !a.seq_opt->count())
@@ -204,7 +204,7 @@ void run_write(const OtadataArgs& a) {
   }
   Otadata d;  // both entries erased
   d.entries[a.entry] = make_ota_select_entry(static_cast<uint32_t>(seq), state);
-  auto w = write_file_atomic(a.file, otadata_image(d));
+  auto w = write_file_atomic(a.file, otadata_image(d), Durability::artifact);
   set_exit_code(w ? kExitOk : fail(w.error()));
 }
 
@@ -264,7 +264,7 @@ void run_switch(const OtadataArgs& a) {
   Bytes out = src->file;
   std::copy(updated.begin(), updated.end(), out.begin() + static_cast<std::ptrdiff_t>(src->offset));
   const std::string& dest = a.output.empty() ? a.file : a.output;
-  auto wr = write_file_atomic(dest, out);
+  auto wr = write_file_atomic(dest, out, Durability::artifact);
   if (!wr) return set_exit_code(fail(wr.error()));
   BootSelectOptions o;
   o.rollback = a.rollback;

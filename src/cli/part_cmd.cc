@@ -131,7 +131,7 @@ int write_output(const std::string& path, ByteView data) {
   std::error_code ec;
   auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  auto w = write_file_atomic(path, data);
+  auto w = write_file_atomic(path, data, Durability::artifact);
   return w ? kExitOk : fail(w.error());
 }
 

@@ -173,7 +173,7 @@ int run_digest(const DigestArgs& a) {
   if (!key) return fail(key.error());
   fmt::print("Writing the public key digest of {} to {}.\n", a.key, a.out);
   auto d = key_digest(*key);
-  if (auto w = write_file_atomic(a.out, ByteView(d)); !w) return fail(w.error());
+  if (auto w = write_file_atomic(a.out, ByteView(d), Durability::artifact); !w) return fail(w.error());
   return kExitOk;
 }
 

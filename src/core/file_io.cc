@@ -129,7 +129,7 @@ Result<void> write_in_place(const std::filesystem::path& path, ByteView data) {
 
 }  // namespace
 
-Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data) {
+Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data, Durability durability) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     if (S_ISDIR(st.st_mode)) {
@@ -153,7 +153,7 @@ Result<void> write_file_atomic(const std::filesystem::path& path, ByteView data)
     ::unlink(tmpl.c_str());
     return w;
   }
-  if (::fsync(fd) != 0) return fail("fsync failed");
+  if (durability == Durability::synced && ::fsync(fd) != 0) return fail("fsync failed");
   if (::close(fd) != 0) {
     int e = errno;
     ::unlink(tmpl.c_str());

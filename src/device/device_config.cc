@@ -171,7 +171,8 @@ Result<json> read_json_file(const std::filesystem::path& path) {
 }
 
 Result<void> write_json_file(const std::filesystem::path& path, const json& j) {
-  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                           Durability::synced);
 }
 
 namespace {

@@ -46,7 +46,8 @@ Result<std::vector<FlashFile>> read_pairs(const EsptoolArgs& a, const EsptoolCon
   std::vector<FlashFile> files;
   for (const auto& [addr_text, name] : a.pairs) {
     OTA32_ASSIGN(uint32_t addr, parse_u32(addr_text, "address"));
-    OTA32_ASSIGN(Bytes data, read_file(resolve_flash_file(name, ctx.arg_files), kLargestFlash, kFlashFileWhat));
+    OTA32_ASSIGN(Bytes data,
+                 read_file(resolve_flash_file(name, ctx.arg_files), kLargestFlash, kFlashFileWhat));
     files.push_back({addr, name, std::move(data)});
   }
   if (files.empty()) {
@@ -135,7 +136,7 @@ Result<void> run_esptool(const EsptoolArgs& a, const EsptoolContext& ctx) {
     std::vector<std::string> lines;
     OTA32_ASSIGN(Bytes merged,
                  merge_bin_raw(*chip, std::move(files), a.write, a.target_offset, a.fill_flash_size, lines));
-    OTA32_TRY(write_file_atomic(a.output, merged));
+    OTA32_TRY(write_file_atomic(a.output, merged, Durability::artifact));
     echo();
     out(std::string(kEsptoolBanner));
     for (const auto& l : lines) out(l);
@@ -234,7 +235,7 @@ Result<void> run_esptool(const EsptoolArgs& a, const EsptoolContext& ctx) {
     if (!a.no_progress) out(fmt::format("{} (100 %)", size));
     const double t = esptool_transfer_seconds(size, a.baud);
     out(fmt::format("Read {} bytes at {:#010x}{}...", size, addr, esptool_speed_tail(size, t, false)));
-    OTA32_TRY(write_file_atomic(a.positionals[2], data));
+    OTA32_TRY(write_file_atomic(a.positionals[2], data, Durability::artifact));
     out(after_line(a.after));
     return {};
   }

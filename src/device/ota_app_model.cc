@@ -33,7 +33,8 @@ Result<void> save_agent_state(VirtualDevice& dev, nlohmann::json& memory, const 
     return {};
   }
   return write_file_atomic(dev.dir() / kAgentStateFile,
-                           j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+                           j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                           Durability::synced);
 }
 
 bool rejected(const nlohmann::json& state, const std::string& version) {

@@ -135,7 +135,7 @@ Result<std::unique_ptr<FileFlash>> FileFlash::open(const std::filesystem::path& 
 Result<void> FileFlash::create(const std::filesystem::path& path, uint32_t size) {
   OTA32_TRY(check_flash_size(size, path.string()));
   Bytes erased(size, 0xFF);
-  return write_file_atomic(path, erased);
+  return write_file_atomic(path, erased, Durability::synced);
 }
 
 Result<void> FileFlash::sync() {

@@ -39,7 +39,7 @@ Result<void> write_private_key(const std::string& path, std::string_view pem) {
     return Error(ErrorCode::already_exists,
                  fmt::format("{}: already exists; not overwriting a signing key", path));
   mode_t old = ::umask(077);
-  auto w = write_file_atomic(path, pem);
+  auto w = write_file_atomic(path, pem, Durability::synced);
   ::umask(old);
   return w;
 }
@@ -119,7 +119,8 @@ int run_sign(const SignArgs& a) {
   }
   if (req.precomputed) fmt::print("Pre-calculated signatures found\n");
   fmt::print("{} signing key(s) found.\n", signers.size());
-  if (auto w = write_file_atomic(a.out, ByteView(r->output)); !w) return fail(w.error());
+  if (auto w = write_file_atomic(a.out, ByteView(r->output), Durability::artifact); !w)
+    return fail(w.error());
   fmt::print("Signed {} bytes of data from {}. Signature sector now has {} signature blocks.\n",
              r->signed_length, a.in, r->total_blocks);
   return kExitOk;
@@ -134,7 +135,7 @@ int run_pubkey(const PubkeyArgs& a) {
   if (!pem) return fail(pem.error());
   auto pub = public_key_pem(*pem);
   if (!pub) return fail(pub.error().with_context(a.key));
-  if (auto w = write_file_atomic(a.out, *pub); !w) return fail(w.error());
+  if (auto w = write_file_atomic(a.out, *pub, Durability::artifact); !w) return fail(w.error());
   fmt::print("Public key of {} written to {}\n", a.key, a.out);
   return kExitOk;
 }

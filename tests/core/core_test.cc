@@ -152,10 +152,40 @@ extern "C" mode_t umask(mode_t mask) {
   return static_cast<mode_t>(::syscall(SYS_umask, mask));
 }
 
+// Likewise for fsync(2): a test can count the syncs a write made.
+namespace {
+std::atomic<int> g_fsync_calls{0};
+}
+extern "C" int fsync(int fd) {
+  ++g_fsync_calls;
+  return static_cast<int>(::syscall(SYS_fsync, fd));
+}
+
 namespace ota32 {
 namespace {
 
 mode_t set_umask(mode_t m) { return static_cast<mode_t>(::syscall(SYS_umask, m)); }
+
+// Durability::synced syncs the file before the rename; Durability::artifact does not, and is otherwise the
+// same atomic write: the complete new contents, no temporary file left, the old file kept on a failure.
+TEST(FileIo, AtomicWriteSyncsOnlyWhenAskedTo) {
+  testing::TempDir dir;
+  auto p = dir / "out.bin";
+  int before = g_fsync_calls;
+  ASSERT_TRUE(write_file_atomic(p, std::string_view("state"), Durability::synced));
+  EXPECT_EQ(g_fsync_calls - before, 1);
+  EXPECT_EQ(*read_text_file(p), "state");
+  before = g_fsync_calls;
+  ASSERT_TRUE(write_file_atomic(p, std::string(100000, 'a'), Durability::artifact));
+  EXPECT_EQ(g_fsync_calls - before, 0);
+  EXPECT_EQ(*read_text_file(p), std::string(100000, 'a'));
+  before = g_fsync_calls;
+  ASSERT_TRUE(write_file_atomic(p, std::string_view("default")));
+  EXPECT_EQ(g_fsync_calls - before, 1) << "the default is synced";
+  int n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path())) ++n;
+  EXPECT_EQ(n, 1);
+}
 
 // The output gets 0666 minus the umask, as a file created by `cp` would, and the process umask is never
 // touched on the way: umask(2) sets it even to read it, and other threads create files at the same time

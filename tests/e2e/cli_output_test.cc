@@ -144,6 +144,22 @@ TEST_F(CliOutput, FailedRewriteKeepsTheOldFile) {
   EXPECT_THAT(extra_files(), ::testing::IsEmpty());
 }
 
+// Build artifacts are renamed into place without fsync (Durability::artifact): the same guarantees for a
+// reader. A rewrite gives the complete new table; a rewrite that fails keeps the old file whole.
+TEST_F(CliOutput, ArtifactRewriteIsCompleteOrKeepsTheOldFile) {
+  ASSERT_TRUE(write_file_atomic(tmp / "out.bin", std::string(5000, 'o')));
+  auto r = run({"part", "csv2bin", "-q", "t.csv", "out.bin"}, S::pipe);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(tmp / "out.bin").value(), read_file(tmp / "t.bin").value());
+  ASSERT_TRUE(write_file_atomic(tmp / "out.bin", std::string(5000, 'o')));
+  r = run({"part", "csv2bin", "-q", "t.csv", "out.bin"}, S::pipe, 1024);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "ota32: out.bin: write failed: File too large\n");
+  EXPECT_EQ(read_file(tmp / "out.bin").value(), Bytes(5000, 'o'));
+  fs::remove(tmp / "out.bin");
+  EXPECT_THAT(extra_files(), ::testing::IsEmpty());
+}
+
 TEST_F(CliOutput, DeviceAsOutputFileIsWrittenNotReplaced) {
   // `csv2bin t.csv /dev/full`: the device is written to (and the write fails), never renamed over.
   auto r = run({"part", "csv2bin", "-q", "t.csv", "/dev/full"}, S::pipe);
