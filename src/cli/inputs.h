@@ -1,4 +1,4 @@
-// The largest input each command reads (issue 26): a reader refuses what cannot be the thing it reads
+// The largest input each command reads: a reader refuses what cannot be the thing it reads
 // before reading it, so `ota32 image verify /dev/zero` or a 3 GB sparse "table" fail at once, in bounded
 // memory, with one line naming the file and the limit.
 #pragma once

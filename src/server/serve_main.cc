@@ -20,10 +20,7 @@
 #include "server/static_files.h"
 #include "server/tls.h"
 
-#if __has_include("server/api.h")
 #include "server/api.h"
-#define OTA32_SERVE_HAS_API 1
-#endif
 
 namespace ota32::server {
 
@@ -174,13 +171,11 @@ int serve(const ServeArgs& a) {
   Metrics metrics;
   Router router;
   router.add(http::verb::get, "/metrics", make_metrics_handler(metrics, metrics_token));
-#ifdef OTA32_SERVE_HAS_API
   ServeContext sctx{data_dir, a.store, &metrics, {}};
   for (const auto& ip : ips)
     sctx.base_urls.push_back(
         fmt::format("https://{}:{}", ip.find(':') != std::string::npos ? "[" + ip + "]" : ip, a.port));
   if (auto r = register_api_routes(router, sctx); !r) return fail(r.error().message());
-#endif
   if (!root.empty()) {
     router.add_prefix(http::verb::get, "/", make_static_handler(root, [&metrics](const std::string& f) {
                         metrics.file_download_completed(f);
@@ -338,14 +333,12 @@ void add_serve_command(CLI::App& app, int* exit_code) {
       "--ktls", args->ktls,
       "Kernel TLS for TLS 1.2 connections (Linux `tls` module): the kernel encrypts records and sends "
       "files with sendfile; TLS 1.3 and kernels without it: OpenSSL encrypts as usual");
-#ifdef OTA32_SERVE_HAS_API
   cmd->add_option("--metrics-token-file", args->metrics_token_file,
                   "/metrics answers only requests with 'Authorization: Bearer <the token in this file>'")
       ->check(CLI::ExistingFile);
   cmd->add_option("--store", args->store,
                   "Store URL: sqlite:///path (default: in --data) or postgresql://...");
   add_api_options(cmd);
-#endif
   add_ca_commands(cmd, exit_code);
   cmd->callback([args, exit_code, cmd] {
     if (cmd->get_subcommands().empty()) *exit_code = serve(*args);  // not after `serve ca ...`

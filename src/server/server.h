@@ -58,7 +58,7 @@ struct ServerOptions {
   // n * notsent_lowat_min + unsent_budget * (1 + ln n). unsent_budget 0 = no mark. ota32 serve caps the
   // budget at an eighth of the kernel's TCP memory pressure threshold (unsent_budget_for_tcp_mem). A 4 MiB
   // budget (41 KiB each at 100 clients) cost 100 full-handshake clients about 1.8x the system CPU per request
-  // that 64 MiB did (docs/performance.md, session 5): each connection was woken every few records.
+  // that 64 MiB did (docs/performance.md): each connection was woken every few records.
   std::size_t unsent_budget = 64 * 1024 * 1024;
   std::size_t notsent_lowat_min = 32 * 1024;
   std::size_t notsent_lowat_max = 1024 * 1024;

@@ -1,6 +1,6 @@
-// Every reader of the ota32 binary refuses what cannot be the thing it reads before reading it (issue 26
-// item 6): a sparse 3 GB "partition table" or /dev/zero as an image fail at once with one line naming the
-// file and the limit. Non-regular inputs (a pipe) still work below the limit.
+// Every reader of the ota32 binary refuses what cannot be the thing it reads before reading it: a sparse 3 GB
+// "partition table" or /dev/zero as an image fail at once with one line naming the file and the limit.
+// Non-regular inputs (a pipe) still work below the limit.
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-// Every output of the ota32 binary is checked (issue 26 item 5): stdout on /dev/full or closed, a file
+// Every output of the ota32 binary is checked: stdout on /dev/full or closed, a file
 // under `ulimit -f`, a device as the output file. A failed write exits 1 with one line naming the output,
 // and an output file is then absent (or unchanged), never truncated.
 #include <gmock/gmock.h>

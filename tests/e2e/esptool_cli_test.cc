@@ -1,6 +1,6 @@
 // The ESP-IDF developer's workflow through the built binary: `device flash --build` on an ESP-IDF v5.5.5
 // build directory, the seed's esptool line unchanged, @FILE argument files, read_flash / erase_flash /
-// erase_region / merge_bin / image_info, and `device set` (issue 19).
+// erase_region / merge_bin / image_info, and `device set`.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

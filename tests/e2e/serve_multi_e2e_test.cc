@@ -1,5 +1,5 @@
 // "Several `ota32 serve` processes sharing one PostgreSQL and one blob directory must behave as one server"
-// (design.md, issue 6), end to end: a real PostgreSQL 15 (postgres_test_server.h) and two real ota32-serve
+// (design.md), end to end: a real PostgreSQL 15 (postgres_test_server.h) and two real ota32-serve
 // processes on 127.0.0.1 sharing it and one --data directory, driven by curl and `ota32 fw`. Skips with a
 // message when the PostgreSQL binaries are absent.
 #include <fmt/format.h>

@@ -2,12 +2,12 @@
 // every table ESP-IDF ships, round trips, one test per error of gen_esp32part.py, and the shared reference
 // files.
 #include "format/partition_table.h"
+#include "core/splitmix.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <random>
 
 #include "core/file_io.h"
 #include "core/hash.h"
@@ -625,39 +625,75 @@ TEST(PartitionDevice, ErrorsAreTheLogLines) {
 
 // ---- robustness: mutated inputs never crash (bounded; run under ASan/UBSan in build-asan) ----
 
+// Each mutated input is either refused with one line naming what is wrong, or accepted; an accepted CSV
+// builds a table that reads back (bin2csv, csv2bin) to the same bytes, and an accepted binary re-serialises
+// to a table that loads again with the same entries.
 TEST(PartitionRobustness, MutatedCsvAndBinaryInputs) {
-  std::mt19937 rng(12345);
+  SplitMix64 rng(12345);
   const std::string alphabet =
       "0123456789abcdefxkKmM,:#$ _-\t\r\n\x0b\xc2\xa0"
       "appdatanvsotaencrypted";
   Bytes good = *build(kTwoOta);
+  auto one_line = [](const Error& e) {
+    const std::string& m = e.message();
+    return !m.empty() && m.find('\n') == std::string::npos;
+  };
+  int accepted_csv = 0, refused_csv = 0, accepted_bin = 0, refused_bin = 0;
   for (int round = 0; round < 3000; ++round) {
     std::string text(kTwoOta);
     Bytes bin = good;
-    int edits = 1 + static_cast<int>(rng() % 8);
+    int edits = 1 + static_cast<int>(rng.below(8));
     for (int k = 0; k < edits; ++k) {
-      size_t at = rng() % text.size();
-      switch (rng() % 3) {
+      size_t at = rng.below(text.size());
+      switch (rng.below(3)) {
         case 0:
-          text[at] = alphabet[rng() % alphabet.size()];
+          text[at] = alphabet[rng.below(alphabet.size())];
           break;
         case 1:
-          text.erase(at, 1 + rng() % 4);
+          text.erase(at, 1 + rng.below(4));
           break;
         default:
-          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          text.insert(at, 1, alphabet[rng.below(alphabet.size())]);
           break;
       }
-      bin[rng() % std::min<size_t>(bin.size(), 0x100)] = static_cast<uint8_t>(rng());
+      bin[rng.below(std::min<size_t>(bin.size(), 0x100))] = rng.byte();
     }
-    if (rng() % 4 == 0) bin.resize(rng() % bin.size());
+    if (rng.below(4) == 0) bin.resize(rng.below(bin.size()));
     PartitionToolOptions o;
     o.flash_size = 4 << 20;
-    (void)build(text, o);
-    (void)load_partition_table(bin, o, "m.bin");
-    (void)parse_partition_table_as_device(bin, 4 << 20);
+    if (auto b = build(text, o)) {
+      ++accepted_csv;
+      auto again = load_partition_table(*b, o, "m.bin");
+      ASSERT_TRUE(again) << "round " << round
+                         << ": csv2bin output does not load: " << again.error().message();
+      auto rebuilt = build(partition_table_to_csv(again->table), o);
+      ASSERT_TRUE(rebuilt) << "round " << round
+                           << ": bin2csv output does not build: " << rebuilt.error().message();
+      EXPECT_EQ(*rebuilt, *b) << "round " << round;
+    } else {
+      ++refused_csv;
+      EXPECT_TRUE(one_line(b.error())) << "round " << round << ": '" << b.error().message() << "'";
+    }
+    if (auto l = load_partition_table(bin, o, "m.bin")) {
+      ++accepted_bin;
+      auto out = partition_table_to_binary_checked(l->table, true);
+      ASSERT_TRUE(out) << "round " << round;
+      auto back = load_partition_table(*out, o, "m2.bin");
+      ASSERT_TRUE(back) << "round " << round << ": " << back.error().message();
+      EXPECT_EQ(partition_table_to_csv(back->table), partition_table_to_csv(l->table)) << "round " << round;
+    } else {
+      ++refused_bin;
+      EXPECT_TRUE(one_line(l.error())) << "round " << round << ": '" << l.error().message() << "'";
+    }
+    if (auto d = parse_partition_table_as_device(bin, 4 << 20); !d) {
+      EXPECT_TRUE(one_line(d.error())) << "round " << round;
+    }
   }
-  SUCCEED();
+  // The mutations reach both outcomes on both paths (else the test checks nothing).
+  EXPECT_GT(accepted_csv, 0);
+  EXPECT_GT(refused_csv, 0);
+  EXPECT_GT(accepted_bin, 0);
+  EXPECT_GT(refused_bin, 0);
 }
 
 // ---- the shared reference files (real gen_esp32part.py outputs) ----

@@ -148,7 +148,7 @@ TEST(BlobStore, ContentAddressedAtomicFiles) {
   EXPECT_TRUE(blobs.remove(*hex));  // absent is fine
 }
 
-// Secrets at rest (issue 26): the database (token hashes, device data), its WAL and the blobs are 0600
+// Secrets at rest: the database (token hashes, device data), its WAL and the blobs are 0600
 // whatever the umask.
 TEST(OpenStore, DatabaseWalAndBlobsArePrivateWhateverTheUmask) {
   testing::TempDir tmp;

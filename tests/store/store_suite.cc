@@ -303,7 +303,7 @@ TEST_F(StoreSuite, ConcurrentWritersAreArbitratedByUniqueKeys) {
   EXPECT_EQ(store_->device_reports("dev", 100).value().size(), static_cast<size_t>(5 * kWriters));
 }
 
-// A record and its content-addressed file (issue 6): an upload and a delete of the same image on two
+// A record and its content-addressed file: an upload and a delete of the same image on two
 // connections (two servers) are serialised by the blob lock, so whatever the order, a record that exists
 // has its file. The callbacks hold the lock while the other side is started and must wait.
 class BlobLockSuite : public StoreSuite {
