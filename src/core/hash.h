@@ -1,5 +1,5 @@
-// Hashing facade (SHA-256, MD5, SHA-384) over libcrypto's digest functions, which use the CPU's SHA extensions
-// (SHA-NI) where it has them; ota32 links them statically (hash.cc; design.md "Start-up cost").
+// Hashing facade (SHA-256, MD5, SHA-384) over libcrypto's digest functions, which use the CPU's SHA
+// extensions (SHA-NI) where it has them; ota32 links them statically (hash.cc; design.md "Start-up cost").
 #pragma once
 
 #include <array>
