@@ -10,7 +10,7 @@ OTA32=${1:-build/src/cli/ota32}
 C=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p $C/{partition_csv,partition_bin,otadata,app_image,elf,url,http_response,range}
+mkdir -p $C/{partition_csv,partition_bin,otadata,app_image,elf,url,http_response,range,der_san,http_request,signature_block}
 rm -f $C/*/seed-*
 
 # A file = option bytes (printf escapes) + a file's or a string's bytes.
@@ -162,4 +162,45 @@ seed range simple '\070\144\000\000\000' < <(printf 'bytes=0-49\n--\n"v1"\n--\n"
 seed range suffix '\010\000\020\000\000' < <(printf 'bytes=-100\n--\nW/"a", "b"\n--\n"b"\n--\n"b"')
 seed range open_end '\012\001\000\000\000\377\377\377\377' < <(printf 'bytes= 4096 -\n--\n*\n--\n\n--\n"big"')
 seed range past_end '\014\010\000\000\000' < <(printf 'bytes=100-200\n--\n"x"\n--\n"y"\n--\n"z"')
+# ---- server certificates as the agent sees them (host length, host, DER certificate) ----
+cert() {  # cert NAME HOST SUBJECT [SAN]
+  local ext=()
+  [[ $# -ge 4 ]] && ext=(-addext "subjectAltName=$4")
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $tmp/k.pem -days 1 \
+    -subj "$3" "${ext[@]}" -outform DER -out $tmp/$1.der 2> /dev/null
+  seed der_san "$1" "$(printf '\\%03o' ${#2})$2" $tmp/$1.der
+}
+cert san_ip 127.0.0.1 /CN=ota32 'IP:127.0.0.1,IP:::1,DNS:localhost'
+cert san_wildcard a.example.com /CN=ota32 'DNS:*.example.com,DNS:example.com'
+cert cn_only ota.example.net /CN=ota.example.net
+cert san_v6 ::1 /O=ota32 'IP:fe80::1,IP:::1'
+
+# ---- requests as ota32 serve reads them (piece-size seed length, seed, request bytes) ----
+printf 'GET /fw/app.bin?v=2&x=%%41+b HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=0-\r\n\r\n' |
+  seed http_request get '\002\003\021'
+printf 'POST /api/v1/devices/24%%3A0a/report HTTP/1.1\r\nHost: h\r\nContent-Length: 13\r\n\r\n{"state":"x"}' |
+  seed http_request post_length '\001\005'
+printf 'POST /api/v1/devices/d1/report HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n0\r\nT: 1\r\n\r\n' |
+  seed http_request chunked '\003\001\007\023'
+printf 'POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\nabc' |
+  seed http_request smuggle '\000'
+printf 'GET /static/a/b.js HTTP/1.0\r\nAuthorization: Bearer t \r\n\r\n' | seed http_request http10 '\001\001'
+printf 'PUT /throws HTTP/1.1\r\nHost: a\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\n\r\n' |
+  seed http_request two_hosts '\000'
+
+# ---- Secure Boot v2 signature sectors (mend byte, sector): RSA, P-256 and P-384 blocks ----
+python3 - "$C/signature_block/seed-three_blocks" << 'PY'
+import sys
+s = bytearray(b'\xff' * 4096)
+def block(i, version, sha, curve_at, curve):
+    b = 1216 * i
+    s[b:b + 1196] = bytes((j * 7 + i) & 0xff for j in range(1196))
+    s[b], s[b + 1], s[b + 2] = 0xE7, version, sha
+    if curve_at: s[b + curve_at] = curve
+block(0, 2, 0, 0, 0)
+block(1, 3, 0, 36, 2)
+block(2, 3, 1, 52, 3)
+open(sys.argv[1], 'wb').write(b'\x3f' + bytes(s))
+PY
+printf '\x07\xe7\x03' | seed signature_block short_file '' 
 echo "make_corpus: $(ls $C/*/seed-* | wc -l) seeds in $C"
