@@ -46,9 +46,9 @@ std::string_view spi_mode_name(uint8_t mode) {
 }
 
 std::string_view spi_size_name(uint8_t size_bits) {
-  static constexpr std::string_view names[] = {"1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"};
-  uint8_t i = size_bits >> 4;
-  return i < 8 ? names[i] : "2MB";
+  // The 2nd-stage bootloader prints "2MB" for a code it does not know.
+  auto name = flash_size_name(size_bits);
+  return name.empty() ? "2MB" : name;
 }
 
 bool dual_core(const ChipInfo& chip) {

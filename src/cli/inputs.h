@@ -9,6 +9,7 @@
 
 #include "core/bytes.h"
 #include "core/file_io.h"
+#include "format/chip.h"
 
 namespace ota32::cli {
 
@@ -19,7 +20,7 @@ struct InputLimit {
 
 // An app, bootloader or otadata image, a flash dump, a file to flash: the largest flash is 128MB
 // (gen_esp32part's and esptool's largest --flash-size).
-inline constexpr InputLimit kImageInput{128ull << 20, "an image for the largest flash (128MB)"};
+inline constexpr InputLimit kImageInput{kLargestFlashSize, kLargestFlashWhat};
 // An ELF with its debug sections can be far larger than the image made from it; 512 MiB is above any
 // ESP-IDF app's.
 inline constexpr InputLimit kElfInput{512ull << 20, "an ELF file ota32 converts"};

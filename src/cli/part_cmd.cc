@@ -11,6 +11,7 @@
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "core/numbers.h"
+#include "format/chip.h"
 #include "format/partition_table.h"
 #include "format/py_text.h"
 
@@ -38,12 +39,19 @@ uint32_t parse_offset_option(const std::string& flag, const std::string& text) {
   return *v;
 }
 
+// gen_esp32part's --flash-size choices ("" for the option given without a value).
+std::vector<std::string> flash_size_choices() {
+  std::vector<std::string> out{""};
+  for (auto n : flash_size_names()) out.emplace_back(n);
+  return out;
+}
+
 void add_tool_options(CLI::App* c, PartArgs& a) {
   c->add_option("--offset,-o", a.offset, "Flash offset of the partition table (default 0x8000)");
   a.flash_size_opt =
       c->add_option("--flash-size", a.flash_size, "Fail if the table does not fit in this flash size")
           ->expected(0, 1)
-          ->check(CLI::IsMember({"", "1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"}));
+          ->check(CLI::IsMember(flash_size_choices()));
   c->add_flag("--disable-md5sum", a.disable_md5, "No MD5 row (csv2bin); do not check it (bin2csv)");
   c->add_flag("--no-verify", a.no_verify, "Skip the table checks (the --flash-size check still runs)");
   c->add_flag("--verify,-v", a.verify_noop, "Verify the table (the default; accepted for compatibility)");

@@ -13,11 +13,6 @@
 
 namespace ota32 {
 
-// A file to write to flash (or to read as an image) cannot be larger than the largest flash (esptool refuses
-// what does not fit; reading more would only grow memory): cli/inputs.h's kImageInput limit, at this layer.
-constexpr uint64_t kLargestFlash = 128ull << 20;
-constexpr std::string_view kFlashFileWhat = "an image for the largest flash (128MB)";
-
 namespace fs = std::filesystem;
 
 namespace {
@@ -47,7 +42,7 @@ Result<std::vector<FlashFile>> read_pairs(const EsptoolArgs& a, const EsptoolCon
   for (const auto& [addr_text, name] : a.pairs) {
     OTA32_ASSIGN(uint32_t addr, parse_u32(addr_text, "address"));
     OTA32_ASSIGN(Bytes data,
-                 read_file(resolve_flash_file(name, ctx.arg_files), kLargestFlash, kFlashFileWhat));
+                 read_file(resolve_flash_file(name, ctx.arg_files), kLargestFlashSize, kLargestFlashWhat));
     files.push_back({addr, name, std::move(data)});
   }
   if (files.empty()) {
@@ -164,7 +159,7 @@ Result<void> run_esptool(const EsptoolArgs& a, const EsptoolContext& ctx) {
       name = fmt::format("flash at {:#x}", *addr);
       if (!chip) chip = &dev->chip();
     } else {
-      OTA32_ASSIGN(data, read_file(what, kLargestFlash, kFlashFileWhat));
+      OTA32_ASSIGN(data, read_file(what, kLargestFlashSize, kLargestFlashWhat));
     }
     ImageInfoOptions o;
     o.chip = chip;

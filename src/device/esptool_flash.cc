@@ -18,9 +18,6 @@ namespace {
 
 constexpr uint32_t kWriteBlock = 0x4000;  // the stub's FLASH_WRITE_SIZE
 
-constexpr std::array<std::string_view, 8> kSizeNames = {"1MB",  "2MB",  "4MB",  "8MB",
-                                                        "16MB", "32MB", "64MB", "128MB"};
-
 // esptool's --after choices and the line it prints last for each.
 struct AfterChoice {
   std::string_view name, line;
@@ -44,18 +41,12 @@ std::optional<uint8_t> mode_code(std::string_view m) {
   return std::nullopt;
 }
 
-std::optional<uint8_t> size_code(std::string_view s) {
-  for (size_t i = 0; i < kSizeNames.size(); ++i) {
-    if (kSizeNames[i] == s) return static_cast<uint8_t>(i << 4);
-  }
-  return std::nullopt;
-}
-
-uint64_t size_bytes(std::string_view s) { return (1ull << 20) << (*size_code(s) >> 4); }
+uint64_t size_bytes(std::string_view s) { return (1ull << 20) << (*flash_size_code(s) >> 4); }
 
 std::string size_name_of(uint32_t bytes) {
-  for (size_t i = 0; i < kSizeNames.size(); ++i) {
-    if ((1ull << 20) << i == bytes) return std::string(kSizeNames[i]);
+  auto names = flash_size_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if ((1ull << 20) << i == bytes) return std::string(names[i]);
   }
   return {};
 }
@@ -84,12 +75,10 @@ Result<void> check_params(const ChipInfo& chip, const WriteFlashOptions& opt) {
                       opt.flash_freq, names));
     }
   }
-  if (opt.flash_size != "keep" && opt.flash_size != "detect" && !size_code(opt.flash_size)) {
-    std::string names;
-    for (auto n : kSizeNames) names += (names.empty() ? "" : ", ") + std::string(n);
+  if (opt.flash_size != "keep" && opt.flash_size != "detect" && !flash_size_code(opt.flash_size)) {
     return Error(ErrorCode::invalid_argument,
                  fmt::format("Flash size '{}' is not supported by this chip type. Supported sizes: {}",
-                             opt.flash_size, names));
+                             opt.flash_size, flash_size_list()));
   }
   return {};
 }
@@ -257,7 +246,7 @@ Result<std::vector<std::string>> patch_flash_params(const ChipInfo& chip, uint32
     }
   }
   if (opt.flash_size != "keep")
-    speed_size = static_cast<uint8_t>((speed_size & 0x0F) | *size_code(opt.flash_size));
+    speed_size = static_cast<uint8_t>((speed_size & 0x0F) | *flash_size_code(opt.flash_size));
   if (mode != data[2] || speed_size != data[3]) {
     data[2] = mode;
     data[3] = speed_size;

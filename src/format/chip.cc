@@ -267,4 +267,18 @@ std::string_view flash_size_name(uint8_t size_bits) {
   return idx < std::size(kFlashSizes) ? kFlashSizes[idx] : std::string_view{};
 }
 
+std::span<const std::string_view> flash_size_names() { return kFlashSizes; }
+
+std::optional<uint8_t> flash_size_code(std::string_view name) {
+  for (size_t i = 0; i < std::size(kFlashSizes); ++i)
+    if (kFlashSizes[i] == name) return static_cast<uint8_t>(i << 4);
+  return std::nullopt;
+}
+
+std::string flash_size_list() {
+  std::string out;
+  for (auto n : kFlashSizes) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
+}
+
 }  // namespace ota32

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,5 +71,14 @@ bool has_memory_type(const ChipInfo& chip, uint32_t addr, std::string_view name)
 std::string_view flash_freq_name(const ChipInfo& chip, uint8_t code);
 // Flash size name for the high nibble of byte 3 ("4MB"), or empty if invalid.
 std::string_view flash_size_name(uint8_t size_bits);
+// The ESP32 family's flash sizes in header order (1MB .. 128MB), and the header code (byte 3's high nibble,
+// shifted into place) of one, if it is one.
+std::span<const std::string_view> flash_size_names();
+std::optional<uint8_t> flash_size_code(std::string_view name);
+// "1MB, 2MB, ..., 128MB", as esptool and gen_esp32part list the choices.
+std::string flash_size_list();
+// The largest flash (128MB): no image, dump or file to flash can be larger.
+inline constexpr uint64_t kLargestFlashSize = 128ull << 20;
+inline constexpr std::string_view kLargestFlashWhat = "an image for the largest flash (128MB)";
 
 }  // namespace ota32

@@ -93,11 +93,9 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
     OTA32_ASSIGN(lo.pad_to_size, parse_pad_size(opt.pad_to_size));
   }
 
-  static constexpr std::string_view kSizes[] = {"1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"};
   static constexpr std::string_view kEsp8266Sizes[] = {"256KB", "512KB", "2MB-c1", "4MB-c1"};
   uint8_t size_code = 0xFF;
-  for (uint8_t i = 0; i < std::size(kSizes); ++i)
-    if (!esp8266 && opt.flash_size == kSizes[i]) size_code = static_cast<uint8_t>(i << 4);
+  if (!esp8266) size_code = flash_size_code(opt.flash_size).value_or(0xFF);
   for (unsigned bits = 0; esp8266 && bits < 0x100; bits += 0x10) {
     if (esp8266_flash_size_name(static_cast<uint8_t>(bits)) == opt.flash_size)
       size_code = static_cast<uint8_t>(bits);
@@ -111,13 +109,10 @@ Result<Elf2ImageResult> elf2image(ByteView elf_bytes, std::string_view elf_path,
   if (size_code == 0xFF) {
     if (std::find(std::begin(kEsp8266Sizes), std::end(kEsp8266Sizes), opt.flash_size) !=
         std::end(kEsp8266Sizes)) {
-      return fatal(
-          fmt::format("Flash size '{}' is not supported by this chip type. Supported sizes: 1MB, 2MB, 4MB, "
-                      "8MB, 16MB, 32MB, 64MB, 128MB",
-                      opt.flash_size));
+      return fatal(fmt::format("Flash size '{}' is not supported by this chip type. Supported sizes: {}",
+                               opt.flash_size, flash_size_list()));
     }
-    return fatal(fmt::format("--flash-size: '{}' is not one of 1MB, 2MB, 4MB, 8MB, 16MB, 32MB, 64MB, 128MB",
-                             opt.flash_size));
+    return fatal(fmt::format("--flash-size: '{}' is not one of {}", opt.flash_size, flash_size_list()));
   }
   uint8_t freq_code = 0;
   if (!opt.flash_freq.empty()) {

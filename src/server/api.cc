@@ -728,8 +728,8 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
                scheme_name(k.key.scheme), to_hex(key_digest(k.key)));
   }
   if (setup.new_admin_token) {
-    fmt::print(stderr, "ota32-serve: created the admin token; it is shown only this once (stored hashed):\n");
-    std::fflush(stderr);
+    // The notice and the token on one stream (stdout), so whoever keeps one keeps the other.
+    fmt::print(stdout, "ota32-serve: created the admin token; it is shown only this once (stored hashed):\n");
     fmt::print(stdout, "admin token: {}\n", *setup.new_admin_token);
     std::fflush(stdout);
   }

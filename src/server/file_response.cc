@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <time.h>
 #include <charconv>
 #include <ctime>
 
@@ -34,6 +35,18 @@ std::string http_date(std::chrono::system_clock::time_point tp) {
   char buf[64];
   std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   return buf;
+}
+
+// An HTTP-date (RFC 9110 5.6.7): the IMF-fixdate senders use, plus the obsolete RFC 850 and asctime forms a
+// recipient must accept. nullopt when it is none of them (the header is then ignored).
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text) {
+  std::string s(trim(text));
+  for (const char* fmt : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+    struct tm tm {};
+    const char* end = strptime(s.c_str(), fmt, &tm);
+    if (end && *end == '\0') return std::chrono::system_clock::from_time_t(timegm(&tm));
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -109,6 +122,16 @@ FilePlan plan_file_response(const HttpRequest& req, const FileReply& reply, cons
   if (inm != req.end() && etag_matches(inm->value(), etag)) {
     h.result(http::status::not_modified);
     return plan;  // no body, no Content-Length (RFC 9110 15.4.5)
+  }
+  // If-Modified-Since counts only without If-None-Match, on GET and HEAD (RFC 9110 13.1.3): `wget -N` and
+  // caches ask "changed since my copy?"; not changed (to the second, the date's resolution) is a 304.
+  auto ims = req.find(http::field::if_modified_since);
+  if (inm == req.end() && ims != req.end() && (head || req.method() == http::verb::get)) {
+    auto since = parse_http_date(ims->value());
+    if (since && std::chrono::floor<std::chrono::seconds>(st.mtime) <= *since) {
+      h.result(http::status::not_modified);
+      return plan;
+    }
   }
 
   h.set(http::field::content_type, reply.content_type);

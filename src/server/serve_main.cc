@@ -138,51 +138,6 @@ int serve(const ServeArgs& a) {
     if (ec || !fs::is_directory(root)) return fail(fmt::format("--dir {}: not a directory", a.dir));
   }
 
-  auto private_dir = prepare_data_dir(data_dir);
-  if (!private_dir) return fail(private_dir.error().message());
-  if (!private_dir->empty()) say(*private_dir);
-  std::vector<std::string> ips = local_ip_addresses();
-  auto ctx = load_tls(a, data_dir, ips);
-  if (!ctx) return fail(ctx.error().message());
-  if (a.ktls) {
-    if (auto k = probe_kernel_tls(); k)
-      say("kTLS: the kernel encrypts each TLS 1.2 connection's records once its handshake is done, files go "
-          "by sendfile (ota32_tls_kernel_connections_total counts them)");
-    else
-      say(fmt::format("kTLS requested but unavailable: {}; OpenSSL encrypts in user space",
-                      k.error().message()));
-  }
-
-  auto log = AccessLog::open(a.access_log);
-  if (!log) return fail(log.error().message());
-  std::unique_ptr<AccessLog> log_owner(*log);
-
-  std::string metrics_token;
-  if (!a.metrics_token_file.empty()) {
-    auto t = read_text_file(a.metrics_token_file);
-    if (!t) return fail(fmt::format("--metrics-token-file {}", t.error().message()));
-    metrics_token = *t;
-    while (!metrics_token.empty() && std::isspace(static_cast<unsigned char>(metrics_token.back())))
-      metrics_token.pop_back();
-    if (metrics_token.empty() || metrics_token.find_first_of(" \t\r\n") != std::string::npos)
-      return fail(fmt::format("--metrics-token-file {}: the file must hold one token (no spaces)",
-                              a.metrics_token_file));
-  }
-  Metrics metrics;
-  Router router;
-  router.add(http::verb::get, "/metrics", make_metrics_handler(metrics, metrics_token));
-  ServeContext sctx{data_dir, a.store, &metrics, {}};
-  for (const auto& ip : ips)
-    sctx.base_urls.push_back(
-        fmt::format("https://{}:{}", ip.find(':') != std::string::npos ? "[" + ip + "]" : ip, a.port));
-  if (auto r = register_api_routes(router, sctx); !r) return fail(r.error().message());
-  if (!root.empty()) {
-    router.add_prefix(http::verb::get, "/", make_static_handler(root, [&metrics](const std::string& f) {
-                        metrics.file_download_completed(f);
-                      }));
-    say(fmt::format("serving the files in {}", root.string()));
-  }
-
   ServerOptions opt;
   opt.bind = a.bind;
   opt.port = static_cast<uint16_t>(a.port);
@@ -204,9 +159,58 @@ int serve(const ServeArgs& a) {
   if (*body_memory < Router::kDefaultBodyLimit)
     return fail(fmt::format("--body-memory {}: must hold at least one request body (64K)", a.body_memory));
   opt.body_memory = static_cast<std::size_t>(*body_memory);
+  std::string metrics_token;
+  if (!a.metrics_token_file.empty()) {
+    auto t = read_text_file(a.metrics_token_file);
+    if (!t) return fail(fmt::format("--metrics-token-file {}", t.error().message()));
+    metrics_token = *t;
+    while (!metrics_token.empty() && std::isspace(static_cast<unsigned char>(metrics_token.back())))
+      metrics_token.pop_back();
+    if (metrics_token.empty() || metrics_token.find_first_of(" \t\r\n") != std::string::npos)
+      return fail(fmt::format("--metrics-token-file {}: the file must hold one token (no spaces)",
+                              a.metrics_token_file));
+  }
   raise_fd_limit();
-  Server server(opt, ctx->get(), router, metrics, log_owner.get());
+  // The port first: a server that cannot listen creates nothing (no data directory, CA, token or log).
+  Metrics metrics;
+  Router router;
+  Server server(opt, nullptr, router, metrics, nullptr);
   if (auto r = server.listen(); !r) return fail(r.error().message());
+
+  auto private_dir = prepare_data_dir(data_dir);
+  if (!private_dir) return fail(private_dir.error().message());
+  if (!private_dir->empty()) say(*private_dir);
+  std::vector<std::string> ips = local_ip_addresses();
+  auto ctx = load_tls(a, data_dir, ips);
+  if (!ctx) return fail(ctx.error().message());
+  if (a.ktls) {
+    if (auto k = probe_kernel_tls(); k)
+      say("kTLS: the kernel encrypts each TLS 1.2 connection's records once its handshake is done, files go "
+          "by sendfile (ota32_tls_kernel_connections_total counts them)");
+    else
+      say(fmt::format("kTLS requested but unavailable: {}; OpenSSL encrypts in user space",
+                      k.error().message()));
+  }
+
+  auto log = AccessLog::open(a.access_log);
+  if (!log) return fail(log.error().message());
+  std::unique_ptr<AccessLog> log_owner(*log);
+
+  router.add(http::verb::get, "/metrics", make_metrics_handler(metrics, metrics_token));
+  ServeContext sctx{data_dir, a.store, &metrics, {}};
+  for (const auto& ip : ips)
+    sctx.base_urls.push_back(
+        fmt::format("https://{}:{}", ip.find(':') != std::string::npos ? "[" + ip + "]" : ip, server.port()));
+  if (auto r = register_api_routes(router, sctx); !r) return fail(r.error().message());
+  if (!root.empty()) {
+    router.add_prefix(http::verb::get, "/", make_static_handler(root, [&metrics](const std::string& f) {
+                        metrics.file_download_completed(f);
+                      }));
+    say(fmt::format("serving the files in {}", root.string()));
+  }
+
+  server.set_tls(ctx->get());
+  server.set_access_log(log_owner.get());
   std::string host = a.bind == "0.0.0.0" || a.bind == "::" ? "<any local address>" : a.bind;
   say(fmt::format(
       "listening on https://{}:{}/ ({} threads); SIGINT/SIGTERM stop gracefully, SIGHUP reloads the "

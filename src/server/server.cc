@@ -182,7 +182,7 @@ struct Server::Impl {
 
   Impl(ServerOptions o, SSL_CTX* t, const Router& r, Metrics& m, AccessLog* l)
       : opt(std::move(o)), tls(t), router(r), metrics(m), log(l) {
-    SSL_CTX_up_ref(tls);
+    if (tls) SSL_CTX_up_ref(tls);
   }
   ~Impl() { SSL_CTX_free(tls); }
   // A new connection's SSL object, from the context current now (an SSL keeps its context alive itself).
@@ -272,6 +272,57 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (ec) co_return -1;
     }
+  }
+
+  // Plain HTTP sent to this TLS port (an http:// URL; Arduino's HTTPUpdate without TLS): a TLS connection's
+  // first byte is a record type (0x16, a handshake) or an SSLv2-style hello (bit 7 set), a request line's is
+  // a method's capital letter. Such a client gets nginx's answer, a 400 saying the port speaks HTTPS, in
+  // plain text it can read, instead of a handshake failure it cannot. True when it was that.
+  awaitable<bool> answered_plain_http() {
+    error_code ec;
+    co_await sock_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+    unsigned char first = 0;
+    if (ec || ::recv(sock_.native_handle(), &first, 1, MSG_PEEK) != 1 || first < 'A' || first > 'Z')
+      co_return false;
+    // Read the request head (bounded) first: closing with unread bytes would reset the connection and the
+    // client could lose the answer.
+    std::string head;
+    char chunk[4096];
+    while (head.size() < 16384 && head.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::recv(sock_.native_handle(), chunk, sizeof chunk, 0);
+      if (n > 0) {
+        head.append(chunk, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) break;
+      co_await sock_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
+    std::string body = R"({"error":"plain_http","message":"this port speaks HTTPS: use an https:// URL"})";
+    std::string reply = fmt::format(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+        "Connection: close\r\n\r\n{}",
+        body.size(), body);
+    for (std::size_t off = 0; off < reply.size() && !ec;) {
+      ssize_t n = ::send(sock_.native_handle(), reply.data() + off, reply.size() - off, MSG_NOSIGNAL);
+      if (n > 0) {
+        off += static_cast<std::size_t>(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        co_await sock_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+      } else {
+        break;
+      }
+    }
+    ::shutdown(sock_.native_handle(), SHUT_WR);
+    // The request line's method and target, for the access log ("-" when it is not one).
+    std::string_view line(head);
+    line = line.substr(0, std::min(line.find("\r\n"), std::size_t{2048}));
+    auto sp1 = line.find(' '), sp2 = line.find(' ', sp1 == line.npos ? line.npos : sp1 + 1);
+    std::string_view method = sp1 == line.npos ? "-" : line.substr(0, sp1);
+    std::string_view target = sp2 == line.npos ? "-" : line.substr(sp1 + 1, sp2 - sp1 - 1);
+    srv_.metrics.request(http::string_to_verb(method), 400);
+    if (srv_.log) srv_.log->write({remote_, method, target, "plain HTTP", 400, reply.size(), 0.0, false});
+    co_return true;
   }
 
   // Re-aims TCP_NOTSENT_LOWAT at this connection's share of the budget (ServerOptions::unsent_budget).
@@ -778,6 +829,11 @@ awaitable<void> Session::run() {
   }
   SSL_set_accept_state(ssl_.get());
   arm(srv_.opt.handshake_timeout);
+  if (co_await answered_plain_http()) {
+    done_ = true;
+    timer_.cancel();
+    co_return;
+  }
   int hs = co_await ssl_io([&] { return SSL_do_handshake(ssl_.get()); });
   srv_.metrics.handshake(hs == 1);
   if (hs != 1) {
@@ -919,6 +975,8 @@ Server::Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metric
     : impl_(std::make_unique<Impl>(std::move(options), tls, router, metrics, log)) {}
 
 Server::~Server() = default;
+
+void Server::set_access_log(AccessLog* log) { impl_->log = log; }
 
 void Server::set_tls(SSL_CTX* tls) {
   SSL_CTX_up_ref(tls);

@@ -75,6 +75,8 @@ std::size_t unsent_budget_for_tcp_mem(std::string_view tcp_mem, std::size_t page
 
 class Server {
  public:
+  // `tls` may be null until set_tls, so a caller can listen() (and fail on a taken port) before it creates
+  // anything; run() needs a context by then.
   Server(ServerOptions options, SSL_CTX* tls, const Router& router, Metrics& metrics, AccessLog* log);
   ~Server();
   Server(const Server&) = delete;
@@ -90,6 +92,8 @@ class Server {
   // Thread-safe: connections accepted from now on use this context (the server takes a reference); open
   // ones keep the one they started with.
   void set_tls(SSL_CTX* tls);
+  // Before run(): where each request is logged (null: nowhere).
+  void set_access_log(AccessLog* log);
   // Thread-safe and signal-free: stop accepting, close idle connections, let running responses finish.
   void stop();
 

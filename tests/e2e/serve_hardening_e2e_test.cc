@@ -2,6 +2,7 @@
 // before their body is read, uploads streamed to disk, dripping bodies and slow readers cut, request
 // smuggling refused, anonymous floods limited, secrets at rest private. Raw TLS clients on 127.0.0.1.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -490,6 +491,44 @@ TEST_F(ServeHardening, AnAdminTokenWithTrailingWhitespaceDoesNotMatch) {
   c.send("GET /api/v1/firmware HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " + token_ +
          "\r\n\r\n");
   EXPECT_THAT(header_of(c.read_to_close()), HasSubstr("HTTP/1.1 200 OK"));
+}
+
+// A server that cannot listen (the port is another server's) stops before it creates anything: no data
+// directory, CA or admin token is left behind to confuse the next start.
+TEST_F(ServeHardening, AServerThatCannotListenCreatesNothing) {
+  auto srv = start();
+  ASSERT_TRUE(srv);
+  fs::path other = tmp_ / "other";
+  auto r = run_ota32({"serve", "--data", other.string(), "--bind", "127.0.0.1", "--port",
+                      std::to_string(srv->port()), "--access-log", "off"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(fmt::format("cannot listen on 127.0.0.1:{}", srv->port())));
+  EXPECT_FALSE(fs::exists(other)) << "the failed start created " << other;
+  EXPECT_THAT(r.out, Not(HasSubstr("admin token")));
+}
+
+// Plain HTTP sent to the TLS port (an http:// URL) is answered like nginx does: a readable 400 saying the
+// port speaks HTTPS, then the connection closes; TLS clients on the same port are unaffected.
+TEST_F(ServeHardening, PlainHttpToTheTlsPortIsToldToUseHttps) {
+  auto srv = start();
+  ASSERT_TRUE(srv);
+  int fd = connect_loopback(srv->port());
+  ASSERT_GE(fd, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req =
+      "GET /api/v1/firmware HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: ESP32 HTTP Client\r\n\r\n";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string reply;
+  char buf[1024];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  EXPECT_THAT(reply, ::testing::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  EXPECT_THAT(reply, HasSubstr("Connection: close\r\n"));
+  EXPECT_THAT(reply,
+              HasSubstr(R"({"error":"plain_http","message":"this port speaks HTTPS: use an https:// URL"})"));
+  TlsClient tls(srv->port());
+  ASSERT_TRUE(tls.connected());
 }
 
 }  // namespace

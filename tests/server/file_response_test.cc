@@ -107,6 +107,30 @@ TEST(PlanFileResponse, IfNoneMatchGives304WithoutBody) {
   EXPECT_EQ(plan_file_response(req, reply, kStat).header.result(), http::status::ok);
 }
 
+// kStat's mtime, 1700000000, is Tue, 14 Nov 2023 22:13:20 GMT.
+TEST(PlanFileResponse, IfModifiedSinceGives304WhenNotNewer) {
+  auto req = get();
+  req.set(http::field::if_modified_since, "Tue, 14 Nov 2023 22:13:20 GMT");  // the copy wget -N holds
+  auto plan = plan_file_response(req, FileReply{"/x"}, kStat);
+  EXPECT_EQ(plan.header.result(), http::status::not_modified);
+  EXPECT_EQ(plan.length, 0u);
+  EXPECT_EQ(plan.header[http::field::last_modified], "Tue, 14 Nov 2023 22:13:20 GMT");
+  // The obsolete forms RFC 9110 5.6.7 says a recipient accepts.
+  req.set(http::field::if_modified_since, "Tuesday, 14-Nov-23 22:13:21 GMT");
+  EXPECT_EQ(plan_file_response(req, FileReply{"/x"}, kStat).header.result(), http::status::not_modified);
+  req.set(http::field::if_modified_since, "Tue Nov 14 22:13:20 2023");
+  EXPECT_EQ(plan_file_response(req, FileReply{"/x"}, kStat).header.result(), http::status::not_modified);
+  // A second older: the file changed since; a date that does not parse is ignored.
+  req.set(http::field::if_modified_since, "Tue, 14 Nov 2023 22:13:19 GMT");
+  EXPECT_EQ(plan_file_response(req, FileReply{"/x"}, kStat).header.result(), http::status::ok);
+  req.set(http::field::if_modified_since, "yesterday");
+  EXPECT_EQ(plan_file_response(req, FileReply{"/x"}, kStat).header.result(), http::status::ok);
+  // If-None-Match wins over it (RFC 9110 13.1.3): a tag that does not match sends the file.
+  req.set(http::field::if_modified_since, "Tue, 14 Nov 2023 22:13:20 GMT");
+  req.set(http::field::if_none_match, "\"other\"");
+  EXPECT_EQ(plan_file_response(req, FileReply{"/x"}, kStat).header.result(), http::status::ok);
+}
+
 TEST(PlanFileResponse, IfRangeWithAnotherVersionSendsEverything) {
   auto req = get();
   req.set(http::field::range, "bytes=100-");
