@@ -110,6 +110,31 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // CLI11 says "A subcommand is required" for "ota32 frobnicate" and "ota32 part": name the word that is
+    // not a command, or the commands to choose from (only for groups without positionals of their own).
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+      CLI::App* group = &app;
+      std::string where = app.get_name(), word;
+      for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+        word = argv[i];
+        auto subs = group->get_subcommands([&](CLI::App* s) { return s->check_name(word); });
+        if (subs.empty()) break;
+        group = subs.front();
+        where += " " + group->get_name();
+        word.clear();
+      }
+      const bool positionals =
+          !group->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty();
+      if (group->get_require_subcommand_min() > 0 && !positionals) {
+        std::string names;
+        for (const CLI::App* s : group->get_subcommands({}))
+          names += (names.empty() ? "" : ", ") + s->get_name();
+        return usage_error(
+            app.get_name(),
+            word.empty() ? fmt::format("'{}' needs a command: {}", where, names)
+                         : fmt::format("'{}' is not a command of '{}' (commands: {})", word, where, names));
+      }
+    }
     return usage_error(app.get_name(), e.what());
   }
   return std::nullopt;

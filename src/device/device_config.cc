@@ -345,6 +345,14 @@ Result<std::string> parse_mac(std::string_view text) {
     }
     out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
+  // esp_base_mac_addr_set refuses a multicast address ("Base MAC must be a unicast MAC"); the factory MAC in
+  // eFuse is always unicast.
+  if (std::stoi(out.substr(0, 2), nullptr, 16) & 1) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("'{}' is a multicast address: a base MAC must be unicast (first byte even), as "
+                             "esp_base_mac_addr_set requires",
+                             text));
+  }
   return out;
 }
 
