@@ -28,35 +28,49 @@ Result<void> check_flash_size(uint64_t size, std::string_view what) {
   return {};
 }
 
-Result<void> NorFlash::check_range(uint32_t addr, uint64_t len, const char* op) const {
-  if (addr > cells_.size() || len > cells_.size() - addr) {
+Result<void> check_flash_range(std::string_view name, uint32_t size, uint32_t addr, uint64_t len,
+                               const char* op) {
+  if (addr > size || len > size - addr) {
     return Error(ErrorCode::out_of_range,
                  fmt::format("{}: {} of {:#x} bytes at {:#010x} runs past the end of flash ({:#x} bytes)",
-                             name_, op, len, addr, cells_.size()));
+                             name, op, len, addr, size));
+  }
+  return {};
+}
+
+Result<void> check_program_bits(std::string_view name, uint32_t addr, ByteView cells, ByteView data,
+                                ProgramRule rule) {
+  assert(cells.size() == data.size());
+  if (rule != ProgramRule::strict) return {};
+  for (size_t i = 0; i < data.size(); ++i) {
+    if (data[i] != 0xFF && (data[i] & ~cells[i]) != 0) {
+      return Error(ErrorCode::invalid_argument,
+                   fmt::format("{}: program at {:#010x} needs a 0->1 bit change (flash holds {:#04x}, data "
+                               "{:#04x}): the sector was not erased",
+                               name, addr + i, cells[i], data[i]));
+    }
+  }
+  return {};
+}
+
+Result<void> check_erase_alignment(std::string_view name, uint32_t addr, uint32_t len) {
+  if (addr % kFlashSectorSize != 0 || len % kFlashSectorSize != 0) {
+    return Error(ErrorCode::invalid_argument,
+                 fmt::format("{}: erase of {:#x} bytes at {:#010x} is not aligned to the 4 KiB sector", name,
+                             len, addr));
   }
   return {};
 }
 
 Result<void> NorFlash::read(uint32_t addr, std::span<uint8_t> out) {
-  OTA32_TRY(check_range(addr, out.size(), "read"));
+  OTA32_TRY(check_flash_range(name_, size(), addr, out.size(), "read"));
   if (!out.empty()) std::memcpy(out.data(), cells_.data() + addr, out.size());
   return {};
 }
 
 Result<void> NorFlash::check_program(uint32_t addr, ByteView data) const {
-  OTA32_TRY(check_range(addr, data.size(), "program"));
-  if (rule_ == ProgramRule::strict) {
-    const uint8_t* cells = cells_.data() + addr;
-    for (size_t i = 0; i < data.size(); ++i) {
-      if (data[i] != 0xFF && (data[i] & ~cells[i]) != 0) {
-        return Error(ErrorCode::invalid_argument,
-                     fmt::format("{}: program at {:#010x} needs a 0->1 bit change (flash holds {:#04x}, data "
-                                 "{:#04x}): the sector was not erased",
-                                 name_, addr + i, cells[i], data[i]));
-      }
-    }
-  }
-  return {};
+  OTA32_TRY(check_flash_range(name_, size(), addr, data.size(), "program"));
+  return check_program_bits(name_, addr, ByteView(cells_.data() + addr, data.size()), data, rule_);
 }
 
 Result<void> NorFlash::program(uint32_t addr, ByteView data) {
@@ -67,12 +81,8 @@ Result<void> NorFlash::program(uint32_t addr, ByteView data) {
 }
 
 Result<void> NorFlash::check_erase(uint32_t addr, uint32_t len) const {
-  if (addr % kFlashSectorSize != 0 || len % kFlashSectorSize != 0) {
-    return Error(ErrorCode::invalid_argument,
-                 fmt::format("{}: erase of {:#x} bytes at {:#010x} is not aligned to the 4 KiB sector", name_,
-                             len, addr));
-  }
-  return check_range(addr, len, "erase");
+  OTA32_TRY(check_erase_alignment(name_, addr, len));
+  return check_flash_range(name_, size(), addr, len, "erase");
 }
 
 Result<void> NorFlash::erase(uint32_t addr, uint32_t len) {

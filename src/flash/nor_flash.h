@@ -20,6 +20,18 @@ enum class ProgramRule {
   and_bits,  // do what the chip does: result = old AND data, no error
 };
 
+// The NOR rules as functions over cell contents, shared by NorFlash (contiguous cells) and CowFlash (cells
+// in shared sectors), so that each rule exists once. `name` names the flash in messages.
+// Range: [addr, addr+len) inside a chip of `size` bytes (out_of_range).
+Result<void> check_flash_range(std::string_view name, uint32_t size, uint32_t addr, uint64_t len,
+                               const char* op);
+// Program of `data` over `cells` (the current contents at addr, same length): under ProgramRule::strict a
+// 0->1 change is invalid_argument naming the absolute address; FF bytes always pass.
+Result<void> check_program_bits(std::string_view name, uint32_t addr, ByteView cells, ByteView data,
+                                ProgramRule rule);
+// Erase alignment: addr and len multiples of 4 KiB (invalid_argument); the range is checked separately.
+Result<void> check_erase_alignment(std::string_view name, uint32_t addr, uint32_t len);
+
 class NorFlash : public Flash {
  public:
   uint32_t size() const override { return static_cast<uint32_t>(cells_.size()); }
@@ -45,8 +57,6 @@ class NorFlash : public Flash {
   void attach(std::span<uint8_t> cells) { cells_ = cells; }
 
  private:
-  Result<void> check_range(uint32_t addr, uint64_t len, const char* op) const;
-
   std::string name_;
   std::span<uint8_t> cells_;
   ProgramRule rule_ = ProgramRule::strict;
