@@ -16,10 +16,19 @@ void register_serve_commands(CLI::App& app) {
       kServeBinary, {"serve"});
   add_passthrough(app, "fw", "Firmware catalog of a server: push, list, rm (runs ota32-serve fw)",
                   kServeBinary, {"fw"});
+  add_passthrough(app, "group", "Device groups of a server: create, list, show, rm (runs ota32-serve group)",
+                  kServeBinary, {"group"});
+  add_passthrough(app, "device-registry",
+                  "Device registry of a server: list, accept, reject, token, tag, attr (runs ota32-serve)",
+                  kServeBinary, {"device-registry"});
+  add_passthrough(app, "rollout",
+                  "Staged rollouts on a server: create, list, show, pause, resume, abort, promote (runs "
+                  "ota32-serve rollout)",
+                  kServeBinary, {"rollout"});
 }
 
 }  // namespace
 
-OTA32_REGISTER_COMMANDS(60, register_serve_commands, "serve", "fw");
+OTA32_REGISTER_COMMANDS(60, register_serve_commands, "serve", "fw", "group", "device-registry", "rollout");
 
 }  // namespace ota32::cli

@@ -230,9 +230,9 @@ enum class Command { pause, resume, abort, promote };
 Result<Command> command_from_string(std::string_view s);
 
 // An operator's command: pause (running -> paused_manual), resume (paused_* -> running; auto-pause counts
-// start again from now, so the failures that paused it are not counted twice), abort (-> aborted, final),
-// promote (open the next stage now, skipping soak and success fraction). Errors: invalid_argument naming
-// the state that refuses it.
+// start again with the next second, so the failures that paused it are not counted twice), abort (-> aborted,
+// final), promote (open the next stage now, skipping soak and success fraction). Errors: invalid_argument
+// naming the state that refuses it.
 Result<Decision> apply_command(const RolloutSpec& spec, const RolloutStatus& status, Command command,
                                std::string_view actor, int64_t now);
 

@@ -197,7 +197,9 @@ Result<Decision> apply_command(const RolloutSpec& spec, const RolloutStatus& st,
     case Command::resume:
       if (!paused) return refuse("resume");
       after.state = RolloutState::running;
-      after.counted_since = now;
+      // The clock counts whole seconds: outcomes stamped with the resume's own second are the ones the
+      // operator saw when resuming, so counting starts with the next second.
+      after.counted_since = now + 1;
       return make(
           DecisionKind::resumed, after, who, st.stage, now,
           fmt::format("resumed from {}; auto-pause counts outcomes from now on", to_string(st.state)));

@@ -195,10 +195,16 @@ Result<std::optional<FirmwareRecord>> latest_release(Store& store, std::string_v
                                                      std::string_view chip, std::string_view channel) {
   OTA32_ASSIGN(auto all,
                store.list_firmware({std::string(project), std::string(chip), std::string(channel)}));
+  OTA32_ASSIGN(auto rollouts, store.list_rollouts());
+  auto held = [&](const FirmwareRecord& fw) {
+    return std::any_of(rollouts.begin(), rollouts.end(), [&](const RolloutRecord& r) {
+      return r.firmware_sha256 == fw.sha256 && r.state != "completed";
+    });
+  };
   std::optional<FirmwareRecord> best;
   // list_firmware is newest first, so on equal versions the first (newest upload) is kept.
   for (auto& fw : all)
-    if (!best || compare_versions(fw.version, best->version) > 0) best = std::move(fw);
+    if ((!best || compare_versions(fw.version, best->version) > 0) && !held(fw)) best = std::move(fw);
   return best;
 }
 
@@ -439,6 +445,20 @@ Reply download_firmware(ApiContext& api, const HttpRequest& req, const RequestCo
   return reply;
 }
 
+// The body of a 200 update-check answer.
+json update_json(const ApiContext& api, const HttpRequest& req, const RequestContext& ctx,
+                 const FirmwareRecord& fw) {
+  return json{{"project", fw.project},
+              {"version", fw.version},
+              {"chip", fw.chip},
+              {"channel", fw.channel},
+              {"size", fw.size},
+              {"sha256", fw.sha256},
+              {"md5", fw.md5},
+              {"secure_version", fw.secure_version},
+              {"url", firmware_url(api, req, ctx, fw)}};
+}
+
 // GET /api/v1/update?project=&version=&chip=[&device=][&channel=]: 204 when the device is current (or the
 // catalog has nothing for it), else 200 with the release's URL, size, SHA-256 and version.
 Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
@@ -470,6 +490,33 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
     if (d->has_value() && !(*d)->channel.empty()) channel = (*d)->channel;
   }
   if (channel.empty()) channel = kDefaultChannel;
+  if (!device.empty()) {
+    // A device that a running or paused rollout targets is answered by that rollout alone.
+    auto stored = api.store->get_device(device);
+    if (!stored) return store_error(stored.error(), req);
+    DeviceRecord view = stored->value_or(DeviceRecord{});
+    view.id = device;
+    view.project = project;
+    view.chip = chip;
+    auto answer = answer_update_check(*api.store, view, version, api.now());
+    if (!answer) return store_error(answer.error(), req);
+    if (answer->targeted) {
+      if (api.metrics != nullptr)
+        api.metrics->update_check(answer->offer ? "update_available" : "rollout_hold");
+      if (answer->offer) {
+        json body = update_json(api, req, ctx, *answer->offer);
+        body["rollout"] = answer->rollout_id;
+        return json_reply(http::status::ok, body, req);
+      }
+      HttpResponse res{http::status::no_content, req.version()};
+      res.keep_alive(req.keep_alive());
+      res.set(http::field::cache_control, "no-store");
+      // Why nothing is offered (not_in_stage, at_capacity, not_running, ...), for people and simulators.
+      res.set("x-ota32-rollout", fmt::format("{} {}", answer->rollout_id.empty() ? "-" : answer->rollout_id,
+                                             rollout::to_string(answer->kind)));
+      return res;
+    }
+  }
   auto latest = latest_release(*api.store, project, chip, channel);
   if (!latest) return store_error(latest.error(), req);
   bool current = !latest->has_value() || compare_versions((*latest)->version, version) <= 0;
@@ -495,17 +542,7 @@ Reply update_check(ApiContext& api, const HttpRequest& req, const RequestContext
     res.set(http::field::cache_control, "no-store");
     return res;
   }
-  const auto& fw = **latest;
-  json body{{"project", fw.project},
-            {"version", fw.version},
-            {"chip", fw.chip},
-            {"channel", fw.channel},
-            {"size", fw.size},
-            {"sha256", fw.sha256},
-            {"md5", fw.md5},
-            {"secure_version", fw.secure_version},
-            {"url", firmware_url(api, req, ctx, fw)}};
-  return json_reply(http::status::ok, body, req);
+  return json_reply(http::status::ok, update_json(api, req, ctx, **latest), req);
 }
 
 Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContext& ctx) {
@@ -525,6 +562,17 @@ Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContex
     if (auto e = string_member(body, key, *out))
       return json_error(http::status::bad_request, "bad_json", *e, req);
   if (r.state.empty()) return json_error(http::status::bad_request, "bad_json", "'state' is required", req);
+  // What the report means for the device's rollout attempt (other states only update the record).
+  auto kind = rollout::report_kind_from_string(r.state);
+  rollout::FailureReason reason = rollout::FailureReason::none;
+  std::string reason_text;
+  if (auto e = string_member(body, "reason", reason_text, 64))
+    return json_error(http::status::bad_request, "bad_json", *e, req);
+  if (!reason_text.empty()) {
+    auto parsed = rollout::failure_reason_from_string(reason_text);
+    if (!parsed) return json_error(http::status::bad_request, "bad_json", parsed.error().message(), req);
+    reason = *parsed;
+  }
   if (r.running_version.empty())
     return json_error(http::status::bad_request, "bad_json", "'version' (the running version) is required",
                       req);
@@ -538,6 +586,11 @@ Reply device_report(ApiContext& api, const HttpRequest& req, const RequestContex
   if (auto ok = api.store->record_report(r, project, chip); !ok) return store_error(ok.error(), req);
   if (auto pruned = api.store->prune_reports(id, api.config.report_retention, r.reported_at); !pruned)
     return store_error(pruned.error(), req);
+  if (kind) {
+    if (auto applied = apply_device_report(*api.store, id, *kind, r.running_version, reason, api.now());
+        !applied)
+      return store_error(applied.error(), req);
+  }
   auto d = api.store->get_device(id);
   if (!d) return store_error(d.error(), req);
   if (!d->has_value())
@@ -630,6 +683,7 @@ struct ApiRuntime {
   ApiConfig options;
   std::string max_upload = "16M";
   double report_max_age_days = 90;
+  double rollout_interval_s = 5;
   std::vector<std::string> require_signed;
   std::unique_ptr<ApiContext> context;
 };
@@ -681,6 +735,12 @@ void add_api_options(CLI::App* cmd) {
   cmd->add_option("--report-max-age", r.report_max_age_days, "Days a report is kept (0 = forever)")
       ->check(CLI::Range(0.0, 1e5))
       ->capture_default_str();
+  cmd->add_option("--rollout-interval", r.rollout_interval_s,
+                  "Seconds between the rollout timer's passes: attempts past their timeouts fail, and "
+                  "running rollouts are evaluated (soak time, promotion, completion) even when no device "
+                  "reports")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
   cmd->add_option("--require-signed", r.require_signed,
                   "Take only uploads signed (Secure Boot v2) by this public key, PEM; repeat for more keys. "
                   "Others get 422 naming why (unsigned, untrusted_signature, damaged_signature_block, "
@@ -712,6 +772,7 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
   OTA32_ASSIGN(uint64_t max_upload, parse_number(r.max_upload, "--max-upload"));
   cfg.max_upload = static_cast<std::size_t>(max_upload);
   cfg.report_retention.max_age_seconds = static_cast<int64_t>(r.report_max_age_days * 24 * 3600);
+  cfg.rollout_interval = std::chrono::milliseconds(static_cast<int64_t>(r.rollout_interval_s * 1000));
   OTA32_ASSIGN(cfg.require_signed, load_trusted_keys(r.require_signed));
   OTA32_ASSIGN(ApiSetup setup, open_api(cfg));
   setup.context->metrics = serve.metrics;
@@ -734,6 +795,8 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
     std::fflush(stdout);
   }
   register_api_routes(router, *setup.context);
+  setup.context->rollout_timer = std::make_unique<RolloutTimer>(*setup.context->store, cfg.rollout_interval,
+                                                                nullptr, setup.context->log);
   r.context = std::move(setup.context);
   return {};
 }
@@ -769,6 +832,7 @@ void register_api_routes(Router& router, ApiContext& api) {
   router.add(http::verb::delete_, "/api/v1/devices/{id}", bind(delete_device));
   register_compat_routes(router, api);
   register_registry_routes(router, api);
+  register_rollout_routes(router, api);
 }
 
 }  // namespace ota32::server

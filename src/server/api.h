@@ -3,6 +3,7 @@
 // opens them with open_api() and mounts them with register_api_routes().
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -16,6 +17,7 @@
 #include "server/http_types.h"
 #include "server/metrics.h"
 #include "server/rate_limit.h"
+#include "server/rollout_service.h"
 #include "server/serve_context.h"
 #include "store/blob_store.h"
 #include "store/store.h"
@@ -58,6 +60,9 @@ struct ApiConfig {
     SbPublicKey key;
   };
   std::vector<TrustedKey> require_signed;
+  // How often ota32-serve's rollout timer expires quiet attempts and evaluates running rollouts (soak,
+  // promotion, completion, the sliding window): --rollout-interval. Reports evaluate at once as well.
+  std::chrono::milliseconds rollout_interval{5000};
 };
 
 struct ApiContext {
@@ -69,6 +74,12 @@ struct ApiContext {
   // The server log (ota32-serve: a line on stderr): decisions a device cannot be told in its reply, such as
   // an update withheld by the anti-rollback check. Empty = not logged.
   std::function<void(const std::string&)> log;
+  // The clock of the rollout logic (Unix seconds); empty = unix_now(). Tests set it.
+  std::function<int64_t()> clock;
+  // ota32-serve's rollout timer (register_api_routes with a ServeContext); declared last so that it stops
+  // before the store it uses goes away.
+  std::unique_ptr<RolloutTimer> rollout_timer;
+  int64_t now() const { return clock ? clock() : unix_now(); }
 };
 
 struct ApiSetup {

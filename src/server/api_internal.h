@@ -23,9 +23,11 @@ std::string firmware_url(const ApiContext& api, const HttpRequest& req, const Re
                          const FirmwareRecord& fw);
 
 nlohmann::json firmware_json(const FirmwareRecord& fw);
+nlohmann::json device_json(const DeviceRecord& d);
 
 // The release a device of (project, chip, channel) should run: the highest version (store/version.h),
-// ties broken by the newest upload. nullopt when the catalog has none.
+// ties broken by the newest upload. nullopt when the catalog has none. Firmware that a rollout holds
+// (running, paused or aborted) is left out: it reaches devices only through that rollout.
 Result<std::optional<FirmwareRecord>> latest_release(Store& store, std::string_view project,
                                                      std::string_view chip, std::string_view channel);
 
@@ -68,6 +70,9 @@ std::optional<HttpResponse> check_upload_signature(const ApiContext& api, ByteVi
 
 // The chip table's name for `name` ("ESP32-C3" -> "esp32c3"); empty when the format module does not know it.
 std::string canonical_chip(std::string_view name);
+
+// Groups, device tags / attributes and rollouts (api_rollouts.cc).
+void register_rollout_routes(Router& router, ApiContext& api);
 
 // Compatibility endpoints (api_compat.cc).
 void register_compat_routes(Router& router, ApiContext& api);

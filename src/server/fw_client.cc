@@ -86,6 +86,8 @@ Result<ServerUrl> parse_server_url(std::string_view url) {
   return u;
 }
 
+}  // namespace
+
 std::string percent_encode(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
@@ -97,8 +99,6 @@ std::string percent_encode(std::string_view s) {
   }
   return out;
 }
-
-}  // namespace
 
 Result<HttpResult> fw_request(const FwClientOptions& opt, http::verb method, std::string_view target,
                               std::string body, std::string_view content_type) {
@@ -206,33 +206,39 @@ Result<HttpResult> fw_request(const FwClientOptions& opt, http::verb method, std
   return out;
 }
 
-namespace {
-
-struct CommonOptions {
-  FwClientOptions client;
-  std::string ca;
-  bool json = false;
-};
-
-void add_common(CLI::App* cmd, CommonOptions& o) {
+void add_admin_options(CLI::App* cmd, AdminOptions& o) {
   cmd->add_option("--server", o.client.server, "the ota32 server, e.g. https://10.0.0.36:8070")
       ->envname("OTA32_SERVER")
       ->required();
-  cmd->add_option("--token", o.client.token, "admin token (printed once by the server's first start)")
-      ->envname("OTA32_TOKEN")
-      ->required();
+  auto* token =
+      cmd->add_option("--token", o.client.token, "admin token (printed once by the server's first start)")
+          ->envname("OTA32_TOKEN");
+  cmd->add_option("--token-file", o.token_file, "read the admin token from this file (first line)")
+      ->excludes(token)
+      ->check(CLI::ExistingFile);
   cmd->add_option("--ca", o.ca,
                   "PEM CA certificate to trust (the server's DATA/ca_cert.pem); default: system CAs");
   cmd->add_flag("--json", o.json, "print the server's JSON reply");
+  cmd->parse_complete_callback([&o] {
+    if (!o.token_file.empty()) {
+      auto text = read_file(o.token_file, 4096, "token file");
+      if (!text) throw CLI::ValidationError("--token-file", text.error().message());
+      std::string t(text->begin(), text->end());
+      t = t.substr(0, t.find_first_of("\r\n"));
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+      o.client.token = t;
+    }
+    if (o.client.token.empty())
+      throw CLI::RequiredError("--token or --token-file (or OTA32_TOKEN): the admin token");
+  });
 }
 
-FwClientOptions client_of(const CommonOptions& o) {
+FwClientOptions client_of(const AdminOptions& o) {
   FwClientOptions c = o.client;
   c.ca = o.ca;
   return c;
 }
 
-// "ota32: <what>: server answered 422 invalid_image: <message>".
 int report_http_error(std::string_view what, const HttpResult& r) {
   json body = json::parse(r.body, nullptr, false);
   std::string detail = r.body.substr(0, 200);
@@ -249,6 +255,7 @@ int fail_with(const Error& e) {
 }
 
 std::string format_time(int64_t unix_seconds) {
+  if (unix_seconds == 0) return "-";
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -256,6 +263,11 @@ std::string format_time(int64_t unix_seconds) {
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
   return buf;
 }
+
+namespace {
+
+using CommonOptions = AdminOptions;
+void add_common(CLI::App* cmd, CommonOptions& o) { add_admin_options(cmd, o); }
 
 // --sign: the private keys as block signers (the same OpenSSL path as `ota32 sign sign`), loaded once.
 Result<std::vector<BlockSigner>> load_signers(const std::vector<std::string>& key_files) {

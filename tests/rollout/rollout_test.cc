@@ -502,8 +502,10 @@ TEST(AutoPause, APausedRolloutIsNotEvaluatedAndResumeCountsAfresh) {
   EXPECT_EQ(e.run(2001).kind, DecisionKind::none);  // idempotent: already paused
   auto r = apply_command(e.spec, e.status, Command::resume, "admin", 3000);
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status.counted_since, 3000);
+  EXPECT_EQ(r->status.counted_since, 3001);
   e.status = r->status;
+  e.add(2, false, 0, 3000);                         // stamped with the resume's own second
+  EXPECT_EQ(e.run(3000).kind, DecisionKind::none);  // seen by the operator: not counted again
   EXPECT_EQ(e.run(3100).kind, DecisionKind::none);  // the two old failures are not counted twice
   e.add(2, false, 0, 3050);
   EXPECT_EQ(e.run(3100).kind, DecisionKind::paused_auto);
