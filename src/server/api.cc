@@ -803,9 +803,7 @@ Result<void> register_api_routes(Router& router, const ServeContext& serve) {
 
 void register_api_routes(Router& router, ApiContext& api) {
   using namespace api_detail;
-  auto bind = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
-    return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
-  };
+  auto bind = [&api](ApiHandler fn) { return bind_api(api, fn); };
   // Uploads: the admin token is checked on the header, before any of the body is read, and the body goes
   // to a file in the blob directory (then linked into place), never into memory.
   Router::RouteOptions upload;

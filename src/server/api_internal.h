@@ -10,6 +10,12 @@
 
 namespace ota32::server::api_detail {
 
+// A handler over the API context, bound into a Router handler.
+using ApiHandler = Reply (*)(ApiContext&, const HttpRequest&, const RequestContext&);
+inline Handler bind_api(ApiContext& api, ApiHandler fn) {
+  return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
+}
+
 // Checks `Authorization: Bearer <token>` against the stored hashes; nullopt = allowed, else the 401 / 500.
 std::optional<HttpResponse> check_admin(const ApiContext& api, const HttpRequest& req);
 

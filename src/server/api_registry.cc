@@ -227,9 +227,7 @@ std::optional<HttpResponse> check_device_known(ApiContext& api, std::string_view
 }
 
 void register_registry_routes(Router& router, ApiContext& api) {
-  auto bind = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
-    return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
-  };
+  auto bind = [&api](ApiHandler fn) { return bind_api(api, fn); };
   router.add(http::verb::get, "/api/v1/registry", bind(list_registry));
   router.add(http::verb::post, "/api/v1/registry/{id}/accept", bind(accept_device));
   router.add(http::verb::post, "/api/v1/registry/{id}/reject", bind(reject_device));

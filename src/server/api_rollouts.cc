@@ -598,9 +598,7 @@ Reply command(ApiContext& api, const HttpRequest& req, const RequestContext& ctx
 }  // namespace
 
 void register_rollout_routes(Router& router, ApiContext& api) {
-  auto bind = [&api](Reply (*fn)(ApiContext&, const HttpRequest&, const RequestContext&)) {
-    return [&api, fn](const HttpRequest& req, const RequestContext& ctx) { return fn(api, req, ctx); };
-  };
+  auto bind = [&api](ApiHandler fn) { return bind_api(api, fn); };
   router.add(http::verb::post, "/api/v1/groups", bind(create_group));
   router.add(http::verb::get, "/api/v1/groups", bind(list_groups));
   router.add(http::verb::get, "/api/v1/groups/{name}", bind(get_group));
