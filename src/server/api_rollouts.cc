@@ -409,10 +409,16 @@ Reply create_rollout(ApiContext& api, const HttpRequest& req, const RequestConte
   return show_rollout_json(api, req, r.id, http::status::created);
 }
 
-// Eligible devices per stage: the store's devices that the rollout targets, placed by their bucket.
+// Eligible devices per stage: those with an action in it (a device that updated may no longer match a
+// filter like version<2.0), and the store's other devices that the rollout targets, placed by bucket.
 Result<std::vector<int64_t>> eligible_per_stage(Store& store, const RolloutRecord& r,
-                                                const ro::RolloutSpec& spec) {
+                                                const ro::RolloutSpec& spec,
+                                                const std::vector<RolloutDeviceRecord>& actions) {
   std::vector<int64_t> out(spec.stages.size(), 0);
+  std::map<std::string_view, uint32_t> acted;
+  for (const auto& a : actions)
+    if (a.state != "canceled" && a.stage < out.size()) acted.emplace(a.device_id, a.stage);
+  for (const auto& [id, stage] : acted) ++out[stage];
   OTA32_ASSIGN(auto fw, store.get_firmware(r.firmware_sha256));
   if (!fw) return out;
   RolloutTarget t{r, *fw, ""};
@@ -423,7 +429,8 @@ Result<std::vector<int64_t>> eligible_per_stage(Store& store, const RolloutRecor
   }
   OTA32_ASSIGN(auto devices, store.list_devices());
   for (const auto& d : devices)
-    if (targets(t, d, {})) ++out[ro::stage_of_bucket(spec.stages, ro::bucket(r.id, d.id))];
+    if (!acted.contains(d.id) && targets(t, d, {}))
+      ++out[ro::stage_of_bucket(spec.stages, ro::bucket(r.id, d.id))];
   return out;
 }
 
@@ -440,7 +447,7 @@ std::variant<json, HttpResponse> rollout_details(ApiContext& api, const HttpRequ
   if (!counts) return store_error(counts.error(), req);
   auto actions = api.store->list_rollout_devices(id);
   if (!actions) return store_error(actions.error(), req);
-  auto eligible = eligible_per_stage(*api.store, r, *spec);
+  auto eligible = eligible_per_stage(*api.store, r, *spec, *actions);
   if (!eligible) return store_error(eligible.error(), req);
   auto decisions = api.store->rollout_decisions(id, 100);
   if (!decisions) return store_error(decisions.error(), req);
