@@ -376,12 +376,12 @@ class TlsConnection final : public Connection {
       if (names.empty()) names = "no name";
       if (flags & (MBEDTLS_X509_BADCERT_NOT_TRUSTED | MBEDTLS_X509_BADCERT_MISSING)) {
         return Error(
-            ErrorCode::bad_signature,
+            ErrorCode::certificate_untrusted,
             fmt::format("{}: server certificate not trusted by the CA in {} (the certificate is for {})",
                         where, ca_name, names));
       }
       if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-        return Error(ErrorCode::bad_signature,
+        return Error(ErrorCode::certificate_name_mismatch,
                      fmt::format("{}: server certificate is for {}, not {}", where, names, expected));
       }
       char info[512];
@@ -391,8 +391,8 @@ class TlsConnection final : public Connection {
       for (auto& c : text) {
         if (c == '\n') c = ';';
       }
-      return Error(ErrorCode::bad_signature, fmt::format("{}: server certificate rejected: {}", where,
-                                                         text.empty() ? "verify failed" : text));
+      return Error(ErrorCode::certificate_untrusted, fmt::format("{}: server certificate rejected: {}", where,
+                                                                 text.empty() ? "verify failed" : text));
     }
     if (ret == MBEDTLS_ERR_SSL_TIMEOUT || timed_out_) {
       return Error(ErrorCode::timeout,

@@ -38,8 +38,8 @@ class Connection {
 // - invalid_argument: https without a CA, a CA that does not parse;
 // - unavailable: name not resolved, connection refused, TLS handshake failure;
 // - timeout: no connection or handshake within `timeout`;
-// - bad_signature: "server certificate not trusted by the CA in <ca_name>",
-//   "server certificate is for <names>, not <host>", expired certificates.
+// - certificate_untrusted: "server certificate not trusted by the CA in <ca_name>", expired certificates;
+// - certificate_name_mismatch: "server certificate is for <names>, not <host>".
 Result<std::unique_ptr<Connection>> open_connection(const Url& url, const TlsOptions& tls,
                                                     std::chrono::milliseconds timeout);
 

@@ -17,6 +17,10 @@ std::string_view to_string(ErrorCode code) {
       return "already_exists";
     case ErrorCode::bad_signature:
       return "bad_signature";
+    case ErrorCode::certificate_untrusted:
+      return "certificate_untrusted";
+    case ErrorCode::certificate_name_mismatch:
+      return "certificate_name_mismatch";
     case ErrorCode::rollback_refused:
       return "rollback_refused";
     case ErrorCode::unsupported:

@@ -11,20 +11,22 @@ namespace ota32 {
 
 // Codes say what the caller does next (retry, abort, roll back); messages are for people.
 enum class ErrorCode {
-  invalid_argument,   // the input (file, option, field) is wrong: fix it and run again
-  corrupt,            // data failed a structural or integrity check (magic, length, checksum, hash, MD5)
-  not_found,          // a file, partition, firmware or record does not exist
-  already_exists,     // refusing to overwrite
-  bad_signature,      // a signature or certificate check failed
-  rollback_refused,   // anti-rollback / downgrade protection refused the image
-  unsupported,        // valid but not handled (chip, format version, feature)
-  out_of_range,       // an address or size lies outside the region / flash / slot
-  timeout,            // the peer or operation took too long: retrying may help
-  unavailable,        // the peer or resource cannot be reached now: retrying may help
-  power_lost,         // a (simulated) power cut happened during a flash operation
-  io_error,           // the host OS refused a read or write
-  permission_denied,  // authentication / authorisation failed
-  internal,           // a bug in ota32
+  invalid_argument,       // the input (file, option, field) is wrong: fix it and run again
+  corrupt,                // data failed a structural or integrity check (magic, length, checksum, hash, MD5)
+  not_found,              // a file, partition, firmware or record does not exist
+  already_exists,         // refusing to overwrite
+  bad_signature,          // a signature (Secure Boot v2, an image's) does not verify
+  certificate_untrusted,  // a TLS peer's certificate does not verify against the CA (or is expired)
+  certificate_name_mismatch,  // a TLS peer's certificate verifies but is for other names than the host
+  rollback_refused,           // anti-rollback / downgrade protection refused the image
+  unsupported,                // valid but not handled (chip, format version, feature)
+  out_of_range,               // an address or size lies outside the region / flash / slot
+  timeout,                    // the peer or operation took too long: retrying may help
+  unavailable,                // the peer or resource cannot be reached now: retrying may help
+  power_lost,                 // a (simulated) power cut happened during a flash operation
+  io_error,                   // the host OS refused a read or write
+  permission_denied,          // authentication / authorisation failed
+  internal,                   // a bug in ota32
 };
 
 std::string_view to_string(ErrorCode code);

@@ -189,7 +189,9 @@ Result<HttpResult> fw_request(const FwClientOptions& opt, http::verb method, std
       long verify = SSL_get_verify_result(stream.native_handle());
       if (verify != X509_V_OK) {
         failure = Error(
-            ErrorCode::bad_signature,
+            verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH
+                ? ErrorCode::certificate_name_mismatch
+                : ErrorCode::certificate_untrusted,
             fmt::format("{}: the server's certificate does not verify: {} (pass the server's CA with --ca)",
                         opt.server, X509_verify_cert_error_string(verify)));
         co_return;

@@ -300,7 +300,7 @@ TEST_F(TlsTest, OtherCaIsNotTrusted) {
   auto client = client_with_ca(pki_->other_ca_cert);
   auto resp = get(client, server, "/fw.bin");
   ASSERT_FALSE(resp);
-  EXPECT_EQ(resp.error().code(), ErrorCode::bad_signature);
+  EXPECT_EQ(resp.error().code(), ErrorCode::certificate_untrusted);
   EXPECT_NE(resp.error().message().find("server certificate not trusted by the CA in other_ca_cert.pem"),
             std::string::npos)
       << resp.error().message();
@@ -312,7 +312,7 @@ TEST_F(TlsTest, CertificateForAnotherNameIsRefused) {
   auto client = client_with_ca(pki_->ca_cert);
   auto resp = get(client, server, "/fw.bin");
   ASSERT_FALSE(resp);
-  EXPECT_EQ(resp.error().code(), ErrorCode::bad_signature);
+  EXPECT_EQ(resp.error().code(), ErrorCode::certificate_name_mismatch);
   EXPECT_NE(resp.error().message().find("server certificate is for example.com, not 127.0.0.1"),
             std::string::npos)
       << resp.error().message();
@@ -333,7 +333,7 @@ TEST_F(TlsTest, SkipCommonNameCheckStillVerifiesTheChain) {
   auto other = client_with_ca(pki_->other_ca_cert, true);
   auto refused = get(other, server, "/fw.bin");
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code(), ErrorCode::bad_signature);
+  EXPECT_EQ(refused.error().code(), ErrorCode::certificate_untrusted);
 }
 
 TEST_F(TlsTest, SeedSelfSignedCertificateWithIpInCommonName) {

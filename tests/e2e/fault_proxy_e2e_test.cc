@@ -240,7 +240,7 @@ TEST_F(FaultProxyE2e, BitFlipInTheHandshakeReconnects) {
   expect_installed(j, 2);
 }
 
-// A certificate changed in flight no longer verifies: that is not retried (bad_signature), nothing is
+// A certificate changed in flight no longer verifies: that is not retried (certificate_untrusted), nothing is
 // written and the device keeps booting its image.
 TEST_F(FaultProxyE2e, BitFlipInTheCertificateAbortsCleanly) {
   ASSERT_FALSE(suite_->server_cert_der.empty());
@@ -249,7 +249,7 @@ TEST_F(FaultProxyE2e, BitFlipInTheCertificateAbortsCleanly) {
   FaultProxy proxy(suite_->server->port(), [f](int) { return f; });
   ProcessResult r;
   auto j = ota(proxy, &r);
-  expect_aborted(j, r, "bad_signature", "server certificate");
+  expect_aborted(j, r, "certificate_untrusted", "server certificate");
   EXPECT_EQ(proxy.connections(), 1);
   EXPECT_EQ(proxy.faults_applied(), 1);
 }

@@ -157,16 +157,20 @@ TEST_F(SeedFlow, AgainstOpensslSServerLikeTheSeed) {
   // The seed's error cases against s_server: wrong CA, and a certificate for another address.
   auto wrong_ca = run_ota32({"device", "ota", dev.string(),
                              "https://127.0.0.1:" + std::to_string(server.port()) + "/simple_ota.bin", "--ca",
-                             pki.other_ca_cert.string(), "--force"});
+                             pki.other_ca_cert.string(), "--force", "--json"});
   EXPECT_EQ(wrong_ca.exit_code, 1);
+  // --json names the cause: an untrusted certificate and a name mismatch are not a bad image signature.
+  EXPECT_NE(wrong_ca.out.find(R"("code": "certificate_untrusted")"), std::string::npos) << wrong_ca.out;
   EXPECT_NE(wrong_ca.err.find("server certificate not trusted by the CA in"), std::string::npos)
       << wrong_ca.err;
   testing::OpensslServer wrong;
   ASSERT_TRUE(wrong.start(dir_ / "www", pki.wrong_cert, pki.wrong_key));
   auto wrong_name = run_ota32({"device", "ota", dev.string(),
                                "https://127.0.0.1:" + std::to_string(wrong.port()) + "/simple_ota.bin",
-                               "--ca", pki.ca_cert.string(), "--force"});
+                               "--ca", pki.ca_cert.string(), "--force", "--json"});
   EXPECT_EQ(wrong_name.exit_code, 1);
+  EXPECT_NE(wrong_name.out.find(R"("code": "certificate_name_mismatch")"), std::string::npos)
+      << wrong_name.out;
   EXPECT_NE(wrong_name.err.find("server certificate is for example.com, not 127.0.0.1"), std::string::npos)
       << wrong_name.err;
   EXPECT_EQ(testing::booted_app(dev), "ota_0 2");
