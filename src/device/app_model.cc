@@ -1,48 +1,46 @@
 #include "device/app_model.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 
 #include "device/virtual_device.h"
-#include "ota_ops/ota_ops.h"
 
 namespace ota32 {
+
+AppOtaContext app_ota_context(VirtualDevice& dev, const BootResult& boot, const PartitionTable& table) {
+  AppOtaContext ctx{dev.flash(), table, silent_app_verifier(dev.flash(), dev.chip(), boot.efuse),
+                    dev.efuse().secure_version, dev.config().bootloader.anti_rollback};
+  if (boot.app) ctx.running = &boot.app->partition;
+  ctx.secure_version_bits = dev.efuse().secure_version_bits;
+  ctx.burn_secure_version = dev.secure_version_burner();
+  return ctx;
+}
+
+agent::RunningApp running_app(const VirtualDevice& dev, const BootResult& boot) {
+  agent::RunningApp app;
+  if (boot.app) {
+    app.partition = boot.app->partition;
+    app.desc = boot.app->desc;
+  }
+  app.chip = std::string(dev.chip().name);
+  return app;
+}
+
+std::function<bool(std::string_view version)> self_test(const VirtualDevice& dev) {
+  return [fails = dev.config().app.self_test_fails](std::string_view version) {
+    return std::find(fails.begin(), fails.end(), version) == fails.end();
+  };
+}
 
 Result<AppExit> DefaultAppModel::run(VirtualDevice& dev, const BootResult& boot, BootLog& log) {
   if (!boot.app) return AppExit::halt;
   OTA32_ASSIGN(auto table, dev.partition_table());
-  AppOtaContext ctx{dev.flash(), table, silent_app_verifier(dev.flash(), dev.chip(), boot.efuse),
-                    dev.efuse().secure_version, dev.config().bootloader.anti_rollback};
-  ctx.running = &boot.app->partition;
-  ctx.secure_version_bits = dev.efuse().secure_version_bits;
-  ctx.burn_secure_version = dev.secure_version_burner();
-  auto state = get_state_partition(dev.flash(), table, boot.app->partition);
-  if (!state) {
-    if (state.error().code() == ErrorCode::power_lost) return state.error();
-    return AppExit::halt;  // factory / test app, or no otadata: nothing to confirm
-  }
-  if (*state != kOtaStatePendingVerify) return AppExit::halt;
-  const std::string version = boot.app->desc ? boot.app->desc->version : "";
-  const auto& fails = dev.config().app.self_test_fails;
-  const bool ok = std::find(fails.begin(), fails.end(), version) == fails.end();
-  if (ok) {
-    log.info(
-        "app_model",
-        fmt::format("self-test of version {} passed: esp_ota_mark_app_valid_cancel_rollback()", version));
-    auto r = mark_app_valid_cancel_rollback(ctx, log);
-    if (!r && r.error().code() == ErrorCode::power_lost) return r.error();
-    return AppExit::halt;
-  }
-  log.error("app_model", fmt::format("self-test of version {} failed: "
-                                     "esp_ota_mark_app_invalid_rollback_and_reboot()",
-                                     version));
-  auto r = mark_app_invalid_rollback(ctx, log);
-  if (!r) {
-    if (r.error().code() == ErrorCode::power_lost) return r.error();
-    return AppExit::halt;  // the call returned an error: the firmware keeps running
-  }
-  return AppExit::reboot;
+  AppOtaContext ctx = app_ota_context(dev, boot, table);
+  agent::UpdateAgentConfig cfg;  // no update source: only the confirm rows run
+  cfg.self_test = self_test(dev);
+  agent::MemoryStateStore nothing_to_keep;
+  agent::UpdateAgent agent(std::move(cfg), ctx, nothing_to_keep, log);
+  OTA32_ASSIGN(agent::AgentExit e, agent.run(running_app(dev, boot)));
+  return e == agent::AgentExit::reboot ? AppExit::reboot : AppExit::halt;
 }
 
 }  // namespace ota32

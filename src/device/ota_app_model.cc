@@ -15,35 +15,22 @@ namespace {
 
 constexpr const char* kTag = "simple_ota_example";
 
-Result<nlohmann::json> load_agent_state(VirtualDevice& dev, nlohmann::json& memory) {
-  if (dev.dir().empty()) return memory;
-  auto path = dev.dir() / kAgentStateFile;
-  if (!std::filesystem::exists(path)) return nlohmann::json::object();
-  OTA32_ASSIGN(std::string text, read_text_file(path));
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Error(ErrorCode::corrupt, fmt::format("{}: not a JSON object", path.string()));
+// agent_state.json in the device directory (NVS on the chip), written atomically and synced.
+class FileStateStore final : public agent::StateStore {
+ public:
+  explicit FileStateStore(std::filesystem::path path) : path_(std::move(path)) {}
+  Result<agent::AgentState> load() override {
+    if (!std::filesystem::exists(path_)) return agent::AgentState{};
+    OTA32_ASSIGN(std::string text, read_text_file(path_));
+    return agent::parse_agent_state(text, path_.string());
   }
-  return j;
-}
+  Result<void> save(const agent::AgentState& s) override {
+    return write_file_atomic(path_, agent::agent_state_json(s), Durability::synced);
+  }
 
-Result<void> save_agent_state(VirtualDevice& dev, nlohmann::json& memory, const nlohmann::json& j) {
-  if (dev.dir().empty()) {
-    memory = j;
-    return {};
-  }
-  return write_file_atomic(dev.dir() / kAgentStateFile,
-                           j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
-                           Durability::synced);
-}
-
-bool rejected(const nlohmann::json& state, const std::string& version) {
-  if (!state.contains("rolled_back") || !state["rolled_back"].is_array()) return false;
-  for (const auto& v : state["rolled_back"]) {
-    if (v.is_string() && v.get<std::string>() == version) return true;
-  }
-  return false;
-}
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace
 
@@ -114,10 +101,8 @@ agent::OtaWriterOptions ota_writer_options(const VirtualDevice& dev) {
   return w;
 }
 
-Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,
-                                             const DirectOtaOptions& o, BootLog& log) {
-  if (!boot.app) return Error(ErrorCode::invalid_argument, "no app is running: the device did not boot");
-  OTA32_ASSIGN(auto table, dev.partition_table());
+agent::HttpsOtaConfig device_ota_config(VirtualDevice& dev, const BootResult& boot, const DirectOtaOptions& o,
+                                        BootLog& log, std::optional<agent::FileProgressStore>& progress) {
   agent::HttpsOtaConfig cfg;
   cfg.url = o.url;
   cfg.http.tls.ca_pem = o.ca_pem;
@@ -125,7 +110,7 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
   cfg.http.tls.skip_cert_common_name_check = o.skip_cert_common_name_check;
   cfg.http.timeout = std::chrono::milliseconds(o.timeout_ms);
   cfg.writer = ota_writer_options(dev);
-  if (boot.app->desc) cfg.writer.running_version = boot.app->desc->version;
+  if (boot.app && boot.app->desc) cfg.writer.running_version = boot.app->desc->version;
   cfg.writer.allow_same_version = o.allow_same_version;
   cfg.expected_size = o.expected_size;
   cfg.expected_sha256 = o.expected_sha256;
@@ -135,7 +120,6 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
   cfg.backoff.jitter_seed = h;
   cfg.stop_after = o.stop_after;
   cfg.writer.invalid_versions = o.invalid_versions;
-  std::optional<agent::FileProgressStore> progress;
   if (!dev.dir().empty()) {
     progress.emplace(dev.dir() / kOtaProgressFile);
     cfg.progress = &*progress;
@@ -145,130 +129,62 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
     log.spend_ms(static_cast<uint32_t>(d.count()));
     std::this_thread::sleep_for(d);
   };
+  return cfg;
+}
+
+Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,
+                                             const DirectOtaOptions& o, BootLog& log) {
+  if (!boot.app) return Error(ErrorCode::invalid_argument, "no app is running: the device did not boot");
+  OTA32_ASSIGN(auto table, dev.partition_table());
+  std::optional<agent::FileProgressStore> progress;
+  agent::HttpsOtaConfig cfg = device_ota_config(dev, boot, o, log, progress);
   BootLogSink sink(log);
   return agent::https_ota(dev.flash(), table, &boot.app->partition, cfg, sink);
 }
 
 Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, BootLog& log) {
   if (!boot.app) return AppExit::halt;
-  // First what every OTA-capable firmware does at start: confirm itself, or roll back.
-  DefaultAppModel confirm;
-  OTA32_ASSIGN(AppExit first, confirm.run(dev, boot, log));
-  const std::string running = boot.app->desc ? boot.app->desc->version : "";
-  OTA32_ASSIGN(nlohmann::json state, load_agent_state(dev, memory_state_));
-  if (first == AppExit::reboot) {
-    // The self-test failed and the image marked itself invalid. "installed" stays, so that the next boot
-    // (the previous image again) sees that it is not running the installed version and reports rolled_back.
-    if (!rejected(state, running)) state["rolled_back"].push_back(running);
-    OTA32_TRY(save_agent_state(dev, memory_state_, state));
-    return AppExit::reboot;
-  }
-  auto settings_or = ota_settings(dev);
-  if (!settings_or) {
-    log.error(kTag, settings_or.error().message());
-    return AppExit::halt;
-  }
-  const OtaAppSettings& s = *settings_or;
-  if (!s.enabled()) return AppExit::halt;
-
-  agent::HttpOptions http;
+  OTA32_ASSIGN(auto table, dev.partition_table());
+  AppOtaContext ctx = app_ota_context(dev, boot, table);
+  agent::UpdateAgentConfig cfg;
+  cfg.self_test = self_test(dev);
+  std::optional<agent::FileProgressStore> progress;
+  // A device.json the agent cannot use: the image still confirms itself, then the firmware stops.
+  std::optional<std::string> problem;
+  auto s = ota_settings(dev);
   std::string ca_pem;
-  if (!s.ca_cert.empty()) {
-    auto pem = read_text_file(s.ca_cert);
-    if (!pem) {
-      log.error(kTag, fmt::format("cannot read the CA certificate: {}", pem.error().message()));
-      return AppExit::halt;
-    }
-    ca_pem = *pem;
-  }
-  http.tls.ca_pem = ca_pem;
-  http.tls.ca_name = s.ca_cert.filename().string();
-  http.tls.skip_cert_common_name_check = s.skip_cert_common_name_check;
-  http.timeout = std::chrono::milliseconds(s.timeout_ms);
-  agent::HttpClient client(http);
-  const std::string project = boot.app->desc ? boot.app->desc->project_name : "";
-  auto report = [&](agent::ReportState st, std::string version, std::string error) {
-    if (s.update_server.empty()) return;
-    agent::DeviceReport rep{st, std::move(version), std::move(error), project, std::string(dev.chip().name)};
-    auto r = agent::report_state(client, s.update_server, s.device_id, rep, s.credential);
-    if (!r) log.warn(kTag, fmt::format("report to {} failed: {}", s.update_server, r.error().message()));
-  };
-
-  // What became of the update installed before this boot.
-  if (state.contains("installed") && state["installed"].is_string()) {
-    std::string installed = state["installed"].get<std::string>();
-    if (installed == running) {
-      report(agent::ReportState::booted, running, "");
+  if (!s) {
+    problem = s.error().message();
+  } else if (!s->ca_cert.empty()) {
+    auto pem = read_text_file(s->ca_cert);
+    if (pem) {
+      ca_pem = *pem;
     } else {
-      if (!rejected(state, installed)) state["rolled_back"].push_back(installed);
-      report(agent::ReportState::rolled_back, running,
-             fmt::format("version {} did not stay booted; running {} again", installed, running));
-    }
-    state.erase("installed");
-    OTA32_TRY(save_agent_state(dev, memory_state_, state));
-  }
-
-  log.info(kTag, "Starting OTA example");
-  DirectOtaOptions o;
-  o.url = s.ota_url;
-  o.ca_pem = ca_pem;
-  o.ca_name = http.tls.ca_name;
-  o.skip_cert_common_name_check = s.skip_cert_common_name_check;
-  o.timeout_ms = s.timeout_ms;
-  std::string offered_version;
-  if (state.contains("rolled_back") && state["rolled_back"].is_array()) {
-    for (const auto& v : state["rolled_back"]) {
-      if (v.is_string()) o.invalid_versions.push_back(v.get<std::string>());
+      problem = fmt::format("cannot read the CA certificate: {}", pem.error().message());
     }
   }
-  if (!s.update_server.empty()) {
-    agent::UpdateQuery q{s.update_server, project,     running, std::string(dev.chip().name),
-                         s.device_id,     s.credential};
-    if (boot.app->desc) q.secure_version = boot.app->desc->secure_version;  // the server's anti-rollback
-    auto offer = agent::check_for_update(client, q);
-    if (!offer) {
-      log.error(kTag, fmt::format("update check failed: {}", offer.error().message()));
-      return AppExit::halt;
-    }
-    if (!*offer) {
-      log.info(kTag, fmt::format("no update for {} version {}", q.project, running));
-      return AppExit::halt;
-    }
-    if (rejected(state, (*offer)->version)) {
-      log.warn(kTag,
-               fmt::format("New version is the same as invalid version. Previously, there was an attempt to "
-                           "launch the firmware with {} version, but it failed. The firmware has been rolled "
-                           "back to the previous version.",
-                           (*offer)->version));
-      return AppExit::halt;
-    }
-    o.url = (*offer)->url;
-    o.expected_size = (*offer)->size ? std::optional<uint64_t>((*offer)->size) : std::nullopt;
-    o.expected_sha256 = (*offer)->sha256;
-    offered_version = (*offer)->version;
-    report(agent::ReportState::downloading, running, "");
+  if (!problem) {
+    cfg.update_server = s->update_server;
+    cfg.ota_url = s->ota_url;
+    cfg.device_id = s->device_id;
+    cfg.credential = s->credential;
+    DirectOtaOptions o;
+    o.url = s->ota_url;
+    o.ca_pem = ca_pem;
+    o.ca_name = s->ca_cert.filename().string();
+    o.skip_cert_common_name_check = s->skip_cert_common_name_check;
+    o.timeout_ms = s->timeout_ms;
+    cfg.ota = device_ota_config(dev, boot, o, log, progress);
   }
-  auto done = run_device_ota(dev, boot, o, log);
-  if (!done) {
-    if (done.error().code() == ErrorCode::power_lost) return done.error();
-    if (done.error().code() == ErrorCode::already_exists) {  // advanced_https_ota_example's version check
-      log.warn(kTag, "Current running version is the same as a new. We will not continue the update.");
-      return AppExit::halt;
-    }
-    if (done.error().code() == ErrorCode::rollback_refused) {  // refusals the agent logged (version checks)
-      report(agent::ReportState::failed, running, done.error().message());
-      return AppExit::halt;
-    }
-    log.error(kTag, fmt::format("Firmware upgrade failed: {}", done.error().message()));
-    report(agent::ReportState::failed, running, done.error().message());
-    return AppExit::halt;
-  }
-  std::string new_version = done->image.desc ? done->image.desc->version : offered_version;
-  state["installed"] = new_version;
-  OTA32_TRY(save_agent_state(dev, memory_state_, state));
-  report(agent::ReportState::installed, running, "");
-  log.info(kTag, "Prepare to restart system!");
-  return AppExit::reboot;
+  std::optional<FileStateStore> file_store;
+  agent::StateStore* store = &memory_state_;
+  if (!dev.dir().empty()) store = &file_store.emplace(dev.dir() / kAgentStateFile);
+  BootLogSink sink(log);
+  agent::UpdateAgent agent(std::move(cfg), ctx, *store, sink);
+  OTA32_ASSIGN(agent::AgentExit e, agent.run(running_app(dev, boot)));
+  if (e == agent::AgentExit::reboot) return AppExit::reboot;
+  if (problem) log.error(kTag, *problem);
+  return AppExit::halt;
 }
 
 }  // namespace ota32

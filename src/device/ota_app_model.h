@@ -17,6 +17,7 @@
 
 #include "agent/agent_log.h"
 #include "agent/https_ota.h"
+#include "agent/update_agent.h"
 #include "agent/update_client.h"
 #include "boot/boot_log.h"
 #include "device/app_model.h"
@@ -73,15 +74,21 @@ agent::OtaWriterOptions ota_writer_options(const VirtualDevice& dev);
 Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResult& boot,
                                              const DirectOtaOptions& o, BootLog& log);
 
-// The app model `ota32 device run` uses when device.json configures the agent: confirm or reject a
-// PENDING_VERIFY image (DefaultAppModel), report the boot, then update from ota_url or update_server;
-// reboot after a successful update, keep running the current image after a failure.
+// The download settings of `dev`'s firmware for o.url (TLS, timeout, writer checks, reconnect jitter by
+// MAC, the device's clock); `progress` receives the device directory's ota_progress.json store.
+agent::HttpsOtaConfig device_ota_config(VirtualDevice& dev, const BootResult& boot, const DirectOtaOptions& o,
+                                        BootLog& log, std::optional<agent::FileProgressStore>& progress);
+
+// The app model `ota32 device run` uses when device.json configures the agent: the update agent's
+// lifecycle (agent/update_agent.h) with the device directory's agent_state.json as its record: confirm or
+// reject a PENDING_VERIFY image, report the boot, then update from ota_url or update_server; reboot after
+// a successful update, keep running the current image after a failure.
 class OtaAppModel final : public AppModel {
  public:
   Result<AppExit> run(VirtualDevice& dev, const BootResult& boot, BootLog& log) override;
 
  private:
-  nlohmann::json memory_state_ = nlohmann::json::object();  // agent state of an in-memory device
+  agent::MemoryStateStore memory_state_;  // the agent's record on an in-memory device
 };
 
 // The file (in the device directory) where the agent keeps an interrupted download's progress.

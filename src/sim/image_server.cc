@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "core/hash.h"
+
 namespace ota32::sim {
 namespace {
 
@@ -68,6 +70,24 @@ class MemoryConnection final : public agent::Connection {
     answered_ = true;
     ++s_->requests;
     const uint64_t size = s_->image.size();
+    if (!s_->version.empty() && request_.rfind("POST ", 0) == 0) {
+      ++s_->reports;
+      head_ = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      return;
+    }
+    if (!s_->version.empty() && request_.rfind("GET /api/v1/update?", 0) == 0) {
+      const std::string line = request_.substr(0, request_.find("\r\n"));
+      const bool current = line.find("&version=" + s_->version + "&") != std::string::npos;
+      if (current) {
+        head_ = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      } else {
+        head_ = fmt::format(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+            "Connection: close\r\n\r\n{}",
+            s_->offer_json.size(), s_->offer_json);
+      }
+      return;
+    }
     if (request_.rfind("GET ", 0) != 0) {
       head_ = "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       return;
@@ -102,6 +122,15 @@ class MemoryConnection final : public agent::Connection {
 };
 
 }  // namespace
+
+ImageServer::ImageServer(Bytes image, std::string version, std::string image_url)
+    : state_(std::make_shared<State>(State{std::move(image)})) {
+  state_->version = std::move(version);
+  state_->image_url = std::move(image_url);
+  state_->offer_json =
+      fmt::format(R"({{"url": "{}", "size": {}, "sha256": "{}", "version": "{}"}})", state_->image_url,
+                  state_->image.size(), to_hex(sha256(state_->image)), state_->version);
+}
 
 std::function<Result<std::unique_ptr<agent::Connection>>(const agent::Url&)> ImageServer::connector() const {
   auto s = state_;

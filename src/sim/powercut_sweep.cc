@@ -24,11 +24,12 @@ constexpr int kMaxBoots = 8;
 constexpr size_t kWriteChunk = 1024;            // esp_https_ota's and native_ota_example's buffer
 constexpr uint32_t kProgressEvery = 16 * 1024;  // the resumed download saves its progress this often
 constexpr const char* kImageUrl = "http://image-server/new.bin";
+constexpr const char* kServerUrl = "http://image-server";
 constexpr uint32_t kPartitionTableSize = 0xC00;
 
-constexpr std::array<Scenario, 7> kScenarios = {
-    Scenario::ota,         Scenario::ota_rollback, Scenario::rollback,      Scenario::mark_valid,
-    Scenario::write_flash, Scenario::resume,       Scenario::secure_version};
+constexpr std::array<Scenario, 8> kScenarios = {
+    Scenario::ota,         Scenario::ota_rollback, Scenario::rollback,  Scenario::mark_valid,
+    Scenario::write_flash, Scenario::resume,       Scenario::lifecycle, Scenario::secure_version};
 
 // The agent's download progress where the chip keeps it (NVS): survives the power cut, written atomically.
 // NVS lives on the same flash, so once its power is lost nothing more is stored.
@@ -52,6 +53,19 @@ class MemProgressStore final : public agent::ProgressStore {
   static Error lost() { return Error(ErrorCode::power_lost, "NVS: power lost"); }
 };
 
+// The update agent's record in NVS: like MemProgressStore, nothing is stored once the power is lost.
+class NvsStateStore final : public agent::StateStore {
+ public:
+  agent::AgentState saved;
+  const FaultFlash* flash = nullptr;
+  Result<agent::AgentState> load() override { return saved; }
+  Result<void> save(const agent::AgentState& s) override {
+    if (flash && flash->power_lost()) return Error(ErrorCode::power_lost, "NVS: power lost");
+    saved = s;
+    return {};
+  }
+};
+
 // An image is known by its appended SHA-256 (esp_app_desc's app_elf_sha256 is per build, not per image),
 // or the SHA-256 of its bytes when it has none.
 Sha256Digest id_of(const AppImage& img, ByteView bytes) {
@@ -71,7 +85,7 @@ std::string describe_app(const PartitionEntry& p, const std::optional<AppDescrip
            : fmt::format("{} (no app descriptor)", p.name);
 }
 
-enum class Install { none, direct, https };
+enum class Install { none, direct, https, agent };
 
 struct FirmwareSpec {
   Install install = Install::none;
@@ -88,10 +102,12 @@ class Firmware final : public AppModel {
   explicit Firmware(FirmwareSpec spec) : spec_(std::move(spec)) {}
 
   MemProgressStore progress;
+  NvsStateStore record;
   uint32_t resumed_from = 0;  // the last download's resume offset (0 = from the start)
 
   Result<AppExit> run(VirtualDevice& dev, const BootResult& boot, BootLog& log) override {
     if (!boot.app) return AppExit::halt;
+    if (spec_.install == Install::agent) return run_agent(dev, boot);
     OTA32_ASSIGN(Sha256Digest id, booted_id(dev.raw_flash(), *boot.app));
     if (spec_.crashes && id == *spec_.crashes) return AppExit::reboot;  // e.g. a watchdog reset
     DefaultAppModel confirm;
@@ -126,6 +142,26 @@ class Firmware final : public AppModel {
   }
 
  private:
+  // The update agent as the firmware: it confirms, checks with the server, installs, reports.
+  Result<AppExit> run_agent(VirtualDevice& dev, const BootResult& boot) {
+    OTA32_ASSIGN(PartitionTable table, dev.partition_table());
+    AppOtaContext ctx = app_ota_context(dev, boot, table);
+    agent::UpdateAgentConfig cfg;
+    cfg.update_server = kServerUrl;
+    cfg.device_id = dev.efuse().mac;
+    cfg.ota.http.connect = spec_.server->connector();
+    cfg.ota.writer = ota_writer_options(dev);
+    if (boot.app->desc) cfg.ota.writer.running_version = boot.app->desc->version;
+    cfg.ota.progress = &progress;
+    cfg.ota.progress_every = kProgressEvery;
+    cfg.ota.sleep = [](std::chrono::milliseconds) {};
+    agent::NullLog quiet;
+    agent::UpdateAgent a(std::move(cfg), ctx, record, quiet);
+    OTA32_ASSIGN(agent::AgentExit e, a.run(running_app(dev, boot)));
+    if (a.last_download()) resumed_from = a.last_download()->resumed_from;
+    return e == agent::AgentExit::reboot ? AppExit::reboot : AppExit::halt;
+  }
+
   FirmwareSpec spec_;
 };
 
@@ -141,6 +177,7 @@ struct Plan {
   uint64_t seed = 0;
   TornMode torn = TornMode::random;
   uint32_t counter_before = 0, new_secure_version = 0;  // secure-version
+  std::string new_version;                              // lifecycle: the version the server offers
 };
 
 struct Rig {
@@ -153,6 +190,8 @@ Result<Rig> make_rig(const DeviceState& s, const Plan& plan) {
   auto fw = std::make_shared<Firmware>(plan.fw);
   fw->progress.saved = s.progress;
   fw->progress.flash = &dev->flash();
+  fw->record.saved = s.record;
+  fw->record.flash = &dev->flash();
   dev->set_app_model(fw);
   dev->flash().set_seed(plan.seed);
   dev->flash().set_torn_mode(plan.torn);
@@ -160,7 +199,8 @@ Result<Rig> make_rig(const DeviceState& s, const Plan& plan) {
 }
 
 DeviceState state_of(const Rig& r) {
-  return DeviceState{r.dev->config(), r.dev->efuse(), r.dev->snapshot(), r.fw->progress.saved};
+  return DeviceState{r.dev->config(), r.dev->efuse(), r.dev->snapshot(), r.fw->progress.saved,
+                     r.fw->record.saved};
 }
 
 BootEfuse boot_efuse(const VirtualDevice& dev) {
@@ -319,25 +359,60 @@ std::string id_desc(const Plan& plan, const BootRecord& b) {
   return b.desc;
 }
 
+// Whether an otadata entry for the slot holding the new image says ABORTED (the bootloader's rollback).
+Result<bool> new_slot_aborted(VirtualDevice& dev, const Plan& plan) {
+  OTA32_ASSIGN(PartitionTable table, dev.partition_table());
+  for (const PartitionEntry* p : table.ota_apps()) {
+    OTA32_ASSIGN(auto id, verified_id(dev, *p));
+    if (!id || *id != plan.new_id) continue;
+    auto st = get_state_partition(dev.raw_flash(), table, *p);
+    if (st && *st == kOtaStateAborted) return true;
+  }
+  return false;
+}
+
 // After a retry that ran without a cut: it ends on the target, committed, and a further power-on boots the
 // target and writes nothing.
 Result<std::string> final_problem(Rig& rig, const Plan& plan, const Trace& t, std::string_view who) {
-  const char* target_name = plan.target_id == plan.new_id ? "the new image" : "the old image";
   if (t.boots.empty()) return fmt::format("{} never booted", who);
   const BootRecord& last = t.boots.back();
   if (!last.id) return fmt::format("{} ended with {}", who, last.desc);
   if (!t.settled) return fmt::format("{} kept rebooting ({} boots)", who, t.boots.size());
-  if (*last.id != plan.target_id) {
+  Sha256Digest target = plan.target_id;
+  if (plan.scenario == Scenario::lifecycle && plan.has_old && *last.id == plan.old_id) {
+    // ESP-IDF's rollback: a cut after the switch and before the new image confirmed itself looks to the
+    // bootloader like a crash of its trial boot (PENDING_VERIFY -> ABORTED), and the agent then refuses
+    // the version as native_ota_example does. Accepted only with that evidence; a cut after the
+    // confirmation that goes back is caught by boots_problem.
+    OTA32_ASSIGN(bool aborted, new_slot_aborted(*rig.dev, plan));
+    if (aborted) target = plan.old_id;
+  }
+  const char* target_name = target == plan.new_id ? "the new image" : "the old image";
+  if (*last.id != target) {
     return fmt::format("{} ended on {}, not on {}", who, id_desc(plan, last), target_name);
   }
-  OTA32_ASSIGN(bool c, committed(*rig.dev, plan.target_id));
+  OTA32_ASSIGN(bool c, committed(*rig.dev, target));
   if (!c) return fmt::format("{} ended on {} but the next boot would not keep it", who, target_name);
   const uint64_t before = rig.dev->flash().mutations();
   OTA32_ASSIGN(BootResult again, rig.dev->power_on());
   if (!again.app) return fmt::format("the power-on after {} started no app", who);
   OTA32_ASSIGN(Sha256Digest id, booted_id(rig.dev->raw_flash(), *again.app));
-  if (id != plan.target_id) return fmt::format("the power-on after {} started another image", who);
+  if (id != target) return fmt::format("the power-on after {} started another image", who);
   if (rig.dev->flash().mutations() != before) return fmt::format("the power-on after {} wrote flash", who);
+  if (plan.scenario == Scenario::lifecycle) {
+    const agent::AgentState& rec = rig.fw->record.saved;
+    if (rec.phase != agent::Phase::idle) {
+      return fmt::format("{} left the agent's record {} {}, not idle", who, agent::to_string(rec.phase),
+                         rec.version);
+    }
+    if (target == plan.new_id && rec.is_rolled_back(plan.new_version)) {
+      return fmt::format("{} left the new version {} marked as rolled back", who, plan.new_version);
+    }
+    if (target != plan.new_id && !rec.is_rolled_back(plan.new_version)) {
+      return fmt::format("{} went back to the old image without marking {} as rolled back", who,
+                         plan.new_version);
+    }
+  }
   if (plan.scenario == Scenario::secure_version &&
       rig.dev->efuse().secure_version != plan.new_secure_version) {
     return fmt::format("{} left the eFuse counter at {}, not at the new image's secure_version {}", who,
@@ -510,6 +585,7 @@ Result<Plan> prepare(const DeviceState& before, ByteView new_image, const SweepO
   plan.torn = opt.torn;
   plan.start = before;
   plan.start.progress.reset();
+  plan.start.record = {};
   plan.start.config.app.self_test_fails.clear();  // the new image's self-test passes
   auto img = parse_image(new_image, "new image");
   if (!img) return img.error();
@@ -526,6 +602,14 @@ Result<Plan> prepare(const DeviceState& before, ByteView new_image, const SweepO
     case Scenario::rollback:
     case Scenario::mark_valid:
       bl.rollback = true;
+      break;
+    case Scenario::lifecycle:
+      bl.rollback = true;  // the confirmation rows run too
+      if (!img->app_desc) {
+        return Error(ErrorCode::invalid_argument,
+                     "lifecycle: the new image has no app descriptor, so the server cannot offer a version");
+      }
+      plan.new_version = img->app_desc->version;
       break;
     case Scenario::write_flash:
     case Scenario::resume:
@@ -582,6 +666,11 @@ Result<Plan> prepare(const DeviceState& before, ByteView new_image, const SweepO
     plan.fw.install = Install::https;
     plan.fw.server = std::make_shared<ImageServer>(Bytes(new_image.begin(), new_image.end()));
   }
+  if (opt.scenario == Scenario::lifecycle) {
+    plan.fw.install = Install::agent;
+    plan.fw.server =
+        std::make_shared<ImageServer>(Bytes(new_image.begin(), new_image.end()), plan.new_version, kImageUrl);
+  }
 
   if (opt.scenario == Scenario::rollback || opt.scenario == Scenario::mark_valid ||
       opt.scenario == Scenario::secure_version) {
@@ -635,6 +724,8 @@ std::string_view to_string(Scenario s) {
       return "write-flash";
     case Scenario::resume:
       return "resume";
+    case Scenario::lifecycle:
+      return "lifecycle";
     case Scenario::secure_version:
       return "secure-version";
   }
@@ -655,6 +746,8 @@ std::string_view describe(Scenario s) {
       return "esptool write_flash of the whole device (bootloader, table, blank otadata, new image)";
     case Scenario::resume:
       return "a download interrupted by a power cut, resumed with Range after the reboot";
+    case Scenario::lifecycle:
+      return "the update agent's lifecycle: update check, download, install, reboot, confirm, reports";
     case Scenario::secure_version:
       return "anti-rollback: the installed new image confirms itself and burns the eFuse counter";
   }
@@ -667,9 +760,10 @@ Result<Scenario> parse_scenario(std::string_view text) {
   }
   return Error(
       ErrorCode::invalid_argument,
-      fmt::format("unknown scenario '{}' (ota, ota-rollback, rollback, mark-valid, write-flash, resume, "
-                  "secure-version)",
-                  text));
+      fmt::format(
+          "unknown scenario '{}' (ota, ota-rollback, rollback, mark-valid, write-flash, resume, lifecycle, "
+          "secure-version)",
+          text));
 }
 
 std::span<const Scenario> all_scenarios() { return kScenarios; }

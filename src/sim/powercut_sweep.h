@@ -6,7 +6,8 @@
 //  - never goes back to the old image once the clean run had committed to the new one (confirmed it, or
 //    without rollback switched otadata to it);
 //  - after a retry (power on again and let the firmware finish) ends on the new image, committed: the next
-//    power-on boots it and writes nothing.
+//    power-on boots it and writes nothing;
+//  - lifecycle: after the retry the agent's record is idle and does not hold the new version as rolled back.
 // With anti-rollback (secure-version scenario) also, after every cut: the eFuse counter is never below
 // where it started nor above the new image's secure_version, and it is above where it started only once
 // the otadata durably commits to the new image (VALID): a counter burnt earlier would leave the old image,
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "agent/https_ota.h"
+#include "agent/update_agent.h"
 #include "core/bytes.h"
 #include "core/result.h"
 #include "device/device_config.h"
@@ -41,6 +43,8 @@ enum class Scenario {
                  // the new image at the factory slot (ota_0 without one), as `idf.py flash` does
   resume,        // a download interrupted by a power cut, resumed after the reboot with Range (esp_https_ota
                  // with the saved progress), then the reboot into the new image
+  lifecycle,     // the update agent's whole lifecycle (agent/update_agent.h): update check, download,
+                 // install, reboot, confirmation on a rollback build, reports; its record persisted as NVS
   secure_version,  // anti-rollback: the installed new image, whose secure_version is above the eFuse
                    // counter, boots, confirms itself (VALID) and burns the counter; the cuts include the
                    // eFuse burn (FaultFlash::burn_efuse)
@@ -56,6 +60,7 @@ struct DeviceState {
   Efuse efuse;
   Bytes flash;
   std::optional<agent::DownloadProgress> progress;  // the agent's saved download (NVS on the chip)
+  agent::AgentState record;                         // the update agent's record (NVS on the chip)
 };
 
 struct SweepProgress {

@@ -60,6 +60,8 @@ uint64_t minimum_ops(Scenario s, uint32_t image_size) {
       return 8;  // four files, each at least one erase and one program
     case Scenario::resume:
       return (sectors + writes) / 4;  // at least the second half of the download
+    case Scenario::lifecycle:
+      return sectors + writes + 4;  // the download, the otadata entry, the confirmation
     case Scenario::secure_version:
       return 5;  // two otadata rewrites of erase + program, and the eFuse burn
   }
