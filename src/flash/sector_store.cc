@@ -51,7 +51,7 @@ SectorStore::Id SectorStore::intern(ByteView contents) {
   } else {
     id = next_++;
     assert(id / kChunk < kMaxChunks);
-    if (!chunks_[id / kChunk]) chunks_[id / kChunk] = std::make_unique<Chunk>();
+    if (!chunks_[id / kChunk]) chunks_[id / kChunk].reset(new Chunk);  // default-initialised: untouched
   }
   Slot& s = slot(id);
   std::memcpy(s.data.data(), contents.data(), kFlashSectorSize);

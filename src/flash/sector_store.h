@@ -49,12 +49,13 @@ class SectorStore {
   uint64_t bytes() const { return stats().unique * kFlashSectorSize; }
 
  private:
-  static constexpr uint32_t kChunk = 4096;       // sectors per allocation (16 MiB)
-  static constexpr uint32_t kMaxChunks = 16384;  // 256 GiB of distinct sectors: never reached
+  static constexpr uint32_t kChunk = 1024;       // sectors per allocation (4 MiB, touched as used)
+  static constexpr uint32_t kMaxChunks = 65536;  // 256 GiB of distinct sectors: never reached
+  // No initialisers: a new chunk is left untouched (not resident) until its slots are handed out.
   struct Slot {
     Sector data;
-    uint64_t hash = 0;
-    uint32_t refs = 0;
+    uint64_t hash;
+    uint32_t refs;
   };
   struct Chunk {
     std::array<Slot, kChunk> sectors;
