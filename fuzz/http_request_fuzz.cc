@@ -64,6 +64,14 @@ Parsed parse(std::string_view bytes, fuzz::InputSplitter* sizes) {
       if (p.is_header_done() && !out.header_done) {
         out.header_done = true;
         out.head_bytes = consumed_total;
+        // As Session::before_body: a Content-Length over the limit is refused before the body is read.
+        // Without that check the body's reader would reserve the announced length (string_body does, and so
+        // does the session's SpoolBody for bodies in memory).
+        if (p.content_length() && *p.content_length() > kBodyLimit) {
+          out.error = "body too large";
+          out.req = HttpRequest(p.get().base(), std::string());
+          return out;
+        }
         p.body_limit(kBodyLimit);
         p.eager(true);
         progressed = true;
