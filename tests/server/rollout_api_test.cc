@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "core/bytes.h"
 #include "format/chip.h"
 #include "format/image_make.h"
@@ -392,6 +395,37 @@ TEST_F(RolloutApiTest, ReportsWithAnUnknownReasonAreRefused) {
                 json{{"state", "failed"}, {"version", "1.0"}, {"reason", "gremlins"}}, false);
   EXPECT_EQ(r.result(), http::status::bad_request);
   EXPECT_THAT(body_of(r)["message"].get<std::string>(), HasSubstr("'gremlins' is not one of"));
+}
+
+// Concurrent update checks through the handlers (the server's threads share one store): the cap holds and
+// every device that got an offer has exactly one action.
+TEST_F(RolloutApiTest, ConcurrentChecksNeverExceedTheCap) {
+  add_devices(16);
+  upload("2.0");
+  create(json{{"id", "r5"},
+              {"version", "2.0"},
+              {"stages", {{{"percent", 100}}}},
+              {"policy", {{"max_in_flight", 3}}}});
+  std::atomic<int> offered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = t; i < 16; i += 4) {
+        HttpRequest req{http::verb::get,
+                        "/api/v1/update?project=app&chip=esp32&version=1.0&device=dev-" + std::to_string(i),
+                        11};
+        req.set(http::field::host, "10.0.0.36:8070");
+        auto r = router_.route(req, RequestContext{});
+        if (std::get<HttpResponse>(r).result() == http::status::ok) ++offered;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(offered.load(), 3);
+  auto counts = api_->store->rollout_state_counts("r5");
+  ASSERT_TRUE(counts);
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].state, "offered");
+  EXPECT_EQ((*counts)[0].count, 3);
 }
 
 }  // namespace
