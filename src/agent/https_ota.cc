@@ -71,7 +71,297 @@ std::string_view begin_error_name(ErrorCode code) {
   }
 }
 
+// openssl s_server -WWW answers a missing file with a text page where the image should be; any other text
+// is not an image either. Only for the first bytes of a body whose write was refused as corrupt.
+std::optional<Error> text_reply_error(ByteView chunk, const std::string& url) {
+  if (!looks_like_text(chunk)) return std::nullopt;
+  std::string text = printable_prefix(chunk);
+  if (text.starts_with("Error opening")) {
+    return Error(ErrorCode::not_found,
+                 fmt::format("firmware not found at {} (the server answered: {})", url, text));
+  }
+  return Error(ErrorCode::corrupt,
+               fmt::format("{} is not a firmware image (the server sent text: '{}')", url, text));
+}
+
+// clang-format off
+constexpr StatusRule kStatusRules[] = {
+    {403, 404, false, StatusAction::abort,   ErrorCode::not_found},
+    {416, 416, true,  StatusAction::restart, std::nullopt},
+    {400, 499, false, StatusAction::abort,   ErrorCode::invalid_argument},
+    {500, 999, false, StatusAction::retry,   ErrorCode::unavailable},
+    {200, 299, false, StatusAction::stream,  std::nullopt},
+    {0,   999, false, StatusAction::abort,   ErrorCode::corrupt},  // 1xx, 3xx left by the redirects
+};
+// clang-format on
+
+// The line esp_https_ota logs and the error, for a retry / abort row.
+Error status_error(const StatusRule& rule, int status, const HttpResponse& resp, const std::string& url,
+                   AgentLog& log) {
+  switch (*rule.code) {
+    case ErrorCode::not_found:
+      log.error(kTag, fmt::format("File not found({})", status));
+      return Error(*rule.code, fmt::format("firmware not found at {} (HTTP {})", url, status));
+    case ErrorCode::invalid_argument:
+      log.error(kTag, fmt::format("Client error ({})", status));
+      return Error(*rule.code, fmt::format("{}: HTTP {} {}", url, status, resp.reason()));
+    case ErrorCode::unavailable:
+      log.error(kTag, fmt::format("Server error ({})", status));
+      return Error(*rule.code, fmt::format("{}: server error HTTP {} {}", url, status, resp.reason()));
+    default:
+      return Error(*rule.code, fmt::format("{}: unexpected HTTP status {}", url, status));
+  }
+}
+
+// One esp_https_ota() under way: the slot, the writer once the first response arrived (or the resumed
+// one), what is known of the total, and when progress was last saved.
+class Download {
+ public:
+  Download(Flash& flash, const PartitionTable& table, const PartitionEntry& slot,
+           const PartitionEntry* running, const HttpsOtaConfig& cfg, AgentLog& log)
+      : flash_(flash),
+        table_(table),
+        slot_(slot),
+        running_(running),
+        cfg_(cfg),
+        log_(log),
+        total_(cfg.expected_size) {}
+
+  // A download interrupted by a reboot continues where the saved progress says the flash got to.
+  Result<uint32_t> resume_saved() {
+    if (cfg_.progress == nullptr) return 0u;
+    OTA32_ASSIGN(auto saved, cfg_.progress->load());
+    if (saved && saved->url == cfg_.url && saved->slot_offset == slot_.offset &&
+        saved->written >= kMinResumeBytes) {
+      auto w = OtaWriter::resume(flash_, table_, slot_, running_, cfg_.writer, saved->written, &log_);
+      if (w) {
+        writer_ = std::move(*w);
+        if (!total_) total_ = saved->total;
+        mark_saved();
+        return writer_->written();
+      }
+    }
+    if (saved) OTA32_TRY(cfg_.progress->clear());
+    return 0u;
+  }
+
+  uint64_t written() const { return writer_ ? writer_->written() : 0; }
+
+  // A bad image or a refused update will not get better: forget the partial download. Not after a power
+  // loss: on the chip nothing runs after it, so the progress saved before it is what the next boot resumes.
+  Error give_up(const Error& e) {
+    if (!retryable(e) && e.code() != ErrorCode::power_lost && cfg_.progress != nullptr) {
+      (void)cfg_.progress->clear();
+    }
+    return e;
+  }
+
+  enum class End { complete, retry, restart };
+  struct Attempt {
+    End end;
+    std::optional<Error> error;  // retry: why
+  };
+  // One connection: request from what is in flash, judge the status, stream the body into flash.
+  // Errors: the download is over (give_up applied).
+  Result<Attempt> attempt(HttpClient& client, uint32_t resumed_from);
+
+  // esp_https_ota_finish: verify, compare with the expected SHA-256, set the boot partition.
+  Result<VerifiedImage> finish() {
+    log_.info(kTag, "Connection closed");
+    auto verified = writer_->end();
+    if (!verified) return give_up(verified.error());
+    if (cfg_.expected_sha256 && verified->sha256 != *cfg_.expected_sha256) {
+      return give_up(
+          Error(ErrorCode::corrupt, fmt::format("{}: SHA-256 {} does not match the expected {}", cfg_.url,
+                                                to_hex(verified->sha256), to_hex(*cfg_.expected_sha256))));
+    }
+    if (auto r = writer_->set_boot_partition(); !r) {
+      log_.error(kTag, fmt::format("esp_ota_set_boot_partition failed! {}", r.error().message()));
+      return give_up(r.error());
+    }
+    if (cfg_.progress != nullptr) OTA32_TRY(cfg_.progress->clear());
+    return *verified;
+  }
+
+ private:
+  Result<uint64_t> body_start(const HttpResponse& resp, int status, uint64_t offset);
+  // Not an aggregate: Result<StreamEnd> must not be constructible from a lone Error as a value.
+  struct StreamEnd {
+    StreamEnd() = default;
+    std::optional<Error> read_error;  // what ended the body early (nullopt: it ended)
+  };
+  Result<StreamEnd> stream(HttpResponse& resp, uint64_t skip);
+  Result<void> save_progress() {
+    if (cfg_.progress == nullptr || writer_ == nullptr) return {};
+    OTA32_TRY(cfg_.progress->save({cfg_.url, slot_.offset, writer_->written(), total_}));
+    mark_saved();
+    return {};
+  }
+  void mark_saved() {
+    saved_at_ = writer_ ? writer_->written() : 0;
+    if (cfg_.cadence.now) saved_time_ = cfg_.cadence.now();
+  }
+  // After a write that took the flash from `before` bytes: saves happen only where a write crosses a sector
+  // boundary, so a resume (which restarts at the sector holding the saved byte) starts at that boundary
+  // whatever the sizes of the network reads were.
+  bool save_due(uint64_t before) const {
+    const uint64_t w = writer_->written();
+    if (w / kFlashSectorSize == before / kFlashSectorSize) return false;
+    const uint64_t step = uint64_t{std::max<uint32_t>(cfg_.cadence.sectors, 1)} * kFlashSectorSize;
+    if (w / step > saved_at_ / step) return true;
+    return cfg_.cadence.now && cfg_.cadence.interval.count() > 0 &&
+           cfg_.cadence.now() - saved_time_ >= cfg_.cadence.interval;
+  }
+
+  Flash& flash_;
+  const PartitionTable& table_;
+  const PartitionEntry& slot_;
+  const PartitionEntry* running_;
+  const HttpsOtaConfig& cfg_;
+  AgentLog& log_;
+  std::unique_ptr<OtaWriter> writer_;
+  std::optional<uint64_t> total_;
+  bool announced_ = false;
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(1024);  // esp_https_ota's: max(buffer_size, 1024)
+  uint64_t saved_at_ = 0;
+  std::chrono::milliseconds saved_time_{0};
+};
+
+// The body's first byte is image byte `offset` (206 with a matching Content-Range), or the server ignored
+// the Range and sends the whole image: returns how many body bytes are already in flash.
+Result<uint64_t> Download::body_start(const HttpResponse& resp, int status, uint64_t offset) {
+  if (offset == 0) {
+    if (resp.content_length()) total_ = resp.content_length();
+    return 0u;
+  }
+  if (status != 206) {
+    log_.warn(kTag, "Server ignored the requested Range header");
+    if (resp.content_length()) total_ = resp.content_length();
+    return offset;
+  }
+  auto cr = resp.header("Content-Range");
+  auto range = cr ? parse_content_range(*cr) : std::nullopt;
+  if (!range || range->first != offset) {
+    return give_up(Error(ErrorCode::corrupt, fmt::format("{}: asked for bytes from {}, the server sent '{}'",
+                                                         cfg_.url, offset, cr.value_or("no Content-Range"))));
+  }
+  if (range->second) total_ = range->second;
+  return 0u;
+}
+
+// Streams the body into flash; returns the read error that ended it early (nullopt: the body ended).
+Result<Download::StreamEnd> Download::stream(HttpResponse& resp, uint64_t skip) {
+  for (uint64_t guard = 0; guard < (uint64_t{1} << 32); ++guard) {
+    auto n = resp.read(buf_);
+    if (!n) {
+      StreamEnd e;
+      e.read_error = n.error();
+      return e;
+    }
+    if (*n == 0) break;
+    ByteView chunk(buf_.data(), *n);
+    if (skip > 0) {
+      size_t drop = static_cast<size_t>(std::min<uint64_t>(skip, chunk.size()));
+      skip -= drop;
+      chunk = chunk.subspan(drop);
+      if (chunk.empty()) continue;
+    }
+    const uint64_t before = writer_->written();
+    const bool first = before == 0;
+    if (auto r = writer_->write(chunk); !r) {
+      if (first && r.error().code() == ErrorCode::corrupt) {
+        if (auto text = text_reply_error(chunk, cfg_.url)) return give_up(*text);
+      }
+      // A refusal of the image header check is logged there, not as a failed write.
+      if (r.error().code() != ErrorCode::rollback_refused && r.error().code() != ErrorCode::power_lost) {
+        log_.error(kTag, fmt::format("Error: esp_ota_write failed! {}", r.error().message()));
+      }
+      return give_up(r.error());
+    }
+    if (save_due(before)) OTA32_TRY(save_progress());
+    if (cfg_.on_progress) cfg_.on_progress(writer_->written(), total_);
+  }
+  return StreamEnd();
+}
+
+Result<Download::Attempt> Download::attempt(HttpClient& client, uint32_t resumed_from) {
+  const uint64_t offset = written();
+  HttpRequest req;
+  req.url = cfg_.url;
+  if (offset > 0) req.headers.push_back({"Range", fmt::format("bytes={}-", offset)});
+  auto sent = client.send(req);
+  if (!sent) {
+    if (!retryable(sent.error())) return give_up(sent.error());
+    log_.error(kTag, fmt::format("Failed to open HTTP connection: {}", sent.error().message()));
+    return Attempt{End::retry, sent.error()};
+  }
+  HttpResponse& resp = **sent;
+  const int status = resp.status();
+  const StatusRule& rule = status_rule(status, offset > 0);
+  switch (rule.action) {
+    case StatusAction::abort:
+      return give_up(status_error(rule, status, resp, cfg_.url, log_));
+    case StatusAction::retry:
+      return Attempt{End::retry, status_error(rule, status, resp, cfg_.url, log_)};
+    case StatusAction::restart:
+      log_.warn(kTag,
+                "Requested range is incorrect (status code: 416); restarting download from the beginning");
+      writer_.reset();
+      return Attempt{End::restart, std::nullopt};
+    case StatusAction::stream:
+      break;
+  }
+  OTA32_ASSIGN(uint64_t skip, body_start(resp, status, offset));
+  if (total_ && *total_ > slot_.size) {
+    return give_up(
+        Error(ErrorCode::out_of_range,
+              fmt::format("firmware at {} is {} bytes, larger than the {} partition ({} = {:#x} bytes)",
+                          cfg_.url, *total_, slot_.name, format_size(slot_.size), slot_.size)));
+  }
+  if (!announced_) {
+    log_.info(kTag, "Starting OTA...");
+    log_.info(kTag,
+              fmt::format("Writing to partition subtype {} at offset {:#x}", slot_.subtype, slot_.offset));
+    if (resumed_from > 0) {
+      log_.info(kTag, fmt::format("Resuming the interrupted download at byte {}", resumed_from));
+    }
+    announced_ = true;
+  }
+  if (!writer_) {
+    auto w = OtaWriter::begin(flash_, table_, slot_, running_, cfg_.writer, &log_);
+    if (!w) {
+      log_.error(kTag, fmt::format("esp_ota_begin failed ({})", begin_error_name(w.error().code())));
+      return give_up(w.error());
+    }
+    writer_ = std::move(*w);
+  }
+  OTA32_ASSIGN(StreamEnd ended, stream(resp, skip));
+  const std::optional<Error>& read_error = ended.read_error;
+  if (read_error) {
+    log_.error(kTag,
+               fmt::format("data read failed after {} bytes: {}", writer_->written(), read_error->message()));
+    if (!retryable(*read_error)) return give_up(*read_error);
+    if (writer_->written() > 0) OTA32_TRY(save_progress());
+    return Attempt{End::retry, read_error};  // reconnect with Range: bytes=<written>-
+  }
+  if (total_ && writer_->written() < *total_) {  // close-delimited body cut short of a known size
+    return Attempt{End::retry,
+                   Error(ErrorCode::unavailable, fmt::format("{}: connection closed after {} of {} bytes",
+                                                             cfg_.url, writer_->written(), *total_))};
+  }
+  return Attempt{End::complete, std::nullopt};
+}
+
 }  // namespace
+
+std::span<const StatusRule> status_rules() { return kStatusRules; }
+
+const StatusRule& status_rule(int status, bool ranged) {
+  for (const auto& r : kStatusRules) {
+    if (status >= r.first && status <= r.last && (!r.ranged || ranged)) return r;
+  }
+  return kStatusRules[std::size(kStatusRules) - 1];
+}
 
 std::chrono::milliseconds reconnect_delay(const ReconnectBackoff& b, int failures_in_a_row) {
   std::chrono::milliseconds d = b.initial;
@@ -132,53 +422,16 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
                              *cfg.expected_size, slot->name, format_size(slot->size), slot->size));
   }
   HttpClient client(cfg.http);
+  Download d(flash, table, *slot, running, cfg, log);
+  OTA32_ASSIGN(result.resumed_from, d.resume_saved());
 
-  // A download interrupted by a reboot continues where the flash says it got to.
-  std::unique_ptr<OtaWriter> writer;
-  std::optional<uint64_t> total = cfg.expected_size;
-  if (cfg.progress != nullptr) {
-    OTA32_ASSIGN(auto saved, cfg.progress->load());
-    if (saved && saved->url == cfg.url && saved->slot_offset == slot->offset &&
-        saved->written >= kMinResumeBytes) {
-      auto w = OtaWriter::resume(flash, table, *slot, running, cfg.writer, saved->written, &log);
-      if (w) {
-        writer = std::move(*w);
-        result.resumed_from = writer->written();
-        if (!total) total = saved->total;
-      }
-    }
-    if (!writer && saved) OTA32_TRY(cfg.progress->clear());
-  }
-
-  uint64_t next_save = 0;
-  auto save_progress = [&]() -> Result<void> {
-    if (cfg.progress == nullptr || writer == nullptr || writer->written() < next_save) return {};
-    next_save = writer->written() + cfg.progress_every;
-    return cfg.progress->save({cfg.url, slot->offset, writer->written(), total});
-  };
-  auto give_up = [&](const Error& e) -> Error {
-    // A bad image or a refused update will not get better: forget the partial download. Not after a power
-    // loss: on the chip nothing runs after it, so the progress saved before it is what the next boot resumes.
-    if (!retryable(e) && e.code() != ErrorCode::power_lost && cfg.progress != nullptr) {
-      (void)cfg.progress->clear();
-    }
-    return e;
-  };
-
-  // Reconnects after unavailable / timeout wait (config.backoff); the decision is by ErrorCode only.
+  // The attempt loop: reconnects after unavailable / timeout wait (config.backoff), a connection that
+  // brought bytes into flash starts the count of failures again; the decision is by ErrorCode only.
   int failures_in_a_row = 0;
-  bool wait_before_next = false;
-  auto connection_failed = [&](uint64_t offset_at_start) {
-    if (writer && writer->written() > offset_at_start) failures_in_a_row = 0;  // it made progress
-    ++failures_in_a_row;
-    wait_before_next = true;
-  };
-
-  bool announced = false;
-  std::vector<uint8_t> buf(1024);  // esp_https_ota's buffer: max(buffer_size, 1024)
+  bool wait = false;
   std::optional<Error> last_error;
   for (int attempt = 0; attempt < cfg.max_connections; ++attempt) {
-    if (wait_before_next) {
+    if (wait) {
       auto delay = reconnect_delay(cfg.backoff, failures_in_a_row);
       log.info(kTag, fmt::format("Reconnecting in {} ms (connection {} of {})", delay.count(), attempt + 1,
                                  cfg.max_connections));
@@ -187,174 +440,25 @@ Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, cons
       } else {
         std::this_thread::sleep_for(delay);
       }
-      wait_before_next = false;
+      wait = false;
     }
-    uint64_t offset = writer ? writer->written() : 0;
-    HttpRequest req;
-    req.url = cfg.url;
-    if (offset > 0) req.headers.push_back({"Range", fmt::format("bytes={}-", offset)});
+    const uint64_t offset = d.written();
     ++result.connections;
-    auto sent = client.send(req);
-    if (!sent) {
-      if (!retryable(sent.error())) return give_up(sent.error());
-      log.error(kTag, fmt::format("Failed to open HTTP connection: {}", sent.error().message()));
-      last_error = sent.error();
-      connection_failed(offset);
-      continue;
-    }
-    HttpResponse& resp = **sent;
-    int status = resp.status();
-    if (status == 403 || status == 404) {
-      log.error(kTag, fmt::format("File not found({})", status));
-      return give_up(
-          Error(ErrorCode::not_found, fmt::format("firmware not found at {} (HTTP {})", cfg.url, status)));
-    }
-    if (status == 416 && offset > 0) {  // the saved range no longer fits: start over
-      log.warn(kTag,
-               "Requested range is incorrect (status code: 416); restarting download from the beginning");
-      writer.reset();
-      continue;
-    }
-    if (status >= 400 && status < 500) {
-      log.error(kTag, fmt::format("Client error ({})", status));
-      return give_up(
-          Error(ErrorCode::invalid_argument, fmt::format("{}: HTTP {} {}", cfg.url, status, resp.reason())));
-    }
-    if (status >= 500) {
-      log.error(kTag, fmt::format("Server error ({})", status));
-      last_error = Error(ErrorCode::unavailable,
-                         fmt::format("{}: server error HTTP {} {}", cfg.url, status, resp.reason()));
-      connection_failed(offset);
-      continue;
-    }
-    if (status < 200 || status >= 300) {
-      return give_up(
-          Error(ErrorCode::corrupt, fmt::format("{}: unexpected HTTP status {}", cfg.url, status)));
-    }
-    uint64_t skip = 0;  // bytes of the body that are already in flash
-    if (offset > 0) {
-      if (status == 206) {
-        auto cr = resp.header("Content-Range");
-        auto range = cr ? parse_content_range(*cr) : std::nullopt;
-        if (!range || range->first != offset) {
-          return give_up(
-              Error(ErrorCode::corrupt, fmt::format("{}: asked for bytes from {}, the server sent '{}'",
-                                                    cfg.url, offset, cr.value_or("no Content-Range"))));
-        }
-        if (range->second) total = range->second;
-      } else {
-        log.warn(kTag, "Server ignored the requested Range header");
-        skip = offset;
-        if (resp.content_length()) total = resp.content_length();
+    OTA32_ASSIGN(auto a, d.attempt(client, result.resumed_from));
+    switch (a.end) {
+      case Download::End::complete: {
+        OTA32_ASSIGN(result.image, d.finish());
+        return result;
       }
-    } else if (resp.content_length()) {
-      total = resp.content_length();
+      case Download::End::restart:
+        continue;
+      case Download::End::retry:
+        if (d.written() > offset) failures_in_a_row = 0;  // it made progress
+        ++failures_in_a_row;
+        last_error = a.error;
+        wait = true;
+        continue;
     }
-    if (total && *total > slot->size) {
-      return give_up(
-          Error(ErrorCode::out_of_range,
-                fmt::format("firmware at {} is {} bytes, larger than the {} partition ({} = {:#x} bytes)",
-                            cfg.url, *total, slot->name, format_size(slot->size), slot->size)));
-    }
-    if (!announced) {
-      log.info(kTag, "Starting OTA...");
-      log.info(kTag,
-               fmt::format("Writing to partition subtype {} at offset {:#x}", slot->subtype, slot->offset));
-      if (result.resumed_from > 0) {
-        log.info(kTag, fmt::format("Resuming the interrupted download at byte {}", result.resumed_from));
-      }
-      announced = true;
-    }
-    if (!writer) {
-      auto w = OtaWriter::begin(flash, table, *slot, running, cfg.writer, &log);
-      if (!w) {
-        log.error(kTag, fmt::format("esp_ota_begin failed ({})", begin_error_name(w.error().code())));
-        return give_up(w.error());
-      }
-      writer = std::move(*w);
-    }
-    // Perform: stream the body into flash.
-    std::optional<Error> read_error;
-    for (uint64_t guard = 0; guard < (uint64_t{1} << 32); ++guard) {
-      auto n = resp.read(buf);
-      if (!n) {
-        read_error = n.error();
-        break;
-      }
-      if (*n == 0) break;
-      ByteView chunk(buf.data(), *n);
-      if (skip > 0) {
-        size_t drop = static_cast<size_t>(std::min<uint64_t>(skip, chunk.size()));
-        skip -= drop;
-        chunk = chunk.subspan(drop);
-        if (chunk.empty()) continue;
-      }
-      if (cfg.stop_after != 0 && writer->written() + chunk.size() > cfg.stop_after) {
-        chunk = chunk.first(
-            static_cast<size_t>(cfg.stop_after - std::min<uint64_t>(cfg.stop_after, writer->written())));
-      }
-      bool first = writer->written() == 0;
-      if (auto r = writer->write(chunk); !r) {
-        if (first && r.error().code() == ErrorCode::corrupt && looks_like_text(chunk)) {
-          std::string text = printable_prefix(chunk);
-          if (text.starts_with("Error opening")) {  // openssl s_server -WWW's answer for a missing file
-            return give_up(
-                Error(ErrorCode::not_found,
-                      fmt::format("firmware not found at {} (the server answered: {})", cfg.url, text)));
-          }
-          return give_up(
-              Error(ErrorCode::corrupt,
-                    fmt::format("{} is not a firmware image (the server sent text: '{}')", cfg.url, text)));
-        }
-        // A refusal of the image header check is logged there, not as a failed write.
-        if (r.error().code() != ErrorCode::rollback_refused) {
-          log.error(kTag, fmt::format("Error: esp_ota_write failed! {}", r.error().message()));
-        }
-        return give_up(r.error());
-      }
-      OTA32_TRY(save_progress());
-      if (cfg.on_progress) cfg.on_progress(writer->written(), total);
-      if (cfg.stop_after != 0 && writer->written() >= cfg.stop_after) {
-        if (cfg.progress != nullptr) {
-          OTA32_TRY(cfg.progress->save({cfg.url, slot->offset, writer->written(), total}));
-        }
-        return Error(ErrorCode::power_lost,
-                     fmt::format("stopped after {} bytes of {} (as asked)", writer->written(), cfg.url));
-      }
-    }
-    if (read_error) {
-      log.error(kTag,
-                fmt::format("data read failed after {} bytes: {}", writer->written(), read_error->message()));
-      if (!retryable(*read_error)) return give_up(*read_error);
-      if (cfg.progress != nullptr && writer->written() > 0) {
-        OTA32_TRY(cfg.progress->save({cfg.url, slot->offset, writer->written(), total}));
-      }
-      last_error = read_error;
-      connection_failed(offset);
-      continue;  // reconnect with Range: bytes=<written>-
-    }
-    if (total && writer->written() < *total) {  // close-delimited body cut short of a known size
-      last_error = Error(ErrorCode::unavailable, fmt::format("{}: connection closed after {} of {} bytes",
-                                                             cfg.url, writer->written(), *total));
-      connection_failed(offset);
-      continue;
-    }
-    // Complete data received.
-    log.info(kTag, "Connection closed");
-    auto verified = writer->end();
-    if (!verified) return give_up(verified.error());
-    if (cfg.expected_sha256 && verified->sha256 != *cfg.expected_sha256) {
-      return give_up(
-          Error(ErrorCode::corrupt, fmt::format("{}: SHA-256 {} does not match the expected {}", cfg.url,
-                                                to_hex(verified->sha256), to_hex(*cfg.expected_sha256))));
-    }
-    if (auto r = writer->set_boot_partition(); !r) {
-      log.error(kTag, fmt::format("esp_ota_set_boot_partition failed! {}", r.error().message()));
-      return give_up(r.error());
-    }
-    if (cfg.progress != nullptr) OTA32_TRY(cfg.progress->clear());
-    result.image = *verified;
-    return result;
   }
   Error e = last_error.value_or(Error(ErrorCode::unavailable, "no connection attempt was made"));
   return Error(e.code(),

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "agent/agent_log.h"
@@ -47,6 +48,36 @@ class FileProgressStore final : public ProgressStore {
   std::filesystem::path path_;
 };
 
+// When the download saves its progress: not after every write (each save is an NVS write on the chip, an
+// fsync + rename on the virtual device). Saves happen where a write crosses a 4 KiB sector boundary: at
+// every `sectors`-th boundary, or at the first boundary once `interval` has passed on the device's clock
+// (`now`) since the last save; and when a connection drops. A power cut resumes from the last save, at the
+// start of the sector holding its byte: at most that much is downloaded again, never a byte that is not in
+// flash (the power-cut sweep checks it).
+struct ProgressCadence {
+  uint32_t sectors = 64;                           // 256 KiB
+  std::chrono::milliseconds interval{1000};        // with `now`; 0 = sectors only
+  std::function<std::chrono::milliseconds()> now;  // the device's clock; empty = sectors only
+};
+
+// What the attempt loop does with a response's status: esp_https_ota's _http_handle_response_code plus
+// ota32's reconnects. The first row whose range holds the status (and, for `ranged` rows, only when the
+// request asked for a Range) decides.
+enum class StatusAction {
+  stream,   // 2xx: the body is the image (or its rest)
+  restart,  // the saved range no longer fits (416): forget it and download from the start
+  retry,    // reconnect after the backoff (5xx)
+  abort,    // give up with `code`
+};
+struct StatusRule {
+  int first, last;  // inclusive
+  bool ranged;      // only for a request with a Range header
+  StatusAction action;
+  std::optional<ErrorCode> code;  // retry / abort
+};
+std::span<const StatusRule> status_rules();
+const StatusRule& status_rule(int status, bool ranged);
+
 // The wait before reconnecting after a connection failed with unavailable / timeout (refused, reset, 5xx,
 // cut short): `initial` after the first such failure, doubled for each further failure in a row, never more
 // than `max`. A connection that brought image bytes into flash starts the count again. (esp_https_ota itself
@@ -73,12 +104,10 @@ struct HttpsOtaConfig {
   // How to wait between connections; empty = std::this_thread::sleep_for. Tests record the waits instead of
   // sleeping; the virtual device also advances its log clock.
   std::function<void(std::chrono::milliseconds)> sleep;
-  uint32_t progress_every = 64 * 1024;  // save progress each time this many more bytes are in flash
-  ProgressStore* progress = nullptr;    // resume after a reboot when set
+  ProgressStore* progress = nullptr;  // resume after a reboot when set
+  ProgressCadence cadence;            // how often `progress` is saved
   // Called after every write with the bytes in flash and the total when known.
   std::function<void(uint64_t written, std::optional<uint64_t> total)> on_progress;
-  // Stop after this many image bytes are in flash, as a power cut would (tests, demos); 0 = never.
-  uint64_t stop_after = 0;
 };
 
 struct HttpsOtaResult {
@@ -97,7 +126,9 @@ struct HttpsOtaResult {
 // - unsupported (another chip), out_of_range (too large for the slot), corrupt (not an image, truncated,
 //   failed verification), already_exists (same version), rollback_refused (lower secure_version, a version
 //   rolled back before, or the running app still PENDING_VERIFY with rollback enabled).
-// In every failure the otadata is untouched, so the running image keeps booting.
+// - power_lost: the flash lost power (the progress saved before it is kept for the next boot).
+// In every failure the otadata is untouched, so the running image keeps booting. A power cut in tests and
+// demos is the Flash's (FaultFlash, BudgetFlash), not a switch of the agent.
 Result<HttpsOtaResult> https_ota(Flash& flash, const PartitionTable& table, const PartitionEntry* running,
                                  const HttpsOtaConfig& config, AgentLog& log);
 

@@ -31,6 +31,26 @@ Result<void> read_within(const Region& r, uint32_t limit, uint64_t off, std::spa
 
 }  // namespace
 
+void RecordedLog::log(char level, std::string_view tag, std::string text) {
+  entries_.push_back({level, std::string(tag), text, 0});
+  out_->log(level, tag, std::move(text));
+}
+
+void RecordedLog::spend_bytes(uint64_t bytes) {
+  entries_.push_back({0, {}, {}, bytes});
+  out_->spend_bytes(bytes);
+}
+
+void RecordedLog::replay(EspLog& to) const {
+  for (const auto& e : entries_) {
+    if (e.level == 0) {
+      to.spend_bytes(e.bytes);
+    } else {
+      to.log(e.level, e.tag, e.text);
+    }
+  }
+}
+
 Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo& chip, uint32_t limit,
                                            AgentLog& log, bool old_log_format, const SignatureCheck* sig) {
   auto fail = [&](std::string why) {
@@ -334,6 +354,7 @@ Result<void> OtaWriter::program(ByteView data) {
     OTA32_TRY(region_.erase(erased_end_, to - erased_end_));
     erased_end_ = to;
   }
+  verified_.reset();  // the slot changed: a later set_boot_partition must verify again
   OTA32_TRY(region_.program(written_, data));
   written_ = static_cast<uint32_t>(end);
   log_->spend_bytes(data.size());
@@ -376,9 +397,11 @@ Result<VerifiedImage> OtaWriter::end() {
                  fmt::format("{}: image truncated: only {} bytes received", target_.name, head_len_));
   }
   OTA32_ASSIGN(const SignatureCheck* sig, signature_check());
+  RecordedLog rec(*log_);
   OTA32_ASSIGN(VerifiedImage v,
-               verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format, sig));
+               verify_app_in_region(region_, *opt_.chip, written_, rec, opt_.old_log_format, sig));
   verified_ = v;
+  verify_log_ = std::move(rec);
   return v;
 }
 
@@ -410,9 +433,11 @@ Result<void> OtaWriter::set_boot_partition() {
     return Error(ErrorCode::invalid_argument,
                  fmt::format("{}: esp_ota_end has not verified an image", target_.name));
   }
-  // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice).
-  OTA32_ASSIGN(const SignatureCheck* sig, signature_check());
-  OTA32_TRY(verify_app_in_region(region_, *opt_.chip, written_, *log_, opt_.old_log_format, sig));
+  // esp_ota_set_boot_partition verifies the image again (the seed shows the segment lines twice). Nothing
+  // was programmed through this writer since end() verified these bytes (program() drops verified_), and
+  // the slot is this writer's until the switch (esp_ota_begin's handle), so the second pass would read the
+  // same bytes and reach the same verdict: its lines and its time are replayed instead of hashed again.
+  verify_log_->replay(*log_);
   return ota32::set_boot_partition(flash_, table_, target_, opt_.rollback_enabled);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -89,6 +90,24 @@ Result<VerifiedImage> verify_app_in_region(const Region& region, const ChipInfo&
                                            AgentLog& log, bool old_log_format,
                                            const SignatureCheck* sig = nullptr);
 
+// Forwards to another log and keeps what passed (lines and time spent, in order) to replay it later.
+class RecordedLog final : public EspLog {
+ public:
+  explicit RecordedLog(EspLog& out) : out_(&out) {}
+  void log(char level, std::string_view tag, std::string text) override;
+  void spend_bytes(uint64_t bytes) override;
+  void replay(EspLog& to) const;
+
+ private:
+  struct Entry {
+    char level;  // 0: time spent
+    std::string tag, text;
+    uint64_t bytes;
+  };
+  EspLog* out_;
+  std::vector<Entry> entries_;
+};
+
 class OtaWriter {
  public:
   // esp_ota_begin. `target` must be an OTA app slot other than `running`. With rollback_enabled, a running
@@ -122,7 +141,8 @@ class OtaWriter {
   Result<VerifiedImage> end();
 
   // esp_ota_set_boot_partition: verifies again (segment lines logged a second time, as in the seed), then
-  // writes the new otadata entry in the sector that does not hold the active one.
+  // writes the new otadata entry in the sector that does not hold the active one. The second verification
+  // is end()'s verdict with its log replayed, not a second hash of the slot: nothing was written since.
   Result<void> set_boot_partition();
 
   uint32_t written() const { return written_; }
@@ -159,6 +179,7 @@ class OtaWriter {
   std::optional<ImageHeader> header_;
   std::optional<AppDescription> desc_;
   std::optional<VerifiedImage> verified_;
+  std::optional<RecordedLog> verify_log_;  // end()'s verification lines, replayed by set_boot_partition
   std::optional<PartitionEntry> running_;
   std::optional<SignatureCheck> sig_;
 };

@@ -8,6 +8,7 @@
 #include "agent/update_client.h"
 #include "core/file_io.h"
 #include "device/virtual_device.h"
+#include "flash/budget_flash.h"
 #include "ota_ops/log_text.h"
 
 namespace ota32 {
@@ -74,6 +75,21 @@ Result<OtaAppSettings> ota_settings(const VirtualDevice& dev) {
     s.device_id = x["device_id"].get<std::string>();
   }
   if (s.device_id.empty()) s.device_id = dev.efuse().mac;
+  if (x.contains("progress_sectors")) {
+    if (!x["progress_sectors"].is_number_unsigned() || x["progress_sectors"].get<uint64_t>() == 0 ||
+        x["progress_sectors"].get<uint64_t>() > 4096) {
+      return Error(ErrorCode::invalid_argument,
+                   field("progress_sectors") + ": not a number of sectors (1..4096)");
+    }
+    s.progress_sectors = x["progress_sectors"].get<uint32_t>();
+  }
+  if (x.contains("progress_ms")) {
+    if (!x["progress_ms"].is_number_unsigned() || x["progress_ms"].get<uint64_t>() > 600000) {
+      return Error(ErrorCode::invalid_argument,
+                   field("progress_ms") + ": not a number of milliseconds (0..600000, 0 = sectors only)");
+    }
+    s.progress_ms = x["progress_ms"].get<uint32_t>();
+  }
   for (const char* key : {"device_token", "gateway_token"}) {
     if (!x.contains(key)) continue;
     if (!x[key].is_string() || x[key].get<std::string>().empty())
@@ -118,12 +134,17 @@ agent::HttpsOtaConfig device_ota_config(VirtualDevice& dev, const BootResult& bo
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : dev.efuse().mac) h = (h ^ c) * 0x100000001b3ull;
   cfg.backoff.jitter_seed = h;
-  cfg.stop_after = o.stop_after;
   cfg.writer.invalid_versions = o.invalid_versions;
   if (!dev.dir().empty()) {
     progress.emplace(dev.dir() / kOtaProgressFile);
     cfg.progress = &*progress;
   }
+  // The progress cadence on the device's virtual clock (the boot log's): replays save at the same points.
+  if (auto st = ota_settings(dev)) {
+    cfg.cadence.sectors = st->progress_sectors;
+    cfg.cadence.interval = std::chrono::milliseconds(st->progress_ms);
+  }
+  cfg.cadence.now = [&log] { return std::chrono::milliseconds(log.now_ms()); };
   // Waiting between reconnects takes real time (the server may be restarting) and virtual time in the log.
   cfg.sleep = [&log](std::chrono::milliseconds d) {
     log.spend_ms(static_cast<uint32_t>(d.count()));
@@ -137,9 +158,22 @@ Result<agent::HttpsOtaResult> run_device_ota(VirtualDevice& dev, const BootResul
   if (!boot.app) return Error(ErrorCode::invalid_argument, "no app is running: the device did not boot");
   OTA32_ASSIGN(auto table, dev.partition_table());
   std::optional<agent::FileProgressStore> progress;
+  OTA32_TRY(ota_settings(dev));  // a device.json the agent cannot use (the cadence) is named
   agent::HttpsOtaConfig cfg = device_ota_config(dev, boot, o, log, progress);
   BootLogSink sink(log);
-  return agent::https_ota(dev.flash(), table, &boot.app->partition, cfg, sink);
+  Flash* flash = &dev.flash();
+  std::optional<BudgetFlash> cut;
+  const PartitionEntry* slot = agent::next_update_partition(table, &boot.app->partition);
+  if (o.stop_after != 0 && slot != nullptr)
+    flash = &cut.emplace(dev.flash(), slot->offset, slot->size, o.stop_after);
+  auto r = agent::https_ota(*flash, table, &boot.app->partition, cfg, sink);
+  if (!r && cut && cut->power_lost()) {
+    return Error(ErrorCode::power_lost,
+                 fmt::format("power cut after {} image bytes of {} (--stop-after); the next `device ota` or "
+                             "`device run` resumes from the progress saved before it",
+                             o.stop_after, o.url));
+  }
+  return r;
 }
 
 Result<AppExit> OtaAppModel::run(VirtualDevice& dev, const BootResult& boot, BootLog& log) {

@@ -5,6 +5,7 @@
 //   "ca_cert": "ca_cert.pem"                             PEM trust anchor (relative to the device dir)
 //   "skip_cert_common_name_check": false, "timeout_ms": 5000, "device_id": "<default: the MAC>",
 //   "self_test_fails": ["4"]                             versions whose self-test fails (rollback)
+//   "progress_sectors": 64, "progress_ms": 1000          how often a download's progress is saved
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,10 @@ struct OtaAppSettings {
   // device.json app.device_token (its TargetToken) or app.gateway_token: sent with every update check and
   // report (docs/api.md "Device identity").
   agent::DeviceCredential credential;
+  // How often the download's progress is saved (app.progress_sectors, app.progress_ms on the device's
+  // virtual clock): agent/https_ota.h ProgressCadence.
+  uint32_t progress_sectors = 64;
+  uint32_t progress_ms = 1000;
   // Nothing to do for the agent (no URL, no server): `device run` keeps the default app model.
   bool enabled() const { return !ota_url.empty() || !update_server.empty(); }
 };
@@ -58,8 +63,10 @@ struct DirectOtaOptions {
   bool skip_cert_common_name_check = false;
   bool allow_same_version = false;
   uint32_t timeout_ms = 5000;
-  uint64_t stop_after = 0;                // simulate a power cut after this many image bytes (resume test)
-  std::optional<uint64_t> expected_size;  // from an update check
+  // Cut the power once this many image bytes are in flash (BudgetFlash over the slot: the agent sees a
+  // flash that lost power, as on the chip); 0 = never. `device ota --stop-after`.
+  uint64_t stop_after = 0;
+  std::optional<uint64_t> expected_size;        // from an update check
   std::optional<Sha256Digest> expected_sha256;  // from an update check
   std::vector<std::string> invalid_versions;    // rolled back here before: never installed again
 };

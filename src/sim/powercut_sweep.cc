@@ -21,8 +21,8 @@ namespace ota32::sim {
 namespace {
 
 constexpr int kMaxBoots = 8;
-constexpr size_t kWriteChunk = 1024;            // esp_https_ota's and native_ota_example's buffer
-constexpr uint32_t kProgressEvery = 16 * 1024;  // the resumed download saves its progress this often
+constexpr size_t kWriteChunk = 1024;      // esp_https_ota's and native_ota_example's buffer
+constexpr uint32_t kProgressSectors = 4;  // the resumed download saves its progress every 16 KiB
 constexpr const char* kImageUrl = "http://image-server/new.bin";
 constexpr const char* kServerUrl = "http://image-server";
 constexpr uint32_t kPartitionTableSize = 0xC00;
@@ -132,7 +132,7 @@ class Firmware final : public AppModel {
       c.http.connect = spec_.server->connector();
       c.writer = o;
       c.progress = &progress;
-      c.progress_every = kProgressEvery;
+      c.cadence.sectors = kProgressSectors;
       c.sleep = [](std::chrono::milliseconds) {};
       agent::NullLog quiet;
       OTA32_ASSIGN(auto r, agent::https_ota(dev.flash(), table, &boot.app->partition, c, quiet));
@@ -153,7 +153,7 @@ class Firmware final : public AppModel {
     cfg.ota.writer = ota_writer_options(dev);
     if (boot.app->desc) cfg.ota.writer.running_version = boot.app->desc->version;
     cfg.ota.progress = &progress;
-    cfg.ota.progress_every = kProgressEvery;
+    cfg.ota.cadence.sectors = kProgressSectors;
     cfg.ota.sleep = [](std::chrono::milliseconds) {};
     agent::NullLog quiet;
     agent::UpdateAgent a(std::move(cfg), ctx, record, quiet);

@@ -5,6 +5,7 @@
 
 #include "agent/https_ota.h"
 #include "core/file_io.h"
+#include "flash/budget_flash.h"
 #include "flash/fault_flash.h"
 #include "flash/nor_flash.h"
 #include "format/image_make.h"
@@ -180,18 +181,22 @@ TEST_F(HttpsOtaTest, ResumesAfterARebootFromSavedProgress) {
   FileProgressStore progress(dir_.path() / "ota_progress.json");
   auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
   c.progress = &progress;
-  c.stop_after = 70000;
-  auto cut = ota(c);
+  c.cadence.sectors = 4;  // a save at every 16 KiB boundary the writes cross
+  // The power goes once 70000 image bytes are in ota_0 (the Flash's doing, not the agent's).
+  const PartitionEntry& slot = *table_.find("ota_0");
+  BudgetFlash cut_flash(flash_, slot.offset, slot.size, 70000);
+  auto cut = https_ota(cut_flash, table_, table_.factory(), c, log_);
   ASSERT_FALSE(cut);
   EXPECT_EQ(cut.error().code(), ErrorCode::power_lost);
   auto saved = progress.load();
   ASSERT_TRUE(saved && *saved);
-  EXPECT_EQ((*saved)->written, 70000u);
-  c.stop_after = 0;
+  // The last save before the cut: the write that crossed 65536 (writes are at most 1 KiB).
+  EXPECT_GE((*saved)->written, 65536u);
+  EXPECT_LT((*saved)->written, 65536u + 1024);
   auto r = ota(c);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(r->resumed_from, 69632u);  // the sector holding byte 70000 is written again
-  EXPECT_EQ(range_start(server.requests().back()), 69632);
+  EXPECT_EQ(r->resumed_from, 65536u);  // the sector holding the saved byte is written again
+  EXPECT_EQ(range_start(server.requests().back()), 65536);
   EXPECT_EQ(slot0(img.size()), img);
   EXPECT_FALSE(*progress.load());  // cleared after success
 }
@@ -205,6 +210,7 @@ TEST_F(HttpsOtaTest, APowerCutKeepsTheSavedProgress) {
   FileProgressStore progress(dir_.path() / "ota_progress.json");
   auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
   c.progress = &progress;
+  c.cadence.sectors = 16;  // 64 KiB
   uint64_t clean_ops = 0;
   {
     MemFlash clean(4u << 20);
@@ -273,7 +279,7 @@ TEST_F(HttpsOtaTest, GivesUpAfterMaxConnectionsAndKeepsProgress) {
   FileProgressStore progress(dir_.path() / "p.json");
   auto c = config("http://127.0.0.1:" + std::to_string(server.port()) + "/fw.bin");
   c.progress = &progress;
-  c.progress_every = 4096;
+  c.cadence.sectors = 1;
   c.max_connections = 3;
   auto r = ota(c);
   ASSERT_FALSE(r);
@@ -418,6 +424,43 @@ TEST_F(HttpsOtaTest, UnconfirmedRunningAppIsRefusedAtBegin) {
   EXPECT_TRUE(log_.has("E esp_https_ota: esp_ota_begin failed (ESP_ERR_OTA_ROLLBACK_INVALID_STATE)"));
   EXPECT_EQ(otadata(), before);
   EXPECT_TRUE(sleeps_.empty());
+}
+
+}  // namespace
+}  // namespace ota32::agent
+
+namespace ota32::agent {
+namespace {
+
+// The status table, row by row: what esp_https_ota does with each status (and ota32's reconnects).
+TEST(HttpsOtaStatus, EachRowOfTheTable) {
+  struct Case {
+    int status;
+    bool ranged;
+    StatusAction action;
+    std::optional<ErrorCode> code;
+  } cases[] = {
+      {200, false, StatusAction::stream, std::nullopt},
+      {206, true, StatusAction::stream, std::nullopt},
+      {403, false, StatusAction::abort, ErrorCode::not_found},
+      {404, true, StatusAction::abort, ErrorCode::not_found},
+      {416, true, StatusAction::restart, std::nullopt},
+      {416, false, StatusAction::abort, ErrorCode::invalid_argument},  // no Range asked: a client error
+      {400, false, StatusAction::abort, ErrorCode::invalid_argument},
+      {499, false, StatusAction::abort, ErrorCode::invalid_argument},
+      {500, false, StatusAction::retry, ErrorCode::unavailable},
+      {503, true, StatusAction::retry, ErrorCode::unavailable},
+      {100, false, StatusAction::abort, ErrorCode::corrupt},
+      {304, false, StatusAction::abort, ErrorCode::corrupt},
+  };
+  for (const auto& k : cases) {
+    const StatusRule& r = status_rule(k.status, k.ranged);
+    EXPECT_EQ(r.action, k.action) << k.status;
+    EXPECT_EQ(r.code, k.code) << k.status;
+  }
+  // The catch-all row is last, so every status has a row.
+  EXPECT_EQ(status_rules().back().first, 0);
+  EXPECT_EQ(status_rules().back().action, StatusAction::abort);
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "flash/budget_flash.h"
 #include "flash/fault_flash.h"
 
 namespace ota32 {
@@ -172,6 +175,26 @@ TEST(FaultFlash, RestorePowerLetsCallsThroughAndKeepsCounting) {
   ASSERT_TRUE(f.erase(0x1000, 0x1000));
   ASSERT_TRUE(f.program(0x1000, Bytes{1}));
   EXPECT_EQ(f.mutations(), 3u);  // the cut one counts: the numbering goes on
+}
+
+// BudgetFlash: the program crossing the budget inside the window lands up to it, then the power is gone.
+TEST(BudgetFlash, CutsThePowerAtTheByteBudgetInsideTheWindow) {
+  MemFlash mem(64 * 1024);
+  BudgetFlash f(mem, 0x4000, 0x4000, 1000);
+  const Bytes data(600, 0x00);
+  ASSERT_TRUE(f.program(0x1000, data));  // outside the window: not counted
+  ASSERT_TRUE(f.program(0x4000, data));
+  auto r = f.program(0x4000 + 600, data);  // 400 of these 600 bytes fit the budget
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::power_lost);
+  EXPECT_TRUE(f.power_lost());
+  Bytes back(0x400);
+  ASSERT_TRUE(mem.read(0x4000, back));
+  EXPECT_EQ(std::count(back.begin(), back.end(), 0x00), 1000);  // exactly the budget reached the cells
+  EXPECT_EQ(back[1000], 0xFF);
+  uint8_t b[1];
+  EXPECT_EQ(f.read(0, b).error().code(), ErrorCode::power_lost);
+  EXPECT_EQ(f.erase(0, 4096).error().code(), ErrorCode::power_lost);
 }
 
 }  // namespace
